@@ -1,0 +1,58 @@
+#!/bin/bash
+# install.sh - install what the test bed runs, from Debian 12 packages (idempotent, root).
+# Starts no daemon: up.sh starts each one by hand, on its own ports.
+set -euo pipefail
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+[ "$(id -u)" = 0 ] || die "install.sh must run as root"
+export DEBIAN_FRONTEND=noninteractive
+T0=$SECONDS
+
+PKGS=(mariadb-server mariadb-client
+      slapd ldap-utils
+      openssh-server openssh-client
+      munge
+      slurmctld slurmd slurmdbd slurm-client
+      iproute2 procps python3-venv)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  # slapd: no default dc=nodomain database; up.sh runs its own slapd from its own slapd.conf.
+  debconf-set-selections <<'DEB'
+slapd slapd/no_configuration boolean true
+slapd shared/organization string example.org
+slapd slapd/domain string example.org
+DEB
+  # Package scripts must not start daemons (there is no systemd here, and ours use other ports).
+  # Many images already carry a policy-rc.d that says no; remove only the one we create.
+  created_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    created_policy=1
+  fi
+  trap '[ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
+  # a fresh machine's package lists may be stale or empty
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  log "installed: ${missing[*]}"
+else
+  log "all test bed packages already installed"
+fi
+
+# Jupyter for the cluster users: a venv from the system python, readable by all (umask 022 even
+# under a stricter root umask), so that any user on a login or compute node can run it.
+jupyter_ok() { "$@" "$TESTBED_JUPYTER_VENV/bin/python" -c 'import jupyter_server' 2>/dev/null; }
+if ! { [ -x "$TESTBED_JUPYTER_VENV/bin/jupyter-server" ] && jupyter_ok; }; then
+  ( umask 022
+    [ -x "$TESTBED_JUPYTER_VENV/bin/python" ] || /usr/bin/python3 -m venv "$TESTBED_JUPYTER_VENV"
+    read -ra jpkgs <<< "$TESTBED_JUPYTER_PKGS"
+    "$TESTBED_JUPYTER_VENV/bin/pip" install -q --disable-pip-version-check "${jpkgs[@]}" )
+  log "jupyter-server installed in $TESTBED_JUPYTER_VENV"
+fi
+# catches a venv made under umask 077: an unprivileged user must be able to import it
+jupyter_ok runuser -u nobody -- || die "$TESTBED_JUPYTER_VENV cannot be used by an unprivileged user"
+log "install done in $((SECONDS - T0)) s"

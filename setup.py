@@ -7,7 +7,6 @@ requires = [
     "setuptools<82",
     "pyramid>=2.0,<3",
     "pyramid_tm>=2.5,<3",
-    "pyramid_retry>=2.1,<3",
     "plaster_pastedeploy>=1.0",
     "waitress>=3.0,<4",
     "cornice>=6.1,<7",

@@ -15,6 +15,8 @@ class ServiceError(Exception):
     def __init__(self, description: str, *, name: str | None = None, location: str | None = None):
         super().__init__(description)
         self.description = description
+        # extra response headers, e.g. Retry-After
+        self.headers: dict[str, str] = {}
         if name is not None:
             self.name = name
         if location is not None:

@@ -2,9 +2,13 @@
 
 import json
 import os
+import secrets
+import subprocess
 from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config
 
 ENDPOINTS = Path(os.environ.get("HCC_TESTBED_ENDPOINTS", "/var/lib/hcc-testbed/endpoints.json"))
 START_HINT = "bash scripts/testbed/install.sh && bash scripts/testbed/up.sh"
@@ -14,7 +18,9 @@ def pytest_configure(config):
     # Stop at once, loudly, when the bed is missing: a suite that silently skipped every real
     # test would pass while testing nothing.
     if not ENDPOINTS.is_file():
-        pytest.exit(f"the test bed is not up ({ENDPOINTS} is missing); start it with: {START_HINT}", returncode=3)
+        pytest.exit(
+            f"the test bed is not up ({ENDPOINTS} is missing); start it with: {START_HINT}", returncode=3
+        )
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +38,112 @@ def users(endpoints) -> dict:
 def clusters(endpoints) -> dict:
     """Test clusters by name: ssh_host, ssh_port, known_hosts, slurm_conf, node, partition, ..."""
     return endpoints["clusters"]
+
+
+# --------------------------------------------------------------------------------------------
+# The service under test: the same functional tests run against SQLite and against MariaDB.
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def migrate(url: str) -> None:
+    """Create the schema the only way production does: alembic's migrations."""
+    cfg = Config(str(ROOT / "development.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "alembic"))
+    cfg.attributes["hcc_database_url"] = url
+    command.upgrade(cfg, "head")
+
+
+@pytest.fixture(scope="session", params=["sqlite", "mysql"])
+def database_url(request, endpoints, tmp_path_factory):
+    """A fresh, migrated registry database of each kind for this test run."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'registry.sqlite'}"
+        migrate(url)
+        yield url
+        return
+    import MySQLdb
+
+    m = endpoints["mysql"]
+    # the service's user may create hccfed_* databases (scripts/testbed/up.sh grants it)
+    name = f"{m['database']}_test_{secrets.token_hex(4)}"
+    conn = MySQLdb.connect(host=m["host"], port=m["port"], user=m["user"], password=m["password"])
+    conn.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    url = f"mysql+mysqldb://{m['user']}:{m['password']}@{m['host']}:{m['port']}/{name}?charset=utf8mb4"
+    try:
+        migrate(url)
+        yield url
+    finally:
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def base_settings(endpoints) -> dict:
+    """The app's hcc.* settings for the test bed, as an ini would hold them."""
+    ldap = endpoints["ldap"]
+    return {
+        "hcc.auth.secret": "test-secret-" + "x" * 40,
+        "hcc.ldap.uri": ldap["uri"],
+        "hcc.ldap.bind_dn": ldap["bind_dn"],
+        "hcc.ldap.bind_password": ldap["bind_password"],
+        "hcc.ldap.user_base": ldap["people"],
+        "hcc.ldap.group_base": ldap["base"],
+        "hcc.api.cors_origins": "https://portal.example.org",
+    }
+
+
+def make_app(settings: dict):
+    from webtest import TestApp
+
+    from hcc_federation import main
+
+    app = main({}, **settings)
+    return TestApp(app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+
+
+@pytest.fixture(scope="session")
+def settings(base_settings, database_url) -> dict:
+    return {**base_settings, "hcc.database.url": database_url}
+
+
+@pytest.fixture(scope="session")
+def app(settings):
+    """The WSGI app wrapped in WebTest, once per database kind."""
+    return make_app(settings)
+
+
+@pytest.fixture(autouse=True)
+def _forget_login_attempts(request):
+    """Throttling counts failures across tests; each test starts with a clean count."""
+    yield
+    if "database_url" not in request.fixturenames:
+        return
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(request.getfixturevalue("database_url"))
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM login_attempts"))
+    engine.dispose()
+
+
+@pytest.fixture
+def login(app, users):
+    """login(name) -> the Authorization headers of a fresh session of that test user."""
+
+    def _login(name: str = "alice", **environ) -> dict:
+        response = app.post_json(
+            "/api/v1/sessions",
+            {"username": name, "password": users[name]["password"]},
+            extra_environ=environ or None,
+        )
+        return {"Authorization": f"Bearer {response.json['token']}"}
+
+    return _login
+
+
+def run_testbed_up() -> None:
+    """Bring every test bed daemon back (idempotent): for tests that stop one on purpose."""
+    subprocess.run(
+        ["bash", str(ROOT / "scripts/testbed/up.sh")], check=True, capture_output=True, timeout=120
+    )

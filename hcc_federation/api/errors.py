@@ -1,0 +1,100 @@
+"""One error envelope for every 4xx and 5xx: Cornice's {"status": "error", "errors": [...]}."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from cornice.renderer import JSONError
+from pyramid.httpexceptions import HTTPException, HTTPForbidden, HTTPNotFound
+from pyramid.response import Response
+from pyramid.view import exception_view_config
+from sqlalchemy.exc import DBAPIError
+
+from ..auth.policy import bearer_token
+from ..errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+# where each plain HTTP error points in the envelope
+_HTTP_LOCATIONS = {
+    401: ("header", "Authorization"),
+    403: ("header", "Authorization"),
+    404: ("url", "path"),
+    405: ("method", "method"),
+    406: ("header", "Accept"),
+    413: ("body", "body"),
+    415: ("header", "Content-Type"),
+}
+
+
+def error_response(
+    status: int, location: str, name: str, description: str, headers: dict[str, str] | None = None
+) -> Response:
+    body = {"status": "error", "errors": [{"location": location, "name": name, "description": description}]}
+    response = Response(json.dumps(body), status=status, content_type="application/json", charset="utf-8")
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def unauthorized(request, description: str = "a valid bearer token is required") -> Response:
+    # RFC 6750: tell a client that presented a token that this token is the problem
+    challenge = 'Bearer realm="hcc-federation"'
+    if bearer_token(request) is not None:
+        challenge += ', error="invalid_token"'
+    return error_response(401, "header", "Authorization", description, {"WWW-Authenticate": challenge})
+
+
+def _has_identity(request) -> bool:
+    try:
+        return request.identity is not None
+    except Exception:  # the database may be what failed; then nobody is known
+        return False
+
+
+@exception_view_config(ServiceError, renderer=None)
+def service_error_view(exc: ServiceError, request) -> Response:
+    if exc.status >= 500:
+        log.warning("%s %s -> %d: %s", request.method, request.path, exc.status, exc.description)
+    if exc.status == 401:
+        return unauthorized(request, exc.description)
+    return error_response(exc.status, exc.location, exc.name, exc.description, exc.headers)
+
+
+# Cornice registers its own views for these two; ours must be at least as specific to win.
+@exception_view_config(HTTPNotFound, renderer=None)
+@exception_view_config(HTTPForbidden, renderer=None)
+@exception_view_config(HTTPException, renderer=None)
+def http_error_view(exc: HTTPException, request) -> Response:
+    if isinstance(exc, JSONError):  # Cornice's validation errors are already in the envelope
+        return exc
+    if exc.code == 403 and not _has_identity(request):
+        # permission denied because nobody is logged in: that is a 401 with a challenge
+        return unauthorized(request)
+    if exc.code == 401:
+        return unauthorized(request)
+    if exc.code < 400:  # a redirect or success raised on purpose passes through
+        return exc
+    location, name = _HTTP_LOCATIONS.get(exc.code, ("url", "path"))
+    if exc.code == 404:
+        description = f"no such resource: {request.path}"
+    elif exc.code == 405:
+        description = f"method {request.method} is not allowed here"
+    else:
+        description = exc.detail or exc.explanation or exc.title
+    headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+    return error_response(exc.code, location, name, str(description), headers)
+
+
+@exception_view_config(DBAPIError, renderer=None)
+def database_error_view(exc: DBAPIError, request) -> Response:
+    log.error("database error on %s %s: %s", request.method, request.path, exc.__class__.__name__)
+    return error_response(503, "body", "database", "the registry database is unavailable, try again later")
+
+
+@exception_view_config(Exception, renderer=None)
+def internal_error_view(exc: Exception, request) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    # never echo the exception: it may carry paths, commands or secrets
+    return error_response(500, "body", "server", "internal error; it has been logged")

@@ -1,0 +1,81 @@
+"""The caller's own profile and password."""
+
+from __future__ import annotations
+
+import logging
+
+import colander
+from cornice import Service
+from cornice.validators import colander_body_validator
+
+from ..auth.directory import DirectoryUnavailable, PasswordRefused
+from ..auth.policy import AUTHENTICATED
+from ..auth.sessions import audit
+from ..db import independent_session
+from ..errors import BadRequest, NotFound
+from .docs import documented
+from .responses import no_content
+from .schemas import StrictSchema, StrictString
+
+log = logging.getLogger(__name__)
+
+me = Service(name="me", path="/api/v1/me", description="The caller's profile")
+my_password = Service(name="my_password", path="/api/v1/me/password", description="The caller's password")
+
+PROFILE_OUT = {
+    "type": "object",
+    "properties": {
+        "username": {"type": "string"},
+        "fullname": {"type": ["string", "null"]},
+        "email": {"type": ["string", "null"]},
+        "description": {"type": ["string", "null"]},
+        "groups": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+@me.get(permission=AUTHENTICATED)
+@documented(200, 401, 404, 503, response=PROFILE_OUT, tag="me")
+def get_me(request):
+    """The caller's profile and groups, from the directory."""
+    person = request.registry.hcc_directory.profile(request.identity.username)
+    if person is None:
+        raise NotFound(f"user {request.identity.username} is no longer in the directory", name="username")
+    return {
+        "username": person.username,
+        "fullname": person.fullname,
+        "email": person.email,
+        "description": person.description,
+        "groups": person.groups,
+    }
+
+
+class PasswordChangeSchema(StrictSchema):
+    current_password = colander.SchemaNode(StrictString(), validator=colander.Length(min=1, max=1024))
+    new_password = colander.SchemaNode(StrictString(), validator=colander.Length(min=1, max=1024))
+
+
+@my_password.put(
+    permission=AUTHENTICATED,
+    schema=PasswordChangeSchema(),
+    validators=(colander_body_validator,),
+    content_type="application/json",
+)
+@documented(204, 400, 401, 413, 415, 503, tag="me")
+def change_password(request):
+    """Change the caller's password in the directory; every session of the caller then ends."""
+    username = request.identity.username
+    addr = request.client_address
+    try:
+        request.registry.hcc_directory.change_password(
+            username, request.validated["current_password"], request.validated["new_password"]
+        )
+    except (BadRequest, PasswordRefused, DirectoryUnavailable) as exc:
+        # committed on its own: the request's transaction is rolled back with the error
+        with independent_session(request.registry.hcc_dbsession_factory) as db:
+            audit(db, "password_change", username, addr, "failure", exc.description)
+        raise
+    ended = request.registry.hcc_sessions.revoke_all(request.dbsession, username)
+    audit(request.dbsession, "password_change", username, addr, "success", f"{ended} sessions ended")
+    log.info("password of %s changed; %d sessions ended", username, ended)
+    return no_content()

@@ -1,0 +1,124 @@
+"""Log in, inspect and end a session."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import colander
+from cornice import Service
+from cornice.validators import colander_body_validator
+
+from ..auth.custody import session_credential
+from ..auth.directory import AccountLocked, DirectoryUnavailable, InvalidCredentials
+from ..auth.policy import AUTHENTICATED
+from ..auth.sessions import audit
+from ..db import independent_session
+from ..errors import ServiceError
+from ..models.meta import as_utc
+from .docs import documented
+from .responses import no_content
+from .schemas import StrictSchema, StrictString
+
+log = logging.getLogger(__name__)
+
+sessions = Service(name="sessions", path="/api/v1/sessions", description="Log in")
+current_session = Service(
+    name="current_session", path="/api/v1/sessions/current", description="The caller's session"
+)
+
+SESSION_OUT = {
+    "type": "object",
+    "properties": {
+        "username": {"type": "string"},
+        "expires_at": {"type": "string", "format": "date-time"},
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+}
+LOGIN_OUT = {"type": "object", "properties": {"token": {"type": "string"}, **SESSION_OUT["properties"]}}
+
+
+class TooManyAttempts(ServiceError):
+    status = 429
+    name = "username"
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"too many failed logins; try again in {retry_after} s")
+        self.headers["Retry-After"] = str(retry_after)
+
+
+class LoginSchema(StrictSchema):
+    username = colander.SchemaNode(StrictString(), validator=colander.Length(min=1, max=256))
+    password = colander.SchemaNode(StrictString(), validator=colander.Length(min=1, max=1024))
+
+
+def _record_failure(request, username: str, outcome: str, detail: str) -> None:
+    # committed at once: the request's own transaction is rolled back with the error response
+    with independent_session(request.registry.hcc_dbsession_factory) as db:
+        request.registry.hcc_throttle.record(db, username, request.client_address, success=False)
+        audit(db, "login", username, request.client_address, outcome, detail)
+
+
+def session_json(request, session) -> dict:
+    return {
+        "username": session.username,
+        "created_at": as_utc(session.row.created_at).isoformat(),
+        "expires_at": as_utc(session.expires_at).isoformat(),
+    }
+
+
+@sessions.post(schema=LoginSchema(), validators=(colander_body_validator,), content_type="application/json")
+@documented(201, 400, 401, 403, 413, 415, 429, 503, response=LOGIN_OUT, tag="sessions")
+def login(request):
+    """Log in with an LDAP username and password; returns a bearer token."""
+    registry = request.registry
+    username, password = request.validated["username"], request.validated["password"]
+    addr = request.client_address
+    with independent_session(registry.hcc_dbsession_factory) as db:
+        wait = registry.hcc_throttle.retry_after(db, username, addr)
+        if wait is not None:
+            audit(db, "login", username, addr, "throttled")
+    if wait is not None:
+        raise TooManyAttempts(wait)
+    if not re.fullmatch(registry.hcc_settings.auth.username_pattern, username):
+        # not a login name this service accepts: never sent to the directory, same answer as unknown
+        _record_failure(request, username, "failure", "malformed username")
+        raise InvalidCredentials("wrong username or password")
+    try:
+        person = registry.hcc_directory.authenticate(username, password)
+    except InvalidCredentials:
+        _record_failure(request, username, "failure", "wrong username or password")
+        raise
+    except AccountLocked:
+        _record_failure(request, username, "locked", "account locked in the directory")
+        raise
+    except DirectoryUnavailable as exc:
+        with independent_session(registry.hcc_dbsession_factory) as db:
+            audit(db, "login", username, addr, "error", exc.description)
+        raise
+    db = request.dbsession
+    registry.hcc_throttle.record(db, person.username, addr, success=True)
+    session = registry.hcc_sessions.create(
+        db, person.username, addr, session_credential(registry, person.username, password)
+    )
+    audit(db, "login", person.username, addr, "success")
+    log.info("login of %s from %s", person.username, addr)
+    request.response.status = 201
+    return {"token": str(session.token), **session_json(request, session)}
+
+
+@current_session.get(permission=AUTHENTICATED)
+@documented(200, 401, response=SESSION_OUT, tag="sessions")
+def get_current_session(request):
+    """The caller's session: who, since when, until when."""
+    return session_json(request, request.identity)
+
+
+@current_session.delete(permission=AUTHENTICATED)
+@documented(204, 401, tag="sessions")
+def logout(request):
+    """Log out: the token stops working at once."""
+    session = request.identity
+    request.registry.hcc_sessions.revoke(request.dbsession, session)
+    audit(request.dbsession, "logout", session.username, request.client_address, "success")
+    return no_content()

@@ -1,0 +1,58 @@
+"""Tweens that act before routing: CORS and the request body size limit."""
+
+from __future__ import annotations
+
+from .errors import error_response
+from .responses import no_content
+
+ALLOWED_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, Range"
+EXPOSED_HEADERS = "ETag, Content-Disposition, Content-Length, Content-Range, Retry-After, WWW-Authenticate"
+ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
+
+def cors_tween_factory(handler, registry):
+    origins = set(registry.hcc_settings.api.cors_origins)
+    any_origin = "*" in origins
+
+    def allowed(origin: str | None) -> bool:
+        return bool(origin) and (any_origin or origin in origins)
+
+    def cors_tween(request):
+        origin = request.headers.get("Origin")
+        preflight = request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+        if preflight:
+            if not allowed(origin):
+                return error_response(403, "header", "Origin", f"origin {origin!r} is not allowed")
+            response = no_content()
+            response.headers.update(
+                {
+                    "Access-Control-Allow-Methods": ALLOWED_METHODS,
+                    "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+                    "Access-Control-Max-Age": "600",
+                }
+            )
+        else:
+            response = handler(request)
+        if allowed(origin):
+            # bearer tokens, not cookies: no Allow-Credentials, and echo the origin, never "*"
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+        response.vary = tuple(sorted(set(response.vary or ()) | {"Origin"}))
+        return response
+
+    return cors_tween
+
+
+def body_limit_tween_factory(handler, registry):
+    limit = registry.hcc_settings.api.max_body_bytes
+
+    def body_limit_tween(request):
+        # refuse before anything reads the body; streaming routes (uploads) declare their own limit
+        if getattr(request, "hcc_streaming_body", False):
+            return handler(request)
+        length = request.content_length
+        if length is not None and length > limit:
+            return error_response(413, "body", "body", f"the request body is larger than {limit} bytes")
+        return handler(request)
+
+    return body_limit_tween

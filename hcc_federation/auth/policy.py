@@ -1,0 +1,41 @@
+"""The security policy: a bearer token becomes an identity with one indexed lookup."""
+
+from __future__ import annotations
+
+from pyramid.security import Allowed, Denied
+
+from .sessions import ActiveSession
+
+AUTHENTICATED = "authenticated"
+
+
+def bearer_token(request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+class BearerTokenSecurityPolicy:
+    def identity(self, request) -> ActiveSession | None:
+        token = bearer_token(request)
+        if token is None:
+            return None
+        return request.registry.hcc_sessions.lookup(request.dbsession, token)
+
+    def authenticated_userid(self, request) -> str | None:
+        identity = request.identity
+        return identity.username if identity is not None else None
+
+    def permits(self, request, context, permission):
+        if permission == AUTHENTICATED and request.identity is not None:
+            return Allowed("a live session")
+        return Denied("no live session")
+
+    def remember(self, request, userid, **kw):
+        return []
+
+    def forget(self, request, **kw):
+        return []

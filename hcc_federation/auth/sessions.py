@@ -1,0 +1,148 @@
+"""Sessions behind bearer tokens, and login throttling shared by every replica through the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from ..models import AuditEvent, LoginAttempt, UserSession
+from ..models.meta import utcnow
+from ..settings import AuthSettings
+from .crypto import Token, new_token, open_credential, parse_token, seal_credential, token_hash, token_matches
+
+# last_seen_at is written at most this often: a write per request would make every GET a
+# database write, and the idle timeout is hours
+TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class ActiveSession:
+    """A session that a presented token opened: who, which row, and the token to open credentials."""
+
+    row: UserSession
+    token: Token
+    username: str
+    expires_at: datetime
+
+
+class SessionStore:
+    def __init__(self, settings: AuthSettings):
+        self.settings = settings
+
+    def effective_expiry(self, row: UserSession) -> datetime:
+        """When the session ends if nothing more happens: the idle limit or the maximum age."""
+        return min(row.expires_at, row.last_seen_at + timedelta(seconds=self.settings.idle_timeout))
+
+    def create(self, db: Session, username: str, client_addr: str, credential: dict | None) -> ActiveSession:
+        token = new_token()
+        now = utcnow()
+        row = UserSession(
+            token_id=token.token_id,
+            token_hash=token_hash(self.settings.secret, token),
+            username=username,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + timedelta(seconds=self.settings.max_age),
+            client_addr=client_addr[:45],
+            credential=seal_credential(self.settings.secret, token, credential) if credential else None,
+        )
+        db.add(row)
+        db.flush()
+        return ActiveSession(row, token, username, self.effective_expiry(row))
+
+    def lookup(self, db: Session, token_text: str) -> ActiveSession | None:
+        """The live session of a token, or None (garbled, unknown, revoked, idle or too old)."""
+        token = parse_token(token_text)
+        if token is None:
+            return None
+        row = db.execute(
+            select(UserSession).where(UserSession.token_id == token.token_id)
+        ).scalar_one_or_none()
+        if (
+            row is None
+            or row.revoked_at is not None
+            or not token_matches(self.settings.secret, token, row.token_hash)
+        ):
+            return None
+        now = utcnow()
+        if now >= self.effective_expiry(row):
+            return None
+        if now - row.last_seen_at >= TOUCH_INTERVAL:
+            row.last_seen_at = now
+        return ActiveSession(row, token, row.username, self.effective_expiry(row))
+
+    def credential(self, session: ActiveSession) -> dict | None:
+        if session.row.credential is None:
+            return None
+        return open_credential(self.settings.secret, session.token, session.row.credential)
+
+    def revoke(self, db: Session, session: ActiveSession) -> None:
+        session.row.revoked_at = utcnow()
+        # the sealed credential is of no further use: drop it rather than keep it around
+        session.row.credential = None
+
+    def revoke_all(self, db: Session, username: str) -> int:
+        result = db.execute(
+            update(UserSession)
+            .where(UserSession.username == username, UserSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow(), credential=None)
+        )
+        return result.rowcount or 0
+
+
+class LoginThrottle:
+    """Refuse logins after too many recent failures for a username or from an address."""
+
+    def __init__(self, settings: AuthSettings):
+        self.settings = settings
+
+    def retry_after(self, db: Session, username: str, client_addr: str) -> int | None:
+        """Seconds to wait before the next attempt, or None when an attempt may go ahead."""
+        s = self.settings
+        now = utcnow()
+        window_start = now - timedelta(seconds=s.throttle_window)
+        username = username[:64]
+        # a successful login forgives the failures before it, for that username
+        last_success = db.execute(
+            select(func.max(LoginAttempt.attempted_at)).where(
+                LoginAttempt.username == username, LoginAttempt.success.is_(True)
+            )
+        ).scalar()
+        user_since = max(window_start, last_success) if last_success else window_start
+        waits = []
+        for column, value, since, limit in (
+            (LoginAttempt.username, username, user_since, s.throttle_max_per_user),
+            (LoginAttempt.client_addr, client_addr[:45], window_start, s.throttle_max_per_address),
+        ):
+            count, oldest = db.execute(
+                select(func.count(), func.min(LoginAttempt.attempted_at)).where(
+                    column == value, LoginAttempt.success.is_(False), LoginAttempt.attempted_at > since
+                )
+            ).one()
+            if count >= limit and oldest is not None:
+                waits.append(int((oldest + timedelta(seconds=s.throttle_window) - now).total_seconds()) + 1)
+        return max(waits) if waits else None
+
+    def record(self, db: Session, username: str, client_addr: str, success: bool) -> None:
+        db.add(
+            LoginAttempt(
+                username=username[:64], client_addr=client_addr[:45], attempted_at=utcnow(), success=success
+            )
+        )
+
+
+def audit(db: Session, event: str, username: str, client_addr: str, outcome: str, detail: str = "") -> None:
+    """Add an audit row. Callers pass no secret: the detail is a reason, never a credential."""
+    db.add(
+        AuditEvent(
+            at=utcnow(),
+            event=event,
+            username=username[:64],
+            client_addr=client_addr[:45],
+            outcome=outcome,
+            detail=detail[:255],
+        )
+    )

@@ -1,0 +1,220 @@
+"""Logging in, sessions, expiry, revocation and throttling, against real slapd, on SQLite and MariaDB."""
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from hcc_federation.models.meta import utcnow
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_login_returns_a_token_that_opens_the_session(app, users):
+    r = app.post_json(
+        "/api/v1/sessions", {"username": "alice", "password": users["alice"]["password"]}, status=201
+    )
+    assert set(r.json) == {"token", "username", "created_at", "expires_at"}
+    assert r.json["username"] == "alice"
+    current = app.get("/api/v1/sessions/current", headers=bearer(r.json["token"]), status=200)
+    assert current.json["username"] == "alice"
+    assert current.json["expires_at"] == r.json["expires_at"]
+
+
+@pytest.mark.parametrize("name", ["alice", "bob"])
+def test_active_users_log_in(app, users, name):
+    r = app.post_json("/api/v1/sessions", {"username": name, "password": users[name]["password"]}, status=201)
+    assert r.json["username"] == name
+
+
+def test_wrong_password_and_unknown_user_get_the_same_401(app):
+    wrong = app.post_json("/api/v1/sessions", {"username": "alice", "password": "nope"}, status=401)
+    unknown = app.post_json("/api/v1/sessions", {"username": "nobody-here", "password": "nope"}, status=401)
+    assert wrong.json == unknown.json
+    assert wrong.json["status"] == "error"
+    assert wrong.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_locked_account_gets_403(app, users):
+    r = app.post_json(
+        "/api/v1/sessions", {"username": "carol", "password": users["carol"]["password"]}, status=403
+    )
+    assert r.json["errors"][0]["description"] == "the account is locked"
+
+
+@pytest.mark.parametrize(
+    "username",
+    [
+        "*",
+        "(uid=*)",
+        "alice)(uid=*",
+        "*)(|(uid=*",
+        "\\",
+        "al\\2aice",
+        "alice\x00",
+        "\x00",
+        "ålice",
+        "👩‍🔬",
+        "a" * 200,
+    ],
+)
+def test_hostile_usernames_never_match_anyone(app, users, username):
+    # alice's real password: a filter injection that matched her entry would log in
+    r = app.post_json(
+        "/api/v1/sessions", {"username": username, "password": users["alice"]["password"]}, status=401
+    )
+    assert r.json["status"] == "error"
+
+
+def test_a_10kb_username_is_refused_as_invalid_input(app):
+    r = app.post_json("/api/v1/sessions", {"username": "a" * 10_000, "password": "x"}, status=400)
+    assert r.json["errors"][0]["name"] == "username"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"username": "alice"},
+        {"password": "x"},
+        {"username": 5, "password": "x"},
+        {"username": ["alice"], "password": "x"},
+        {"username": "alice", "password": None},
+        {"username": "alice", "password": "x", "admin": True},
+        {"username": "", "password": "x"},
+        {"username": "alice", "password": ""},
+        [],
+        "alice",
+    ],
+)
+def test_malformed_login_bodies_get_400_envelopes(app, body):
+    r = app.post_json("/api/v1/sessions", body, status=400)
+    assert r.json["status"] == "error"
+    assert all(set(e) >= {"location", "name", "description"} for e in r.json["errors"])
+
+
+def test_invalid_json_gets_400(app):
+    r = app.post("/api/v1/sessions", b'{"username": "alice", ', content_type="application/json", status=400)
+    assert "Invalid JSON" in r.json["errors"][0]["description"]
+
+
+def test_logout_ends_the_session(app, login):
+    headers = login("alice")
+    app.delete("/api/v1/sessions/current", headers=headers, status=204)
+    r = app.get("/api/v1/sessions/current", headers=headers, status=401)
+    assert 'error="invalid_token"' in r.headers["WWW-Authenticate"]
+    # and a second logout with the dead token is a 401, not a 500
+    app.delete("/api/v1/sessions/current", headers=headers, status=401)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "Bearer",
+        "Bearer ",
+        "Basic YWxpY2U6YWxpY2UtcHctMQ==",
+        "Bearer garbage",
+        "Bearer " + "0" * 32 + "." + "A" * 43,
+        "Bearer " + "x" * 5000,
+        "Bearer ../../etc/passwd",
+    ],
+)
+def test_missing_or_garbled_tokens_get_401_with_a_challenge(app, header):
+    headers = {"Authorization": header} if header else {}
+    r = app.get("/api/v1/sessions/current", headers=headers, status=401)
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert r.json["errors"][0]["location"] == "header"
+
+
+def test_a_token_with_a_forged_secret_is_refused(app, login):
+    headers = login("alice")
+    token_id = headers["Authorization"].split()[1].split(".")[0]
+    app.get("/api/v1/sessions/current", headers=bearer(f"{token_id}.{'B' * 43}"), status=401)
+    app.get("/api/v1/sessions/current", headers=headers, status=200)
+
+
+def _age_session(database_url: str, token_id: str, **columns) -> None:
+    engine = create_engine(database_url)
+    sets = ", ".join(f"{c} = :{c}" for c in columns)
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE sessions SET {sets} WHERE token_id = :t"), {**columns, "t": token_id})
+    engine.dispose()
+
+
+def test_an_idle_session_expires(app, login, database_url):
+    headers = login("alice")
+    token_id = headers["Authorization"].split()[1].split(".")[0]
+    app.get("/api/v1/sessions/current", headers=headers, status=200)
+    # idle default: 6 h. Seen 6 h and a second ago:
+    _age_session(database_url, token_id, last_seen_at=utcnow() - timedelta(hours=6, seconds=1))
+    app.get("/api/v1/sessions/current", headers=headers, status=401)
+
+
+def test_a_session_past_its_maximum_age_expires_even_when_busy(app, login, database_url):
+    headers = login("alice")
+    token_id = headers["Authorization"].split()[1].split(".")[0]
+    _age_session(database_url, token_id, expires_at=utcnow() - timedelta(seconds=1), last_seen_at=utcnow())
+    app.get("/api/v1/sessions/current", headers=headers, status=401)
+
+
+def test_use_keeps_an_idle_session_alive(app, login, database_url):
+    headers = login("alice")
+    token_id = headers["Authorization"].split()[1].split(".")[0]
+    # five hours idle, then a request: the idle clock restarts
+    _age_session(database_url, token_id, last_seen_at=utcnow() - timedelta(hours=5))
+    before = app.get("/api/v1/sessions/current", headers=headers, status=200).json["expires_at"]
+    assert before > (utcnow() + timedelta(hours=5, minutes=59)).isoformat()
+
+
+def test_failed_logins_for_a_username_are_throttled_with_retry_after(app, users):
+    for _ in range(5):
+        app.post_json("/api/v1/sessions", {"username": "bob", "password": "wrong"}, status=401)
+    # now even the right password waits
+    r = app.post_json(
+        "/api/v1/sessions", {"username": "bob", "password": users["bob"]["password"]}, status=429
+    )
+    assert 1 <= int(r.headers["Retry-After"]) <= 300
+    assert r.json["errors"][0]["name"] == "username"
+    # another user from another address is not affected
+    app.post_json(
+        "/api/v1/sessions",
+        {"username": "alice", "password": users["alice"]["password"]},
+        extra_environ={"REMOTE_ADDR": "127.0.0.9"},
+        status=201,
+    )
+
+
+def test_failed_logins_from_an_address_are_throttled(app, users):
+    env = {"REMOTE_ADDR": "127.0.0.77"}
+    for i in range(20):
+        app.post_json(
+            "/api/v1/sessions", {"username": f"ghost{i}", "password": "x"}, extra_environ=env, status=401
+        )
+    r = app.post_json(
+        "/api/v1/sessions",
+        {"username": "alice", "password": users["alice"]["password"]},
+        extra_environ=env,
+        status=429,
+    )
+    assert int(r.headers["Retry-After"]) > 0
+
+
+def test_throttling_is_shared_by_replicas(app, settings, users):
+    """Two app instances on one database: failures counted by one refuse logins on the other."""
+    from tests.conftest import make_app
+
+    replica = make_app(settings)
+    for _ in range(5):
+        app.post_json("/api/v1/sessions", {"username": "bob", "password": "wrong"}, status=401)
+    replica.post_json(
+        "/api/v1/sessions", {"username": "bob", "password": users["bob"]["password"]}, status=429
+    )
+
+
+def test_a_session_made_on_one_replica_works_on_another(app, settings, login):
+    from tests.conftest import make_app
+
+    headers = login("alice")
+    make_app(settings).get("/api/v1/sessions/current", headers=headers, status=200)

@@ -1,0 +1,90 @@
+"""Records real Slurm output for the parser tests: run as root on the test bed (`python capture.py`).
+
+Every file here comes from this script; the tests read them with DELIMITER below.
+"""
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
+
+from hcc_federation import slurm  # noqa: E402
+
+HERE = Path(__file__).parent
+DELIMITER = "|#0123456789abcdef#|"
+CONF = "/var/lib/hcc-testbed/etc/slurm-alpha/slurm.conf"
+
+
+def run(user, argv, stdin=None):
+    out = subprocess.run(
+        ["runuser", "-u", user, "--", "env", f"SLURM_CONF={CONF}", *argv],
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+    )
+    return out
+
+
+def save(name, data):
+    (HERE / name).write_bytes(data)
+    print("wrote", name, len(data))
+
+
+def main():
+    work = Path(f"/home/alice/capture-{uuid.uuid4().hex[:8]}")
+    run("alice", ["mkdir", "-p", str(work)])
+    burn = (
+        "#!/bin/bash\n"
+        "srun python3 -c 'import time; b = bytearray(50 * 1024 * 1024); t = time.time()\n"
+        "while time.time() - t < 20: pass'\n"
+    )
+    job = (
+        run(
+            "alice",
+            slurm.sbatch_stdin_argv(str(work), "capture-burn") + ["--mem=100M", "-t", "1"],
+            burn.encode(),
+        )
+        .stdout.decode()
+        .strip()
+    )
+    name_job = (
+        run(
+            "alice",
+            slurm.sbatch_stdin_argv(str(work), 'a|b "c" ü') + ["--mem=10M", "-t", "1", "--hold"],
+            b"#!/bin/sh\nsleep 1\n",
+        )
+        .stdout.decode()
+        .strip()
+    )
+    for _ in range(100):
+        q = json.loads(run("alice", ["squeue", "--json"]).stdout)
+        states = {str(j["job_id"]): j["job_state"] for j in q["jobs"]}
+        if states.get(job) == "RUNNING":
+            break
+        time.sleep(0.3)
+    time.sleep(4)  # let jobacct_gather sample (every 2 s) and the step start
+    save("squeue.json", run("alice", slurm.squeue_argv("alice")).stdout)
+    save("sstat_running.txt", run("alice", slurm.sstat_argv(job)).stdout)
+    nodes = [j for j in q["jobs"] if str(j["job_id"]) == job][0]["nodes"]
+    save("probe_running.txt", run("alice", slurm.probe_argv(job, nodes, 1)).stdout)
+    save("sacct_list.txt", run("alice", slurm.sacct_list_argv("alice", "2026-11-01", DELIMITER)).stdout)
+    save("sacct_job_running.txt", run("alice", slurm.sacct_job_argv(job, DELIMITER)).stdout)
+    save("batch_script.txt", run("alice", slurm.batch_script_argv(job)).stdout)
+    bad = run(
+        "alice", [*slurm.sbatch_stdin_argv(str(work)), "--partition=nosuchpartition"], b"#!/bin/sh\ntrue\n"
+    )
+    save("sbatch_bad_partition.stderr", bad.stderr)
+    bad = run("alice", slurm.sbatch_stdin_argv(str(work)), b"#!/bin/sh\n#SBATCH --no-such-option\ntrue\n")
+    save("sbatch_bad_directive.stderr", bad.stderr)
+    ok = run("alice", slurm.sbatch_stdin_argv(str(work)) + ["--hold"], b"#!/bin/sh\ntrue\n").stdout
+    save("sbatch_ok.txt", ok)
+    run("alice", ["scancel", job, name_job, ok.decode().strip()])
+    print("job", job, "named job", name_job, "work dir", work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,512 @@
+"""hcc_federation.files against the real sshds of alpha and beta, as alice (and bob), over SFTP."""
+
+import contextlib
+import hashlib
+import os
+import posixpath
+import shlex
+import socket
+import subprocess
+import time
+import tracemalloc
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import paramiko
+import pytest
+
+from hcc_federation import files
+from hcc_federation.errors import BadRequest
+from hcc_federation.remote.result import CommandResult
+
+# A name cannot hold "/", so these reach /tmp/pwned through cd: "cd" alone goes home (/home/alice).
+PWN = "cd;cd ..;cd ..;cd tmp;touch pwned"
+HOSTILE_NAMES = [
+    f"$({PWN})",
+    f"`{PWN}`",
+    f"a;{PWN};b",
+    f"a' && {PWN} && '",
+    f'a" && {PWN} && "',
+    "-rf",
+    "--help",
+    "new\nline",
+    "quo'te\"s",
+    "sp ace  ",
+    "ünïcødé ☃ 名前",
+    "x" * 255,
+    "é" * 127,  # 254 bytes of UTF-8
+    "*?[a]{b}~",
+]
+
+
+@dataclass
+class Session:
+    cluster: str
+    user: str
+    client: paramiko.SSHClient
+    sftp: paramiko.SFTPClient
+
+    def run(self, argv: Sequence[str]) -> CommandResult:
+        """The runner contract of hcc_federation.files: an argv, run as the user, with a timeout."""
+        _, stdout, stderr = self.client.exec_command(shlex.join(argv), timeout=60)
+        out, err = stdout.read(), stderr.read()
+        return CommandResult(tuple(argv), stdout.channel.recv_exit_status(), out, err)
+
+
+def _connect(cluster: dict, user: dict, name: str) -> Session:
+    # TCP_NODELAY as the pool sets it: without it each read window stalls on a delayed ACK (40 ms)
+    sock = socket.create_connection((cluster["ssh_host"], cluster["ssh_port"]), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client = paramiko.SSHClient()
+    client.load_host_keys(cluster["known_hosts"])
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect(
+        cluster["ssh_host"],
+        cluster["ssh_port"],
+        username=user["name"],
+        password=user["password"],
+        sock=sock,
+        look_for_keys=False,
+        allow_agent=False,
+        timeout=10,
+        auth_timeout=10,
+    )
+    return Session(name, user["name"], client, client.open_sftp())
+
+
+@pytest.fixture(scope="module", params=["alpha", "beta"])
+def alice(request, clusters, users) -> Iterator[Session]:
+    session = _connect(clusters[request.param], users["alice"], request.param)
+    yield session
+    session.client.close()
+
+
+@pytest.fixture(scope="module")
+def bob(alice, clusters, users) -> Iterator[Session]:
+    session = _connect(clusters[alice.cluster], users["bob"], alice.cluster)
+    yield session
+    session.client.close()
+
+
+@pytest.fixture
+def scratch(alice) -> Iterator[str]:
+    path = f"/home/alice/hcc-files-test-{uuid.uuid4().hex}"
+    alice.sftp.mkdir(path)
+    yield path
+    # chmod first: a test may leave a 0700/0500 directory behind
+    alice.run(["chmod", "-R", "u+rwx", "--", path])
+    assert alice.run(["rm", "-r", "-f", "--", path]).ok
+
+
+@pytest.fixture(autouse=True)
+def no_pwned():
+    assert not os.path.exists("/tmp/pwned")
+    yield
+    assert not os.path.exists("/tmp/pwned"), "a hostile name was executed by a shell"
+
+
+def names_in(session: Session, path: str) -> set[str]:
+    return set(session.sftp.listdir(path))
+
+
+def read_all(session: Session, path: str, **kwargs) -> bytes:
+    return b"".join(files.read_chunks(session.sftp, path, **kwargs))
+
+
+# ------------------------------------------------------------------------------------- metadata
+
+
+def test_mkdir_touch_and_metadata(alice, scratch):
+    created, meta = files.make_directory(alice.sftp, f"{scratch}/a/b/c", parents=True, run=alice.run)
+    assert created
+    assert (meta["type"], meta["name"], meta["path"]) == ("directory", "c", f"{scratch}/a/b/c")
+    assert (meta["owner"], meta["group"]) == ("alice", "hpcusers")
+    assert meta["mode"] == "0755"  # the sftp session's umask 022
+    created, _ = files.make_directory(alice.sftp, f"{scratch}/a/b/c", parents=True)
+    assert not created
+    with pytest.raises(files.AlreadyExists):
+        files.make_directory(alice.sftp, f"{scratch}/a/b/c")
+    with pytest.raises(files.NoSuchPath):
+        files.make_directory(alice.sftp, f"{scratch}/missing/x")
+
+    created, meta = files.touch(alice.sftp, f"{scratch}/a/empty.txt")
+    assert created
+    assert (meta["type"], meta["size"], meta["mode"]) == ("file", 0, "0644")
+    assert meta["mime"] == "text/plain"
+    alice.sftp.utime(f"{scratch}/a/empty.txt", (1_000_000_000, 1_000_000_000))
+    assert files.get_metadata(alice.sftp, f"{scratch}/a/empty.txt")["mtime"] == "2001-09-09T01:46:40Z"
+    created, meta = files.touch(alice.sftp, f"{scratch}/a/empty.txt")
+    assert not created
+    assert meta["mtime"] > "2020"
+
+    files.write_file(alice.sftp, f"{scratch}/a/blob.bin", [b"\x00\x01\x02binary"])
+    blob = files.get_metadata(alice.sftp, f"{scratch}/a/blob.bin")
+    assert (blob["text"], blob["mime"], blob["size"]) == (False, "application/octet-stream", 9)
+    files.write_file(alice.sftp, f"{scratch}/a/notes", ["héllo\n".encode()])
+    assert files.get_metadata(alice.sftp, f"{scratch}/a/notes")["text"] is True
+
+    alice.sftp.symlink("notes", f"{scratch}/a/link")
+    link = files.get_metadata(alice.sftp, f"{scratch}/a/link")
+    assert (link["type"], link["target"]) == ("symlink", "notes")
+
+    with pytest.raises(files.NotADirectory):
+        files.make_directory(alice.sftp, f"{scratch}/a/notes/sub", parents=True)
+    with pytest.raises(files.NoSuchPath):
+        files.get_metadata(alice.sftp, f"{scratch}/nothing")
+
+
+def test_listing_sorts_directories_first_and_pages(alice, scratch):
+    for name in ["b.txt", "A.txt", "c"]:
+        files.touch(alice.sftp, f"{scratch}/{name}")
+    for name in ["zdir", "adir"]:
+        files.make_directory(alice.sftp, f"{scratch}/{name}")
+    alice.sftp.symlink("zdir", f"{scratch}/link")
+    listing = files.list_directory(alice.sftp, scratch, run=alice.run)
+    assert listing["type"] == "directory" and listing["total"] == 6
+    assert [e["name"] for e in listing["entries"]] == ["adir", "zdir", "A.txt", "b.txt", "c", "link"]
+    link = listing["entries"][-1]
+    assert (link["type"], link["target"]) == ("symlink", "zdir")
+    txt = listing["entries"][2]
+    assert (txt["mime"], txt["text"], txt["owner"], txt["group"]) == ("text/plain", None, "alice", "hpcusers")
+    assert txt["etag"] == files.file_etag(alice.sftp, f"{scratch}/A.txt")
+    page = files.list_directory(alice.sftp, scratch, offset=2, limit=2)
+    assert [e["name"] for e in page["entries"]] == ["A.txt", "b.txt"]
+    assert (page["offset"], page["limit"], page["total"]) == (2, 2, 6)
+    assert files.list_directory(alice.sftp, scratch, offset=10, limit=5)["entries"] == []
+    # a symlink to a directory lists the directory
+    assert files.list_directory(alice.sftp, f"{scratch}/link")["total"] == 0
+    with pytest.raises(files.NotADirectory):
+        files.list_directory(alice.sftp, f"{scratch}/c")
+    with pytest.raises(BadRequest) as info:
+        files.list_directory(alice.sftp, scratch, limit=files.MAX_LIST_LIMIT + 1)
+    assert info.value.name == "limit"
+
+
+def test_big_directory_lists_a_page_quickly(alice, scratch):
+    count = 10_000
+    # one remote python3 creates the entries: argv, not a shell, and far faster than SFTP opens
+    script = (
+        "import os, sys\n"
+        "d = sys.argv[1]\n"
+        "for i in range(int(sys.argv[2])):\n"
+        "    open(os.path.join(d, 'f%05d' % i), 'w').close()\n"
+        "for i in range(3):\n"
+        "    os.mkdir(os.path.join(d, 'zz-dir%d' % i))\n"
+    )
+    assert alice.run(["python3", "-c", script, scratch, str(count)]).ok
+
+    started = time.perf_counter()
+    first = files.list_directory(alice.sftp, scratch, offset=0, limit=100, run=alice.run)
+    first_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    deep = files.list_directory(alice.sftp, scratch, offset=9_950, limit=100)
+    deep_seconds = time.perf_counter() - started
+    tracemalloc.start()
+    files.list_directory(alice.sftp, scratch, offset=0, limit=100)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(
+        f"\n{alice.cluster}: listing {count + 3} entries: first page {first_seconds * 1000:.0f} ms, "
+        f"page at 9950 {deep_seconds * 1000:.0f} ms, peak Python memory {peak / 2**20:.2f} MiB"
+    )
+    assert first["total"] == deep["total"] == count + 3
+    assert [e["name"] for e in first["entries"][:4]] == ["zz-dir0", "zz-dir1", "zz-dir2", "f00000"]
+    assert first["entries"][-1]["name"] == "f00096"
+    assert [e["name"] for e in deep["entries"]] == [f"f{i:05d}" for i in range(9_947, count)]
+    assert first_seconds < 3 and deep_seconds < 3
+    # bounded memory: the page and paramiko's buffers, not 10,000 SFTPAttributes (several MiB)
+    assert peak < 4 * 2**20
+
+
+# ----------------------------------------------------------------------------------- read/write
+
+
+def test_write_then_read_ranges(alice, scratch):
+    path = f"{scratch}/data.bin"
+    data = os.urandom(9 * 2**20 + 12_345)  # more than two read windows, not a multiple of anything
+    created, meta = files.write_file(
+        alice.sftp, path, (data[i : i + 100_000] for i in range(0, len(data), 100_000)), run=alice.run
+    )
+    assert created and meta["size"] == len(data) and meta["type"] == "file"
+    assert hashlib.sha256(read_all(alice, path)).digest() == hashlib.sha256(data).digest()
+    assert read_all(alice, path, offset=5_000_000, length=4_500_000) == data[5_000_000:9_500_000]
+    assert read_all(alice, path, offset=len(data) - 10, length=1000) == data[-10:]
+    assert read_all(alice, path, offset=len(data)) == b""
+    assert read_all(alice, path, offset=3, length=0) == b""
+    chunks = list(files.read_chunks(alice.sftp, path, offset=1, length=300_000, chunk=65_536))
+    assert [len(c) for c in chunks] == [65_536] * 4 + [300_000 - 4 * 65_536]
+    with pytest.raises(files.RangeNotSatisfiable):
+        files.read_chunks(alice.sftp, path, offset=len(data) + 1)
+    with pytest.raises(files.NoSuchPath):
+        files.read_chunks(alice.sftp, f"{scratch}/nothing")
+    with pytest.raises(files.IsADirectory):
+        files.read_chunks(alice.sftp, scratch)
+    # a download abandoned part way leaves the connection usable
+    stream = files.read_chunks(alice.sftp, path)
+    next(stream)
+    stream.close()
+    assert read_all(alice, path, offset=7, length=5) == data[7:12]
+
+
+def test_replace_keeps_mode_and_if_match(alice, scratch):
+    path = f"{scratch}/conf.txt"
+    created, _ = files.write_file(alice.sftp, path, [b"one\n"])
+    assert created
+    alice.sftp.chmod(path, 0o640)
+    etag = files.file_etag(alice.sftp, path)
+    created, meta = files.write_file(alice.sftp, path, [b"two, longer\n"], if_match=etag)
+    assert not created and meta["mode"] == "0640" and meta["etag"] != etag
+    assert read_all(alice, path) == b"two, longer\n"
+    with pytest.raises(files.PreconditionFailed) as info:
+        files.write_file(alice.sftp, path, [b"three\n"], if_match=etag)
+    assert info.value.status == 412
+    assert read_all(alice, path) == b"two, longer\n"
+    files.write_file(alice.sftp, path, [b"four\n"], if_match="*")
+    with pytest.raises(files.PreconditionFailed):
+        files.write_file(alice.sftp, f"{scratch}/new.txt", [b"x"], if_match="*")
+    with pytest.raises(files.AlreadyExists):
+        files.write_file(alice.sftp, path, [b"five\n"], overwrite=False)
+    created, _ = files.write_file(alice.sftp, f"{scratch}/upload.txt", [b"up"], overwrite=False)
+    assert created
+    with pytest.raises(files.IsADirectory):
+        files.write_file(alice.sftp, scratch, [b"x"])
+    with pytest.raises(files.NoSuchPath):
+        files.write_file(alice.sftp, f"{scratch}/no/such/dir.txt", [b"x"])
+    # written through a symlink: the link stays, its target gets the data
+    alice.sftp.symlink("conf.txt", f"{scratch}/alias")
+    files.write_file(alice.sftp, f"{scratch}/alias", [b"via link\n"])
+    assert alice.sftp.readlink(f"{scratch}/alias") == "conf.txt"
+    assert read_all(alice, path) == b"via link\n"
+    assert names_in(alice, scratch) == {"conf.txt", "upload.txt", "alias"}
+
+
+def test_failed_uploads_leave_nothing(alice, scratch):
+    class ClientWentAway(Exception):
+        pass
+
+    def dies_mid_way():
+        yield b"a" * 1_000_000
+        yield b"b" * 1_000_000
+        raise ClientWentAway
+
+    with pytest.raises(ClientWentAway):
+        files.write_file(alice.sftp, f"{scratch}/partial.bin", dies_mid_way())
+    assert names_in(alice, scratch) == set()
+    files.write_file(alice.sftp, f"{scratch}/kept.txt", [b"original"])
+    with pytest.raises(ClientWentAway):
+        files.write_file(alice.sftp, f"{scratch}/kept.txt", dies_mid_way())
+    with pytest.raises(files.PayloadTooLarge) as info:
+        files.write_file(alice.sftp, f"{scratch}/kept.txt", [b"x" * 600, b"x" * 600], max_bytes=1000)
+    assert info.value.status == 413
+    assert names_in(alice, scratch) == {"kept.txt"}
+    assert read_all(alice, f"{scratch}/kept.txt") == b"original"
+
+
+@contextlib.contextmanager
+def tiny_filesystem(path: str, uid: int) -> Iterator[None]:
+    """A 1 MiB tmpfs owned by the user, mounted by root on this (loopback) cluster host."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tiny file system needs root on the test bed host")
+    options = f"size=1m,uid={uid},gid=10000,mode=0700"
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", path], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", path], check=True)
+
+
+def test_full_disk_is_insufficient_storage(alice, users, scratch):
+    full = f"{scratch}/full"
+    alice.sftp.mkdir(full)
+    files.write_file(alice.sftp, f"{scratch}/big.bin", [b"z" * (2 * 2**20)])
+    with tiny_filesystem(full, users["alice"]["uid"]):
+        with pytest.raises(files.InsufficientStorage) as info:
+            files.write_file(alice.sftp, f"{full}/big.bin", [b"z" * 2**19] * 4)
+        assert info.value.status == 507
+        assert names_in(alice, full) == set()
+        with pytest.raises(files.InsufficientStorage):
+            files.copy(alice.sftp, alice.run, f"{scratch}/big.bin", f"{full}/copy.bin")
+        assert names_in(alice, full) == set()
+
+
+# ---------------------------------------------------------------------------- move, copy, delete
+
+
+def test_move(alice, scratch):
+    files.write_file(alice.sftp, f"{scratch}/a.txt", [b"a"])
+    files.write_file(alice.sftp, f"{scratch}/b.txt", [b"b"])
+    # OpenSSH's plain SFTP rename refuses to replace an existing file: what move relies on
+    with pytest.raises(OSError):
+        alice.sftp.rename(f"{scratch}/a.txt", f"{scratch}/b.txt")
+    with pytest.raises(files.AlreadyExists) as info:
+        files.move(alice.sftp, f"{scratch}/a.txt", f"{scratch}/b.txt")
+    assert info.value.name == "to"
+    assert read_all(alice, f"{scratch}/b.txt") == b"b"
+    meta = files.move(alice.sftp, f"{scratch}/a.txt", f"{scratch}/c.txt")
+    assert (meta["name"], meta["size"]) == ("c.txt", 1)
+    assert names_in(alice, scratch) == {"b.txt", "c.txt"}
+    with pytest.raises(files.NoSuchPath):
+        files.move(alice.sftp, f"{scratch}/a.txt", f"{scratch}/d.txt")
+    with pytest.raises(files.NoSuchPath):
+        files.move(alice.sftp, f"{scratch}/c.txt", f"{scratch}/no/d.txt")
+    files.make_directory(alice.sftp, f"{scratch}/dir")
+    files.make_directory(alice.sftp, f"{scratch}/other")
+    with pytest.raises(files.InvalidMove):
+        files.move(alice.sftp, f"{scratch}/dir", f"{scratch}/dir/sub")
+    with pytest.raises(files.AlreadyExists):
+        files.move(alice.sftp, f"{scratch}/dir", f"{scratch}/other")
+    files.move(alice.sftp, f"{scratch}/dir", f"{scratch}/other/dir")
+    assert names_in(alice, f"{scratch}/other") == {"dir"}
+
+
+def test_copy(alice, scratch):
+    files.make_directory(alice.sftp, f"{scratch}/tree/sub", parents=True)
+    files.write_file(alice.sftp, f"{scratch}/tree/sub/f.txt", [b"deep"])
+    alice.sftp.chmod(f"{scratch}/tree/sub/f.txt", 0o600)
+    alice.sftp.symlink("sub/f.txt", f"{scratch}/tree/link")
+    meta = files.copy(alice.sftp, alice.run, f"{scratch}/tree", f"{scratch}/copy")
+    assert meta["type"] == "directory"
+    assert names_in(alice, f"{scratch}/copy") == {"sub", "link"}
+    assert alice.sftp.readlink(f"{scratch}/copy/link") == "sub/f.txt"
+    copied = files.get_metadata(alice.sftp, f"{scratch}/copy/sub/f.txt")
+    assert (copied["mode"], read_all(alice, f"{scratch}/copy/sub/f.txt")) == ("0600", b"deep")
+    with pytest.raises(files.AlreadyExists):
+        files.copy(alice.sftp, alice.run, f"{scratch}/tree", f"{scratch}/copy")
+    with pytest.raises(files.InvalidMove):
+        files.copy(alice.sftp, alice.run, f"{scratch}/tree", f"{scratch}/tree/sub/again")
+    with pytest.raises(files.NoSuchPath):
+        files.copy(alice.sftp, alice.run, f"{scratch}/nothing", f"{scratch}/x")
+    with pytest.raises(files.NoSuchPath):
+        files.copy(alice.sftp, alice.run, f"{scratch}/tree", f"{scratch}/no/such/parent")
+    meta = files.copy(alice.sftp, alice.run, f"{scratch}/tree/sub/f.txt", f"{scratch}/f2.txt")
+    assert (meta["type"], meta["size"]) == ("file", 4)
+    with pytest.raises(files.PermissionDenied):
+        files.copy(alice.sftp, alice.run, f"{scratch}/f2.txt", "/root/f2.txt")
+
+
+def test_delete(alice, scratch):
+    files.make_directory(alice.sftp, f"{scratch}/full/sub", parents=True)
+    files.write_file(alice.sftp, f"{scratch}/full/sub/f", [b"x"])
+    files.make_directory(alice.sftp, f"{scratch}/empty")
+    files.write_file(alice.sftp, f"{scratch}/target.txt", [b"t"])
+    alice.sftp.symlink(f"{scratch}/full", f"{scratch}/link")
+
+    files.delete(alice.sftp, f"{scratch}/link", recursive=True, run=alice.run)  # the link, not the tree
+    assert names_in(alice, f"{scratch}/full/sub") == {"f"}
+    with pytest.raises(files.DirectoryNotEmpty):
+        files.delete(alice.sftp, f"{scratch}/full")
+    files.delete(alice.sftp, f"{scratch}/empty")
+    files.delete(alice.sftp, f"{scratch}/target.txt")
+    files.delete(alice.sftp, f"{scratch}/full", recursive=True, run=alice.run)
+    assert names_in(alice, scratch) == set()
+    with pytest.raises(files.NoSuchPath):
+        files.delete(alice.sftp, f"{scratch}/full")
+    with pytest.raises(BadRequest):
+        files.delete(alice.sftp, "/", recursive=True, run=alice.run)
+
+
+# --------------------------------------------------------------------------------- hostile names
+
+
+def test_hostile_names_round_trip(alice, scratch):
+    moved_dir = f"{scratch}/moved"
+    files.make_directory(alice.sftp, moved_dir)
+    for index, name in enumerate(HOSTILE_NAMES):
+        path = posixpath.join(scratch, name)
+        payload = f"{index}:{name}".encode()
+        created, meta = files.write_file(alice.sftp, path, [payload], run=alice.run)
+        assert created and meta["name"] == name and meta["path"] == path
+        listed = files.list_directory(alice.sftp, scratch, limit=files.MAX_LIST_LIMIT)
+        assert name in [e["name"] for e in listed["entries"]]
+        copy_path = posixpath.join(moved_dir, "copy of " + name[:100])
+        files.copy(alice.sftp, alice.run, path, copy_path)
+        assert read_all(alice, copy_path) == payload
+        new_path = posixpath.join(moved_dir, name)
+        files.move(alice.sftp, path, new_path)
+        assert read_all(alice, new_path, offset=len(f"{index}:")) == name.encode()
+        files.delete(alice.sftp, new_path)
+        files.delete(alice.sftp, copy_path)
+        # a directory of that name, copied and removed as trees by cp/rm on the cluster
+        files.make_directory(alice.sftp, f"{path}/inner", parents=True)
+        files.touch(alice.sftp, f"{path}/inner/{name}")
+        files.copy(alice.sftp, alice.run, path, f"{scratch}/copy-{index}")
+        assert names_in(alice, f"{scratch}/copy-{index}/inner") == {name}
+        files.delete(alice.sftp, path, recursive=True, run=alice.run)
+        assert name not in names_in(alice, scratch)
+    assert names_in(alice, moved_dir) == set()
+    leftovers = names_in(alice, scratch) - {"moved"}
+    assert len(leftovers) == len(HOSTILE_NAMES)
+    for name in leftovers:
+        files.delete(alice.sftp, posixpath.join(scratch, name), recursive=True, run=alice.run)
+    assert names_in(alice, scratch) == {"moved"}
+
+
+def test_hostile_path_with_slashes(alice, scratch):
+    """The literal path ".../$(touch /tmp/pwned)": directories "$(touch " and "tmp", file "pwned)"."""
+    path = f"{scratch}/$(touch /tmp/pwned)"
+    files.make_directory(alice.sftp, posixpath.dirname(path), parents=True)
+    files.write_file(alice.sftp, path, [b"not a command"])
+    listed = files.list_directory(alice.sftp, f"{scratch}/$(touch /tmp")
+    assert [e["name"] for e in listed["entries"]] == ["pwned)"]
+    files.copy(alice.sftp, alice.run, f"{scratch}/$(touch ", f"{scratch}/copy $(touch ")
+    assert read_all(alice, f"{scratch}/copy $(touch /tmp/pwned)") == b"not a command"
+    files.move(alice.sftp, path, f"{scratch}/$(touch /tmp/pwned2)")
+    files.delete(alice.sftp, f"{scratch}/$(touch ", recursive=True, run=alice.run)
+    files.delete(alice.sftp, f"{scratch}/copy $(touch ", recursive=True, run=alice.run)
+    assert names_in(alice, scratch) == set()
+
+
+# ---------------------------------------------------------------------------------- permissions
+
+
+def test_bob_is_denied_in_alices_private_directory(alice, bob, scratch):
+    private = f"{scratch}/private"
+    files.make_directory(alice.sftp, private)
+    alice.sftp.chmod(scratch, 0o755)
+    alice.sftp.chmod(private, 0o700)
+    files.write_file(alice.sftp, f"{private}/secret.txt", [b"secret"])
+    for attempt in (
+        lambda: files.get_metadata(bob.sftp, f"{private}/secret.txt"),
+        lambda: files.read_chunks(bob.sftp, f"{private}/secret.txt"),
+        lambda: files.list_directory(bob.sftp, private),
+        lambda: files.write_file(bob.sftp, f"{private}/secret.txt", [b"mine"]),
+        lambda: files.delete(bob.sftp, f"{private}/secret.txt"),
+        lambda: files.copy(bob.sftp, bob.run, f"{private}/secret.txt", f"/home/bob/{uuid.uuid4().hex}"),
+        lambda: files.touch(bob.sftp, f"{scratch}/bob-was-here"),
+    ):
+        with pytest.raises(files.PermissionDenied) as info:
+            attempt()
+        assert info.value.status == 403
+    assert read_all(alice, f"{private}/secret.txt") == b"secret"
+    assert names_in(alice, scratch) == {"private"}
+
+
+def test_paths_are_validated_before_any_remote_call(alice):
+    for bad in ("relative/path", "/with\x00nul", "/" + "a" * 4096, "/" + "b" * 256, ""):
+        with pytest.raises(BadRequest) as info:
+            files.get_metadata(alice.sftp, bad)
+        assert (info.value.status, info.value.location, info.value.name) == (400, "querystring", "path")
+    with pytest.raises(BadRequest) as info:
+        files.move(alice.sftp, "/home/alice", "home/alice2")
+    assert info.value.name == "to"
+
+
+def test_ids_without_names_show_as_numbers(alice, scratch):
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to an unknown uid needs root on the test bed host")
+    files.write_file(alice.sftp, f"{scratch}/orphan", [b"x"])
+    os.chown(f"{scratch}/orphan", 54321, 54322)  # the clusters' file system is this host's
+    meta = files.get_metadata(alice.sftp, f"{scratch}/orphan")
+    assert (meta["owner"], meta["group"]) == ("54321", "54322")
+    entry = files.list_directory(alice.sftp, scratch)["entries"][0]
+    assert (entry["owner"], entry["group"]) == ("54321", "54322")
+
+
+def test_getent_fallback_names_ids(alice):
+    """The runner path used for id names when a server lacks OpenSSH's users-groups-by-id."""
+    result = alice.run(["getent", "passwd", "10001", "10002"])
+    assert files.parse_getent(result.text()) == {10001: "alice", 10002: "bob"}
+    assert files.parse_getent(alice.run(["getent", "group", "10000"]).text()) == {10000: "hpcusers"}

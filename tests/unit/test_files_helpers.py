@@ -1,0 +1,147 @@
+"""Pure helpers of hcc_federation.files: sniffing, MIME, etags, paging, getent and cp/rm stderr."""
+
+import random
+import stat
+
+import paramiko
+import pytest
+
+from hcc_federation import files
+from hcc_federation.remote.result import CommandResult
+
+
+def test_text_sniffing():
+    assert files.looks_like_text(b"")
+    assert files.looks_like_text("héllo wörld\n".encode())
+    assert files.looks_like_text("☃".encode()[:2])  # a character cut by the sample's end
+    assert not files.looks_like_text(b"ELF\x00\x01")
+    assert not files.looks_like_text(b"\xff\xfe\xfa latin garbage")
+
+
+def test_mime_guess_by_name_then_content():
+    assert files.guess_mime("job.py") == "text/x-python"
+    assert files.guess_mime("slurm-42.out") == "text/plain"
+    assert files.guess_mime("photo.PNG") == "image/png"
+    assert files.guess_mime("README", text=True) == "text/plain"
+    assert files.guess_mime("README", text=False) == "application/octet-stream"
+    assert files.guess_mime("README") == "application/octet-stream"
+
+
+def _attr(size: int, mtime: int, mode: int = stat.S_IFREG | 0o644) -> paramiko.SFTPAttributes:
+    attr = paramiko.SFTPAttributes()
+    attr.st_size, attr.st_mtime, attr.st_mode = size, mtime, mode
+    return attr
+
+
+def test_etag_changes_with_size_or_mtime():
+    base = files.etag_of(_attr(10, 1_700_000_000))
+    assert base.startswith('"') and base.endswith('"') and not base.startswith("W/")
+    assert files.etag_of(_attr(10, 1_700_000_000)) == base
+    assert files.etag_of(_attr(11, 1_700_000_000)) != base
+    assert files.etag_of(_attr(10, 1_700_000_001)) != base
+
+
+def test_file_types_and_times():
+    assert files.file_type(stat.S_IFDIR | 0o755) == "directory"
+    assert files.file_type(stat.S_IFREG | 0o600) == "file"
+    assert files.file_type(stat.S_IFLNK | 0o777) == "symlink"
+    assert files.file_type(stat.S_IFIFO | 0o600) == "other"
+    assert files.file_type(None) == "other"
+    assert files.iso_time(0) == "1970-01-01T00:00:00Z"
+    assert files.iso_time(1_000_000_000) == "2001-09-09T01:46:40Z"
+
+
+def _rows(names_and_dirs):
+    return [(0 if is_dir else 1, name, 0, 0, 0, 0, 0) for name, is_dir in names_and_dirs]
+
+
+def test_paging_matches_a_full_sort():
+    rng = random.Random(7)
+    entries = [(f"n{rng.randrange(10**9):09d}-{i}", rng.random() < 0.2) for i in range(2_000)]
+    expected = sorted(_rows(entries))
+    for offset, limit in [(0, 10), (0, 0), (5, 100), (1_990, 50), (3_000, 10), (0, 2_000)]:
+        page, total = files.page_rows(iter(_rows(entries)), offset, limit)
+        assert total == 2_000
+        assert page == expected[offset : offset + limit]
+
+
+def test_directories_come_first_then_code_point_order():
+    page, total = files.page_rows(
+        _rows([("b", False), ("Z", True), ("a", False), ("B", False), ("a", True)]), 0, 10
+    )
+    assert [(r[0], r[1]) for r in page] == [(0, "Z"), (0, "a"), (1, "B"), (1, "a"), (1, "b")]
+    assert total == 5
+
+
+def test_parse_getent():
+    output = (
+        "alice:x:10001:10000:Alice Anderson:/home/alice:/bin/bash\nhpcusers:*:10000:alice,bob\nbroken line\n"
+    )
+    assert files.parse_getent(output) == {10001: "alice", 10000: "hpcusers"}
+
+
+def _failed(stderr: str, argv=("env", "LC_ALL=C", "cp", "--", "a", "b")) -> CommandResult:
+    return CommandResult(tuple(argv), 1, b"", stderr.encode())
+
+
+# stderr captured from GNU coreutils 9.1 on the test bed (LC_ALL=C), except the two storage lines,
+# which are the messages cp prints for ENOSPC and EDQUOT.
+@pytest.mark.parametrize(
+    ("stderr", "error"),
+    [
+        ("cp: cannot stat '/tmp/capt/nope': No such file or directory", files.NoSuchPath),
+        (
+            "cp: cannot copy a directory, '/tmp/capt/d', into itself, '/tmp/capt/d/sub/inner'",
+            files.InvalidMove,
+        ),
+        ("cp: cannot stat '/root/x': Permission denied", files.PermissionDenied),
+        ("rm: cannot remove '/root/.bashrc': Permission denied", files.PermissionDenied),
+        ("cp: cannot stat '/tmp/capt/file/x': Not a directory", files.NotADirectory),
+        ("cp: cannot create directory '/home/bob/x': Permission denied", files.PermissionDenied),
+        ("cp: error writing '/s/f': No space left on device", files.InsufficientStorage),
+        (
+            "cp: cannot stat '/x/y': Permission denied\ncp: failed to close '/s/f': Disk quota exceeded",
+            files.InsufficientStorage,
+        ),
+        ("rm: cannot remove '/x': Operation not permitted", files.PermissionDenied),
+        ("cp: something new and strange", files.RemoteFileError),
+    ],
+)
+def test_command_errors_are_typed(stderr, error):
+    mapped = files.map_command_error(_failed(stderr), "/the/path")
+    assert type(mapped) is error
+    assert mapped.path == "/the/path"
+    assert "/the/path" in mapped.description
+
+
+def test_an_unknown_failure_names_the_command_and_keeps_its_words():
+    mapped = files.map_command_error(_failed("cp: something new and strange"), "/p")
+    assert mapped.status == 500
+    assert mapped.description.startswith("cp failed on /p")
+    assert "something new and strange" in mapped.description
+    silent = files.map_command_error(_failed(""), "/p")
+    assert "exit status 1" in silent.description
+
+
+def test_argv_keeps_hostile_names_as_single_arguments():
+    name = "/home/alice/-rf $(touch /tmp/pwned)"
+    assert files.copy_argv(name, "/x")[-3:] == ["--", name, "/x"]
+    assert files.remove_tree_argv(name)[-2:] == ["--", name]
+
+
+def test_statuses():
+    expected = {
+        files.NoSuchPath: 404,
+        files.PermissionDenied: 403,
+        files.AlreadyExists: 409,
+        files.NotADirectory: 409,
+        files.IsADirectory: 409,
+        files.DirectoryNotEmpty: 409,
+        files.PreconditionFailed: 412,
+        files.PayloadTooLarge: 413,
+        files.RangeNotSatisfiable: 416,
+        files.InsufficientStorage: 507,
+        files.RemoteFileError: 500,
+    }
+    for error, status in expected.items():
+        assert error("x", path="/p").status == status

@@ -1,0 +1,63 @@
+"""A cluster's sshd goes away and comes back: the pool reports it, serves the other cluster, and heals."""
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from hcc_federation.remote import ClusterEndpoint, ClusterUnreachable, ConnectionPool, PasswordIdentity
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _endpoint(clusters, name: str) -> ClusterEndpoint:
+    c = clusters[name]
+    return ClusterEndpoint(
+        name, c["ssh_host"], c["ssh_port"], known_hosts=c["known_hosts"], command_timeout=20
+    )
+
+
+def test_beta_outage_is_reported_and_the_same_pool_heals(clusters, users):
+    alpha, beta = _endpoint(clusters, "alpha"), _endpoint(clusters, "beta")
+    alice = PasswordIdentity("alice", users["alice"]["password"])
+    bob = PasswordIdentity("bob", users["bob"]["password"])
+    pidfile = clusters["beta"]["sshd_pidfile"]
+
+    with ConnectionPool() as pool:
+        assert pool.run(alpha, alice, ["true"]).ok
+        assert pool.run(beta, alice, ["true"]).ok
+
+        # Other helpers share beta: keep the outage to the few checks below.
+        subprocess.run(
+            ["start-stop-daemon", "--stop", "--quiet", "--retry", "TERM/5", "--pidfile", pidfile]
+            + ["--exec", "/usr/sbin/sshd"],
+            check=True,
+            timeout=15,
+        )
+        try:
+            # bob has no transport to beta yet: he needs the daemon that is gone
+            with pytest.raises(ClusterUnreachable) as caught:
+                pool.run(beta, bob, ["true"])
+            assert caught.value.status == 503
+            assert caught.value.cluster == "beta"
+            assert pool.probe(beta).status == "down"
+            # the other cluster is unaffected, through the same pool
+            assert pool.run(alpha, bob, ["id", "-un"]).text() == "bob\n"
+            # an established session outlives sshd's listener (OpenSSH forks one process per
+            # connection): alice's pooled transport still works
+            assert pool.run(beta, alice, ["true"]).ok
+        finally:
+            subprocess.run(
+                ["bash", str(REPO / "scripts/testbed/up.sh")], check=True, timeout=120, capture_output=True
+            )
+
+        started = time.monotonic()
+        result = pool.run(beta, bob, ["printenv", "TESTBED_CLUSTER"])
+        assert result.text() == "beta\n"
+        assert time.monotonic() - started < 5
+        stats = pool.stats()
+        assert stats["connect_failures"] == 1
+        # alpha/alice, beta/alice, alpha/bob, beta/bob after the restart
+        assert stats["connects"] == 4
+        assert stats["channels_in_use"] == 0

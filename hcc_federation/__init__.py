@@ -9,5 +9,6 @@ def main(global_config, **settings):
         config.include(".settings")
         config.include(".db")
         config.include(".auth")
+        config.include(".routing")
         config.include(".api")
     return config.make_wsgi_app()

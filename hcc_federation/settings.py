@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -138,12 +139,72 @@ class ApiSettings:
     trusted_proxies: tuple[str, ...]
 
 
+IDENTITY_MODES = ("password", "certificate")
+CLUSTER_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+FILESYSTEM_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+CLUSTER_KEYS = {
+    "host",
+    "port",
+    "known_hosts",
+    "identity",
+    "description",
+    "connect_timeout",
+    "command_timeout",
+    "output_limit",
+    "max_sessions",
+    "keepalive",
+    "env",
+    "command_prefix",
+    "filesystems",
+}
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    name: str
+    host: str
+    port: int
+    known_hosts: str
+    identity: str
+    description: str
+    connect_timeout: float
+    command_timeout: float
+    output_limit: int
+    max_sessions: int
+    keepalive: int
+    env: tuple[tuple[str, str], ...]
+    # an admin's shell snippet run before each command, e.g. `module load slurm`
+    command_prefix: str
+    # named file systems with $HOME, $USER and $GROUP resolved per person, in the order given
+    filesystems: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    ca_key: str | None
+    max_connections: int
+    idle_timeout: float
+    # how long a cluster's probed status is reused before probing again
+    status_ttl: float
+
+
+@dataclass(frozen=True)
+class FilesSettings:
+    # the largest body of a file PUT or upload (they stream; hcc.api.max_body_bytes is for JSON)
+    max_upload_bytes: int = 10 * 1024**3
+    # seconds a download link works (never beyond its session)
+    link_ttl: int = 3600
+
+
 @dataclass(frozen=True)
 class Settings:
     database: DatabaseSettings
     ldap: LdapSettings
     auth: AuthSettings
     api: ApiSettings
+    ssh: SshSettings = field(default_factory=lambda: SshSettings(None, 256, 300.0, 10.0))
+    clusters: tuple[ClusterSettings, ...] = ()
+    files: FilesSettings = field(default_factory=FilesSettings)
 
 
 def parse_database(r: _Reader) -> DatabaseSettings:
@@ -221,10 +282,96 @@ def parse_api(r: _Reader) -> ApiSettings:
     )
 
 
+def _pairs(r: _Reader, key: str, name_re: re.Pattern) -> tuple[tuple[str, str], ...]:
+    """``NAME=value NAME=value`` -> ((NAME, value), ...), names checked against name_re."""
+    out = []
+    for item in r.list(key):
+        name, sep, value = item.partition("=")
+        if not sep or not name_re.match(name):
+            raise SettingsError(f"setting {key}: {item!r} is not NAME=value")
+        out.append((name, value))
+    return tuple(out)
+
+
+def parse_cluster(r: _Reader, name: str) -> ClusterSettings:
+    prefix = f"hcc.cluster.{name}."
+    known_hosts = r.str(prefix + "known_hosts")
+    if not os.path.isabs(known_hosts):
+        raise SettingsError(f"setting {prefix}known_hosts must be an absolute path")
+    filesystems = _pairs(r, prefix + "filesystems", FILESYSTEM_NAME_RE)
+    for fs_name, path in filesystems:
+        if not (path.startswith("/") or path.startswith("$HOME")):
+            raise SettingsError(
+                f"setting {prefix}filesystems: {fs_name} must be an absolute path or start with $HOME"
+            )
+    return ClusterSettings(
+        name=name,
+        host=r.str(prefix + "host"),
+        port=r.int(prefix + "port", 22, minimum=1),
+        known_hosts=known_hosts,
+        identity=r.choice(prefix + "identity", "password", IDENTITY_MODES),
+        description=r.str(prefix + "description", name),
+        connect_timeout=r.float(prefix + "connect_timeout", 10.0, minimum=0.1),
+        command_timeout=r.float(prefix + "command_timeout", 60.0, minimum=0.1),
+        output_limit=r.int(prefix + "output_limit", 16 * 1024 * 1024, minimum=1024),
+        max_sessions=r.int(prefix + "max_sessions", 8, minimum=1),
+        keepalive=r.int(prefix + "keepalive", 30, minimum=0),
+        env=_pairs(r, prefix + "env", re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")),
+        command_prefix=r.str(prefix + "command_prefix", ""),
+        filesystems=filesystems or (("HOME", "$HOME"),),
+    )
+
+
+def parse_clusters(r: _Reader) -> tuple[ClusterSettings, ...]:
+    names = r.list("hcc.clusters")
+    for name in names:
+        if not CLUSTER_NAME_RE.match(name):
+            raise SettingsError(f"setting hcc.clusters: {name!r} is not a cluster name ([a-z][a-z0-9_-]*)")
+    if len(set(names)) != len(names):
+        raise SettingsError("setting hcc.clusters names a cluster twice")
+    # a typo in a cluster key must not be silently ignored
+    for key in r.raw:
+        if key.startswith("hcc.cluster."):
+            cluster, _, rest = key.removeprefix("hcc.cluster.").partition(".")
+            if cluster not in names:
+                raise SettingsError(f"setting {key}: cluster {cluster!r} is not listed in hcc.clusters")
+            if rest not in CLUSTER_KEYS:
+                raise SettingsError(f"setting {key}: unknown cluster key {rest!r}")
+    return tuple(parse_cluster(r, name) for name in names)
+
+
+def parse_ssh(r: _Reader, clusters: tuple[ClusterSettings, ...]) -> SshSettings:
+    ca_key = r.optional("hcc.ssh.ca_key")
+    if any(c.identity == "certificate" for c in clusters) and not ca_key:
+        raise SettingsError("setting hcc.ssh.ca_key is required when a cluster uses identity = certificate")
+    return SshSettings(
+        ca_key=ca_key,
+        max_connections=r.int("hcc.ssh.max_connections", 256, minimum=1),
+        idle_timeout=r.float("hcc.ssh.idle_timeout", 300.0, minimum=1.0),
+        status_ttl=r.float("hcc.ssh.status_ttl", 10.0, minimum=0.0),
+    )
+
+
+def parse_files(r: _Reader) -> FilesSettings:
+    return FilesSettings(
+        max_upload_bytes=r.int("hcc.files.max_upload_bytes", 10 * 1024**3, minimum=1),
+        link_ttl=r.int("hcc.files.link_ttl", 3600, minimum=1),
+    )
+
+
 def parse_settings(raw: Mapping[str, str], environ: Mapping[str, str] | None = None) -> Settings:
     """Parse every hcc.* key; raise SettingsError naming the first bad key."""
     r = _Reader(raw, os.environ if environ is None else environ)
-    return Settings(database=parse_database(r), ldap=parse_ldap(r), auth=parse_auth(r), api=parse_api(r))
+    clusters = parse_clusters(r)
+    return Settings(
+        database=parse_database(r),
+        ldap=parse_ldap(r),
+        auth=parse_auth(r),
+        api=parse_api(r),
+        ssh=parse_ssh(r, clusters),
+        clusters=clusters,
+        files=parse_files(r),
+    )
 
 
 def includeme(config) -> None:

@@ -90,7 +90,28 @@ def base_settings(endpoints) -> dict:
         "hcc.ldap.user_base": ldap["people"],
         "hcc.ldap.group_base": ldap["base"],
         "hcc.api.cors_origins": "https://portal.example.org",
+        **cluster_settings(endpoints, {"alpha": "password", "beta": "certificate"}),
     }
+
+
+def cluster_settings(endpoints: dict, modes: dict[str, str]) -> dict:
+    """hcc.cluster.* settings for the bed's clusters with the given identity modes."""
+    out = {"hcc.clusters": " ".join(modes), "hcc.ssh.ca_key": endpoints["ssh_user_ca"]["private_key"]}
+    for name, mode in modes.items():
+        c = endpoints["clusters"][name]
+        prefix = f"hcc.cluster.{name}."
+        out.update(
+            {
+                prefix + "host": c["ssh_host"],
+                prefix + "port": str(c["ssh_port"]),
+                prefix + "known_hosts": c["known_hosts"],
+                prefix + "identity": mode,
+                prefix + "description": f"test bed cluster {name}",
+                prefix + "command_timeout": "20",
+                prefix + "filesystems": "HOME=$HOME SCRATCH=/tmp/$USER",
+            }
+        )
+    return out
 
 
 def make_app(settings: dict):

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 from .errors import error_response
 from .responses import no_content
 
 ALLOWED_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, Range"
 EXPOSED_HEADERS = "ETag, Content-Disposition, Content-Length, Content-Range, Retry-After, WWW-Authenticate"
 ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+# File uploads stream their body to the cluster (never held in memory) under their own, larger limit.
+STREAMING_BODY_ROUTES = {
+    "PUT": re.compile(r"^/api/v1/clusters/[^/]+/files/content$"),
+    "POST": re.compile(r"^/api/v1/clusters/[^/]+/files/upload$"),
+}
 
 
 def cors_tween_factory(handler, registry):
@@ -44,12 +51,19 @@ def cors_tween_factory(handler, registry):
 
 
 def body_limit_tween_factory(handler, registry):
-    limit = registry.hcc_settings.api.max_body_bytes
+    json_limit = registry.hcc_settings.api.max_body_bytes
+    upload_limit = registry.hcc_settings.files.max_upload_bytes
 
     def body_limit_tween(request):
         # refuse before anything reads the body; streaming routes (uploads) declare their own limit
         if getattr(request, "hcc_streaming_body", False):
             return handler(request)
+        limit = json_limit
+        pattern = STREAMING_BODY_ROUTES.get(request.method)
+        if pattern is not None and pattern.match(request.path_info):
+            # the view reads request.body_file in chunks and counts again (a chunked body has no length)
+            request.hcc_streaming_body = True
+            limit = upload_limit
         length = request.content_length
         if length is not None and length > limit:
             return error_response(413, "body", "body", f"the request body is larger than {limit} bytes")

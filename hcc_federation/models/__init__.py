@@ -1,6 +1,8 @@
 """The registry's tables; only alembic migrations create or change them."""
 
 from .auth import AuditEvent, LoginAttempt, UserSession
+from .jobs import JobSubmission
+from .links import DownloadLink
 from .meta import Base
 
-__all__ = ["AuditEvent", "Base", "LoginAttempt", "UserSession"]
+__all__ = ["AuditEvent", "Base", "DownloadLink", "JobSubmission", "LoginAttempt", "UserSession"]

@@ -1,0 +1,89 @@
+"""The clusters of this deployment: their status, partitions and nodes."""
+
+from __future__ import annotations
+
+from cornice import Service
+
+from ..auth.policy import AUTHENTICATED
+from ..clusters import cluster_details
+from .docs import documented
+
+clusters = Service(name="clusters", path="/api/v1/clusters", description="The deployment's clusters")
+cluster = Service(name="cluster", path="/api/v1/clusters/{cluster}", description="One cluster")
+
+STATUS_PROPERTIES = {
+    "name": {"type": "string"},
+    "description": {"type": "string"},
+    "status": {"type": "string", "enum": ["up", "down", "hostkey_mismatch"]},
+    "checked_at": {"type": "string", "format": "date-time"},
+}
+CLUSTERS_OUT = {
+    "type": "object",
+    "properties": {
+        "clusters": {"type": "array", "items": {"type": "object", "properties": STATUS_PROPERTIES}}
+    },
+}
+CLUSTER_OUT = {
+    "type": "object",
+    "properties": {
+        **STATUS_PROPERTIES,
+        "partitions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "default": {"type": "boolean"},
+                    "state": {"type": "string"},
+                    "time_limit_seconds": {"type": ["integer", "null"]},
+                    "cpus": {"type": "integer"},
+                    "node_count": {"type": "integer"},
+                    "nodes_by_state": {"type": "object", "additionalProperties": {"type": "integer"}},
+                },
+            },
+        },
+        "nodes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "state": {"type": "string"},
+                    "responding": {"type": "boolean"},
+                    "cpus": {"type": ["integer", "null"]},
+                    "memory_mb": {"type": ["integer", "null"]},
+                    "partitions": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+    },
+}
+
+
+def status_json(cluster, status) -> dict:
+    return {
+        "name": cluster.name,
+        "description": cluster.settings.description,
+        "status": status.status,
+        "checked_at": status.checked_at.isoformat(),
+    }
+
+
+@clusters.get(permission=AUTHENTICATED)
+@documented(200, 401, response=CLUSTERS_OUT, tag="clusters")
+def list_clusters(request):
+    """Every cluster of this deployment with its status (a quick SSH probe, no login, cached briefly)."""
+    registry = request.registry.hcc_clusters
+    statuses = registry.statuses()
+    return {"clusters": [status_json(c, statuses[c.name]) for c in registry]}
+
+
+@cluster.get(permission=AUTHENTICATED)
+@documented(200, 401, 403, 404, 502, 503, 504, response=CLUSTER_OUT, tag="clusters")
+def get_cluster(request):
+    """One cluster: status, partitions and nodes, read with sinfo as the caller."""
+    registry = request.registry.hcc_clusters
+    found = registry.get(request.matchdict["cluster"])
+    details = cluster_details(found, request.cluster_runner(found))
+    status = registry.statuses([found.name])[found.name]
+    return {**status_json(found, status), **details}

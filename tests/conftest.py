@@ -163,6 +163,28 @@ def login(app, users):
     return _login
 
 
+def stop_testbed_daemon(pidfile: str, executable: str) -> None:
+    """Stop one test bed daemon by the bed's own pid file (never by name), for an outage test.
+
+    Pair it with run_testbed_up() in a finally: other tests expect the whole bed.
+    """
+    subprocess.run(
+        [
+            "start-stop-daemon",
+            "--stop",
+            "--quiet",
+            "--pidfile",
+            pidfile,
+            "--exec",
+            executable,
+            "--retry",
+            "TERM/10",
+        ],
+        check=True,
+        timeout=30,
+    )
+
+
 def run_testbed_up() -> None:
     """Bring every test bed daemon back (idempotent): for tests that stop one on purpose."""
     subprocess.run(

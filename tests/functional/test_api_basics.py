@@ -1,7 +1,6 @@
 """The error envelope, CORS, health, the OpenAPI document, the audit log and secrets at rest."""
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,7 +8,7 @@ from cornice.service import get_services
 from sqlalchemy import create_engine, inspect, text
 from webtest import TestApp
 
-from tests.conftest import make_app, run_testbed_up
+from tests.conftest import make_app, run_testbed_up, stop_testbed_daemon
 
 
 def assert_envelope(response, status):
@@ -182,20 +181,7 @@ def _slapd_pid(endpoints) -> int:
 def test_ldap_down_means_503_on_login_while_sessions_keep_working(app, login, users, endpoints):
     headers = login("alice")
     pidfile = endpoints["ldap"]["slapd_pidfile"]
-    # stop slapd by the bed's own pid file (never by name), bring it back whatever happens
-    subprocess.run(
-        [
-            "start-stop-daemon",
-            "--stop",
-            "--pidfile",
-            pidfile,
-            "--exec",
-            "/usr/sbin/slapd",
-            "--retry",
-            "TERM/10",
-        ],
-        check=True,
-    )
+    stop_testbed_daemon(pidfile, "/usr/sbin/slapd")
     try:
         r = app.post_json(
             "/api/v1/sessions", {"username": "alice", "password": users["alice"]["password"]}, status=503

@@ -1,6 +1,5 @@
 """Cluster routing through the API: status, sinfo as the caller, both identity modes, failures."""
 
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -8,7 +7,7 @@ from pathlib import Path
 import pytest
 from webob import Request
 
-from tests.conftest import cluster_settings, make_app, run_testbed_up
+from tests.conftest import cluster_settings, make_app, run_testbed_up, stop_testbed_daemon
 
 
 def pool_of(app):
@@ -139,19 +138,7 @@ def test_a_stopped_sshd_gives_503_for_its_cluster_only_and_heals(app, login, end
     headers = login("alice")
     app.get("/api/v1/clusters/beta", headers=headers, status=200)
     pidfile = endpoints["clusters"]["beta"]["sshd_pidfile"]
-    subprocess.run(
-        [
-            "start-stop-daemon",
-            "--stop",
-            "--pidfile",
-            pidfile,
-            "--exec",
-            "/usr/sbin/sshd",
-            "--retry",
-            "TERM/10",
-        ],
-        check=True,
-    )
+    stop_testbed_daemon(pidfile, "/usr/sbin/sshd")
     try:
         # sessions already open outlive a stopped listener (each is its own sshd process); a host
         # that goes down takes them too, so the pool's connections are dropped here as well

@@ -1,14 +1,11 @@
 """A cluster's sshd goes away and comes back: the pool reports it, serves the other cluster, and heals."""
 
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from hcc_federation.remote import ClusterEndpoint, ClusterUnreachable, ConnectionPool, PasswordIdentity
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import run_testbed_up, stop_testbed_daemon
 
 
 def _endpoint(clusters, name: str) -> ClusterEndpoint:
@@ -29,12 +26,7 @@ def test_beta_outage_is_reported_and_the_same_pool_heals(clusters, users):
         assert pool.run(beta, alice, ["true"]).ok
 
         # Other helpers share beta: keep the outage to the few checks below.
-        subprocess.run(
-            ["start-stop-daemon", "--stop", "--quiet", "--retry", "TERM/5", "--pidfile", pidfile]
-            + ["--exec", "/usr/sbin/sshd"],
-            check=True,
-            timeout=15,
-        )
+        stop_testbed_daemon(pidfile, "/usr/sbin/sshd")
         try:
             # bob has no transport to beta yet: he needs the daemon that is gone
             with pytest.raises(ClusterUnreachable) as caught:
@@ -48,9 +40,7 @@ def test_beta_outage_is_reported_and_the_same_pool_heals(clusters, users):
             # connection): alice's pooled transport still works
             assert pool.run(beta, alice, ["true"]).ok
         finally:
-            subprocess.run(
-                ["bash", str(REPO / "scripts/testbed/up.sh")], check=True, timeout=120, capture_output=True
-            )
+            run_testbed_up()
 
         started = time.monotonic()
         result = pool.run(beta, bob, ["printenv", "TESTBED_CLUSTER"])

@@ -41,6 +41,6 @@ setup(
     extras_require={"test": tests_require},
     entry_points={
         "paste.app_factory": ["main = hcc_federation:main"],
-        "console_scripts": [],
+        "console_scripts": ["hcc-cleanup = hcc_federation.scripts.cleanup:main"],
     },
 )

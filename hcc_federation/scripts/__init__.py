@@ -1,0 +1,1 @@
+"""Console scripts: a testable core each, and a thin main()."""

@@ -1,0 +1,84 @@
+"""hcc-cleanup: delete registry rows that can no longer matter (run daily from cron or a timer).
+
+    hcc-cleanup production.ini [--keep-audit-days 365]
+
+Ended sessions (and the download links that hang on them), old login attempts and, if asked, old
+audit rows. Sessions hold sealed credentials: removing them once dead keeps less to protect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pyramid.paster import get_appsettings, setup_logging
+from sqlalchemy import delete, or_, select
+from sqlalchemy.orm import Session
+
+from ..db import make_engine, session_factory
+from ..models import AuditEvent, DownloadLink, LoginAttempt, UserSession
+from ..models.meta import utcnow
+from ..settings import AuthSettings, parse_settings
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    sessions: int
+    links: int
+    login_attempts: int
+    audit_events: int
+
+
+def cleanup(
+    db: Session, auth: AuthSettings, *, now: datetime | None = None, keep_audit_days: int | None = None
+):
+    """Delete dead rows; return how many of each kind. The caller commits."""
+    now = now or utcnow()
+    idle_cutoff = now - timedelta(seconds=auth.idle_timeout)
+    dead = select(UserSession.id).where(
+        or_(
+            UserSession.revoked_at.is_not(None),
+            UserSession.expires_at <= now,
+            UserSession.last_seen_at <= idle_cutoff,
+        )
+    )
+    dead_ids = [row[0] for row in db.execute(dead)]
+    links = db.execute(
+        delete(DownloadLink).where(or_(DownloadLink.expires_at <= now, DownloadLink.session_id.in_(dead_ids)))
+    ).rowcount
+    sessions = db.execute(delete(UserSession).where(UserSession.id.in_(dead_ids))).rowcount if dead_ids else 0
+    # throttling looks back one window; a day more keeps recent history for whoever investigates
+    attempts_cutoff = now - timedelta(seconds=auth.throttle_window) - timedelta(days=1)
+    attempts = db.execute(delete(LoginAttempt).where(LoginAttempt.attempted_at < attempts_cutoff)).rowcount
+    audit = 0
+    if keep_audit_days is not None:
+        audit = db.execute(
+            delete(AuditEvent).where(AuditEvent.at < now - timedelta(days=keep_audit_days))
+        ).rowcount
+    return CleanupReport(sessions or 0, links or 0, attempts or 0, audit or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hcc-cleanup", description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="the service's ini file, e.g. production.ini")
+    parser.add_argument("--keep-audit-days", type=int, default=None, help="also delete older audit rows")
+    args = parser.parse_args(argv)
+    setup_logging(args.config)
+    settings = parse_settings(get_appsettings(args.config))
+    engine = make_engine(settings.database)
+    try:
+        with session_factory(engine)() as db, db.begin():
+            report = cleanup(db, settings.auth, keep_audit_days=args.keep_audit_days)
+    finally:
+        engine.dispose()
+    print(
+        f"hcc-cleanup: {report.sessions} sessions, {report.links} links, "
+        f"{report.login_attempts} login attempts, {report.audit_events} audit rows deleted"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""What an operator runs: hcc-cleanup, alembic from production.ini, the mod_wsgi entry."""
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.orm import Session
+
+from hcc_federation.models import LoginAttempt, UserSession
+from hcc_federation.models.meta import utcnow
+from hcc_federation.scripts.cleanup import cleanup, main
+from hcc_federation.settings import parse_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _token_id(headers: dict) -> str:
+    return headers["Authorization"].split()[1].split(".")[0]
+
+
+def test_cleanup_deletes_dead_sessions_and_old_attempts_only(app, login, settings, database_url):
+    live, revoked, idle = login("alice"), login("alice"), login("bob")
+    app.delete("/api/v1/sessions/current", headers=revoked, status=204)
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE sessions SET last_seen_at = :t WHERE token_id = :id"),
+            {"t": utcnow() - timedelta(days=2), "id": _token_id(idle)},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO login_attempts (username, client_addr, attempted_at, success)"
+                " VALUES (:u, :a, :t, :s)"
+            ),
+            {"u": "old", "a": "127.0.0.1", "t": utcnow() - timedelta(days=3), "s": False},
+        )
+    with Session(engine) as db, db.begin():
+        report = cleanup(db, parse_settings(settings).auth)
+    with Session(engine) as db:
+        ids = set(db.scalars(select(UserSession.token_id)))
+        old_attempts = db.scalar(
+            select(func.count()).select_from(LoginAttempt).where(LoginAttempt.username == "old")
+        )
+    engine.dispose()
+    assert _token_id(live) in ids
+    assert _token_id(revoked) not in ids and _token_id(idle) not in ids
+    assert report.sessions >= 2 and report.login_attempts >= 1
+    assert old_attempts == 0
+    app.get("/api/v1/sessions/current", headers=live, status=200)
+
+
+def test_cleanup_command_line(tmp_path, settings, capsys):
+    ini = tmp_path / "ops.ini"
+    ini.write_text(
+        "[app:main]\nuse = egg:hcc-federation\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
+    )
+    assert main([str(ini)]) == 0
+    assert capsys.readouterr().out.startswith("hcc-cleanup: ")
+
+
+def test_alembic_runs_from_production_ini_with_the_url_from_the_environment(tmp_path):
+    env = {
+        **os.environ,
+        "HCC_DATABASE_URL": f"sqlite:///{tmp_path / 'prod.sqlite'}",
+        "HCC_AUTH_SECRET": "x" * 40,
+        "HCC_LDAP_BIND_PASSWORD": "unused",
+    }
+    alembic = Path(sys.executable).parent / "alembic"
+    done = subprocess.run(
+        [str(alembic), "-c", str(ROOT / "production.ini"), "current"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run(
+        [str(alembic), "-c", str(ROOT / "production.ini"), "upgrade", "head"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    engine = create_engine(env["HCC_DATABASE_URL"])
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT version_num FROM alembic_version"))
+    engine.dispose()
+
+
+def test_the_mod_wsgi_entry_loads_the_ini_named_by_hcc_ini():
+    code = (
+        "import hcc_federation.wsgi as w; from webtest import TestApp;"
+        "print(TestApp(w.application).get('/api/v1/openapi.json').status_int)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", code],
+        env={**os.environ, "HCC_INI": str(ROOT / "development.ini")},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("200")

@@ -59,7 +59,7 @@ def _record_failure(request, username: str, outcome: str, detail: str) -> None:
         audit(db, "login", username, request.client_address, outcome, detail)
 
 
-def session_json(request, session) -> dict:
+def session_json(session) -> dict:
     return {
         "username": session.username,
         "created_at": as_utc(session.row.created_at).isoformat(),
@@ -104,14 +104,14 @@ def login(request):
     audit(db, "login", person.username, addr, "success")
     log.info("login of %s from %s", person.username, addr)
     request.response.status = 201
-    return {"token": str(session.token), **session_json(request, session)}
+    return {"token": str(session.token), **session_json(session)}
 
 
 @current_session.get(permission=AUTHENTICATED)
 @documented(200, 401, response=SESSION_OUT, tag="sessions")
 def get_current_session(request):
     """The caller's session: who, since when, until when."""
-    return session_json(request, request.identity)
+    return session_json(request.identity)
 
 
 @current_session.delete(permission=AUTHENTICATED)

@@ -7,6 +7,7 @@ from cornice import Service
 from ..auth.policy import AUTHENTICATED
 from ..clusters import cluster_details
 from .docs import documented
+from .files import cluster_filesystems
 
 clusters = Service(name="clusters", path="/api/v1/clusters", description="The deployment's clusters")
 cluster = Service(name="cluster", path="/api/v1/clusters/{cluster}", description="One cluster")
@@ -40,6 +41,14 @@ CLUSTER_OUT = {
                     "node_count": {"type": "integer"},
                     "nodes_by_state": {"type": "object", "additionalProperties": {"type": "integer"}},
                 },
+            },
+        },
+        "filesystems": {
+            "type": "array",
+            "description": "the cluster's named file systems, resolved for the caller",
+            "items": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "path": {"type": "string"}},
             },
         },
         "nodes": {
@@ -81,9 +90,10 @@ def list_clusters(request):
 @cluster.get(permission=AUTHENTICATED)
 @documented(200, 401, 403, 404, 502, 503, 504, response=CLUSTER_OUT, tag="clusters")
 def get_cluster(request):
-    """One cluster: status, partitions and nodes, read with sinfo as the caller."""
+    """One cluster: status, partitions, nodes and file systems, as the caller sees them."""
     registry = request.registry.hcc_clusters
     found = registry.get(request.matchdict["cluster"])
     details = cluster_details(found, request.cluster_runner(found))
+    filesystems = cluster_filesystems(request, found)
     status = registry.statuses([found.name])[found.name]
-    return {**status_json(found, status), **details}
+    return {**status_json(found, status), **details, "filesystems": filesystems}

@@ -1,0 +1,418 @@
+"""Benchmark of the file system API against OpenSSH on the same loopback, on the test bed.
+
+Prints, in one run, against a separate `pserve` (waitress) process of the service, as alice on alpha:
+- upload and download of 256 MiB through the API (PUT /files/content, a multipart POST /files/upload,
+  GET /files/content) next to OpenSSH `sftp` and `scp` (both over one ControlMaster connection, as the
+  service's pool keeps one), as throughput and ratios;
+- listing a directory of 10,000 entries (GET /files: one page of 1,000, and all 10 pages) next to
+  `ssh ls -l` through a ControlMaster, as latency and ratios;
+- the service's peak memory (VmHWM from /proc) before and after a 1 GiB upload, and while it ran.
+
+Run as root with the test bed up:  .venv/bin/python bench/bench_files.py [--size-mib 256] [--big-mib 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ENDPOINTS = json.loads(Path("/var/lib/hcc-testbed/endpoints.json").read_text())
+USERS = {u["name"]: u for u in ENDPOINTS["users"]}
+ALPHA = ENDPOINTS["clusters"]["alpha"]
+MiB = 1024 * 1024
+BLOCK = MiB
+
+
+def settings(db_path: str) -> dict:
+    ldap = ENDPOINTS["ldap"]
+    return {
+        "hcc.database.url": f"sqlite:///{db_path}",
+        "hcc.auth.secret": "bench-secret-" + "x" * 40,
+        "hcc.ldap.uri": ldap["uri"],
+        "hcc.ldap.bind_dn": ldap["bind_dn"],
+        "hcc.ldap.bind_password": ldap["bind_password"],
+        "hcc.ldap.user_base": ldap["people"],
+        "hcc.ldap.group_base": ldap["base"],
+        "hcc.clusters": "alpha",
+        "hcc.cluster.alpha.host": ALPHA["ssh_host"],
+        "hcc.cluster.alpha.port": str(ALPHA["ssh_port"]),
+        "hcc.cluster.alpha.known_hosts": ALPHA["known_hosts"],
+        "hcc.cluster.alpha.identity": "password",
+        "hcc.cluster.alpha.command_timeout": "120",
+    }
+
+
+def migrate(db_path: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config(str(ROOT / "development.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "alembic"))
+    cfg.attributes["hcc_database_url"] = f"sqlite:///{db_path}"
+    command.upgrade(cfg, "head")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PatternBody:
+    """``size`` bytes of a repeated random block, read like a file: no gigabyte on disk or in memory."""
+
+    def __init__(self, size: int, block: bytes):
+        self.remaining = size
+        self.block = block
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.remaining if n < 0 else min(n, self.remaining)
+        out = (self.block * (n // len(self.block) + 1))[:n]
+        self.remaining -= n
+        return out
+
+
+class Service:
+    """A pserve process of the service on a free loopback port."""
+
+    def __init__(self, tmp: str):
+        db_path = os.path.join(tmp, "bench.sqlite")
+        migrate(db_path)
+        self.port = free_port()
+        ini = Path(tmp) / "bench.ini"
+        lines = ["[app:main]", "use = egg:hcc-federation"]
+        lines += [f"{k} = {v}" for k, v in settings(db_path).items()]
+        lines += [
+            "",
+            "[server:main]",
+            "use = egg:waitress#main",
+            f"listen = 127.0.0.1:{self.port}",
+            "threads = 4",
+            # waitress refuses bodies over 1 GiB by default; the service has its own limit
+            "max_request_body_size = 4294967296",
+        ]
+        ini.write_text("\n".join(lines) + "\n")
+        self.process = subprocess.Popen(
+            [str(ROOT / ".venv/bin/pserve"), str(ini)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        self.conn = self.connection()
+        status, body = self.call(
+            "POST",
+            "/api/v1/sessions",
+            json.dumps({"username": "alice", "password": USERS["alice"]["password"]}).encode(),
+            {"Content-Type": "application/json"},
+        )
+        assert status == 201, body
+        self.auth = {"Authorization": f"Bearer {json.loads(body)['token']}"}
+
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=600, blocksize=BLOCK)
+
+    def call(self, method: str, path: str, body=None, headers: dict | None = None) -> tuple[int, bytes]:
+        self.conn.request(method, path, body=body, headers={**getattr(self, "auth", {}), **(headers or {})})
+        response = self.conn.getresponse()
+        return response.status, response.read()
+
+    def memory(self) -> tuple[int, int]:
+        """(VmRSS, VmHWM) in KiB."""
+        fields = {}
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0])
+        return fields["VmRSS"], fields["VmHWM"]
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def url(suffix: str, **params) -> str:
+    return f"/api/v1/clusters/alpha/files{suffix}?{urllib.parse.urlencode(params)}"
+
+
+def ssh_options(control: str) -> list[str]:
+    return [
+        "-i",
+        USERS["alice"]["key"],
+        "-o",
+        f"UserKnownHostsFile={ALPHA['known_hosts']}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ControlMaster=auto",
+        "-o",
+        f"ControlPath={control}",
+        "-o",
+        "ControlPersist=300",
+    ]
+
+
+def ssh(control: str, command: list[str]) -> bytes:
+    argv = ["ssh", *ssh_options(control), "-p", str(ALPHA["ssh_port"]), f"alice@{ALPHA['ssh_host']}"]
+    return subprocess.run([*argv, shlex.join(command)], check=True, capture_output=True).stdout
+
+
+def sftp_batch(control: str, batch: str) -> None:
+    argv = [
+        "sftp",
+        *ssh_options(control),
+        "-P",
+        str(ALPHA["ssh_port"]),
+        "-b",
+        "-",
+        f"alice@{ALPHA['ssh_host']}",
+    ]
+    subprocess.run(argv, input=batch.encode(), check=True, capture_output=True)
+
+
+def scp(control: str, source: str, target: str) -> None:
+    argv = ["scp", "-q", *ssh_options(control), "-P", str(ALPHA["ssh_port"]), source, target]
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def best(fn, rounds: int) -> float:
+    return min(timed(fn) for _ in range(rounds))
+
+
+def upload_put(service: Service, path: str, size: int, block: bytes) -> None:
+    status, body = service.call(
+        "PUT", url("/content", path=path), PatternBody(size, block), {"Content-Length": str(size)}
+    )
+    assert status in (200, 201), body[:300]
+
+
+def upload_multipart(service: Service, directory: str, name: str, size: int, block: bytes) -> None:
+    boundary = uuid.uuid4().hex
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+
+    class Body:
+        def __init__(self):
+            self.parts = [
+                PatternBody(len(head), head),
+                PatternBody(size, block),
+                PatternBody(len(tail), tail),
+            ]
+
+        def read(self, n: int = -1) -> bytes:
+            while self.parts:
+                data = self.parts[0].read(n)
+                if data:
+                    return data
+                self.parts.pop(0)
+            return b""
+
+    status, body = service.call(
+        "POST",
+        url("/upload", path=directory, overwrite="true"),
+        Body(),
+        {
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Content-Length": str(len(head) + size + len(tail)),
+        },
+    )
+    assert status in (200, 201), body[:300]
+
+
+def download(service: Service, path: str, size: int) -> None:
+    service.conn.request("GET", url("/content", path=path), headers=service.auth)
+    response = service.conn.getresponse()
+    assert response.status == 200, response.read()[:300]
+    received = 0
+    while data := response.read(BLOCK):
+        received += len(data)
+    assert received == size, (received, size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--big-mib", type=int, default=1024)
+    parser.add_argument("--entries", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3, help="best of N for transfers")
+    parser.add_argument("--list-rounds", type=int, default=15, help="median of N for listings")
+    args = parser.parse_args()
+    size, big = args.size_mib * MiB, args.big_mib * MiB
+    block = os.urandom(BLOCK)
+    work = f"/home/alice/hcc-bench-files-{uuid.uuid4().hex}"
+    local = f"/dev/shm/hcc-bench-{uuid.uuid4().hex}.bin"
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory(dir="/tmp") as ctl:
+        control = os.path.join(ctl, "cm")
+        service = Service(tmp)
+        try:
+            status, body = service.call(
+                "POST",
+                "/api/v1/clusters/alpha/files/mkdir",
+                json.dumps({"path": work}).encode(),
+                {"Content-Type": "application/json"},
+            )
+            assert status == 201, body
+
+            # 1. peak memory during a 1 GiB upload, first, on a fresh process
+            upload_put(service, f"{work}/warm", MiB, block)
+            rss_before, hwm_before = service.memory()
+            peak_rss = [rss_before]
+            done = threading.Event()
+
+            def sample():
+                while not done.wait(0.05):
+                    peak_rss.append(service.memory()[0])
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            big_time = timed(lambda: upload_put(service, f"{work}/big.bin", big, block))
+            done.set()
+            sampler.join()
+            rss_after, hwm_after = service.memory()
+            service.call("DELETE", url("", path=f"{work}/big.bin"))
+
+            # 2. 256 MiB up and down: the API and OpenSSH on the same loopback
+            with open(local, "wb") as handle:
+                for _ in range(size // BLOCK):
+                    handle.write(block)
+            ssh(control, ["true"])  # the master connection, outside the measurements
+            api_put = best(lambda: upload_put(service, f"{work}/api.bin", size, block), args.rounds)
+            api_multipart = best(
+                lambda: upload_multipart(service, work, "form.bin", size, block), args.rounds
+            )
+            api_get = best(lambda: download(service, f"{work}/api.bin", size), args.rounds)
+            sftp_put = best(lambda: sftp_batch(control, f"put {local} {work}/sftp.bin\n"), args.rounds)
+            sftp_get = best(lambda: sftp_batch(control, f"get {work}/sftp.bin /dev/null\n"), args.rounds)
+            scp_put = best(
+                lambda: scp(control, local, f"alice@{ALPHA['ssh_host']}:{work}/scp.bin"), args.rounds
+            )
+            scp_get = best(
+                lambda: scp(control, f"alice@{ALPHA['ssh_host']}:{work}/scp.bin", "/dev/null"), args.rounds
+            )
+            digest = hashlib.sha256(Path(local).read_bytes()).hexdigest()
+            remote = ssh(control, ["sha256sum", "--", f"{work}/api.bin"]).split()[0].decode()
+            assert remote == digest, "the API stored different bytes"
+
+            # 3. a directory of 10,000 entries
+            listing_dir = f"{work}/many"
+            script = (
+                "import os, sys\n"
+                "os.mkdir(sys.argv[1])\n"
+                "for i in range(int(sys.argv[2])):\n"
+                "    open(os.path.join(sys.argv[1], 'f%05d' % i), 'w').close()\n"
+            )
+            ssh(control, ["python3", "-c", script, listing_dir, str(args.entries)])
+
+            def one_page():
+                status, body = service.call("GET", url("", path=listing_dir, limit=1000))
+                assert status == 200 and json.loads(body)["total"] == args.entries
+
+            def all_pages():
+                for offset in range(0, args.entries, 1000):
+                    status, body = service.call("GET", url("", path=listing_dir, offset=offset, limit=1000))
+                    assert status == 200, body[:300]
+
+            def ls():
+                out = ssh(control, ["ls", "-l", "--", listing_dir])
+                assert out.count(b"\n") == args.entries + 1
+
+            one_page()
+            ls()
+            med = statistics.median
+            page_ms = med([timed(one_page) for _ in range(args.list_rounds)]) * 1000
+            pages_ms = med([timed(all_pages) for _ in range(max(3, args.list_rounds // 3))]) * 1000
+            ls_ms = med([timed(ls) for _ in range(args.list_rounds)]) * 1000
+            rss_end, hwm_end = service.memory()
+        finally:
+            with_errors = []
+            try:
+                ssh(control, ["rm", "-r", "-f", "--", work])
+            except subprocess.CalledProcessError as exc:
+                with_errors.append(exc)
+            subprocess.run(
+                [
+                    "ssh",
+                    *ssh_options(control),
+                    "-O",
+                    "exit",
+                    "-p",
+                    str(ALPHA["ssh_port"]),
+                    f"alice@{ALPHA['ssh_host']}",
+                ],
+                capture_output=True,
+            )
+            service.close()
+            if os.path.exists(local):
+                os.remove(local)
+
+    def rate(seconds: float, n: int = size) -> float:
+        return n / MiB / seconds
+
+    print("File API vs OpenSSH, alice on alpha, loopback, 2 cores (pserve/waitress, 4 threads)")
+    print(f"{args.size_mib} MiB, best of {args.rounds}                 MiB/s     ratio API/OpenSSH")
+    print(f"  upload   API PUT /files/content      {rate(api_put):8.1f}")
+    print(f"  upload   API POST /files/upload      {rate(api_multipart):8.1f}")
+    print(
+        f"  upload   OpenSSH sftp put            {rate(sftp_put):8.1f}     PUT {sftp_put / api_put:5.2f}  "
+        f"multipart {sftp_put / api_multipart:5.2f}"
+    )
+    print(
+        f"  upload   OpenSSH scp                 {rate(scp_put):8.1f}     PUT {scp_put / api_put:5.2f}  "
+        f"multipart {scp_put / api_multipart:5.2f}"
+    )
+    print(f"  download API GET /files/content      {rate(api_get):8.1f}")
+    print(f"  download OpenSSH sftp get            {rate(sftp_get):8.1f}     {sftp_get / api_get:5.2f}")
+    print(f"  download OpenSSH scp                 {rate(scp_get):8.1f}     {scp_get / api_get:5.2f}")
+    print(f"listing {args.entries} entries, median                ms")
+    print(f"  API GET /files, one page of 1000     {page_ms:8.1f}")
+    print(f"  API GET /files, all {args.entries // 1000} pages         {pages_ms:8.1f}")
+    print(f"  ssh ls -l (ControlMaster)            {ls_ms:8.1f}")
+    print(f"  ratio one page / ls -l               {page_ms / ls_ms:8.2f}")
+    print(f"  ratio all pages / ls -l              {pages_ms / ls_ms:8.2f}")
+    print(f"service memory around a {args.big_mib} MiB upload ({rate(big_time, big):.1f} MiB/s)")
+    print(
+        f"  RSS before / peak sampled / after    {rss_before / 1024:6.1f} / {max(peak_rss) / 1024:6.1f} / "
+        f"{rss_after / 1024:6.1f} MiB"
+    )
+    print(f"  VmHWM before / after                 {hwm_before / 1024:6.1f} / {hwm_after / 1024:6.1f} MiB")
+    print(f"  VmHWM at the end of the run          {hwm_end / 1024:6.1f} MiB (RSS {rss_end / 1024:.1f})")
+    if with_errors:
+        print(f"  cleanup failed: {with_errors}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Expiring download links: a URL that streams one file as its maker, with no Authorization header."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from cornice import Service
+from cornice.validators import colander_body_validator
+from sqlalchemy import select
+
+from .. import files
+from ..auth.crypto import new_token, open_credential, parse_token, seal_credential, token_hash, token_matches
+from ..auth.policy import AUTHENTICATED
+from ..auth.sessions import audit
+from ..clusters import MissingCredential, identity_for
+from ..errors import NotFound
+from ..models import DownloadLink, UserSession
+from ..models.meta import as_utc, utcnow
+from .docs import documented
+from .files import PathBody, body_locations, checked_path, serve_file
+
+log = logging.getLogger(__name__)
+
+file_links = Service(
+    name="file_links", path="/api/v1/clusters/{cluster}/files/links", description="Make a download link"
+)
+download_link = Service(
+    name="download_link", path="/api/v1/links/{token}", description="Download a file through a link"
+)
+
+LINK_OUT = {
+    "type": "object",
+    "properties": {
+        "url": {"type": "string", "format": "uri", "description": "works without a token until expires_at"},
+        "expires_at": {"type": "string", "format": "date-time"},
+        "cluster": {"type": "string"},
+        "path": {"type": "string"},
+    },
+}
+
+
+class LinkGone(NotFound):
+    """Unknown, expired, or its session ended: the same answer, so a probe learns nothing."""
+
+    location = "path"
+    name = "token"
+
+
+@file_links.post(
+    permission=AUTHENTICATED,
+    schema=PathBody(),
+    validators=(colander_body_validator,),
+    content_type="application/json",
+)
+@documented(201, 400, 401, 403, 404, 409, 413, 415, 502, 503, 504, response=LINK_OUT, tag="files")
+def make_link(request):
+    """A link that downloads the file as the caller, without a token, for hcc.files.link_ttl seconds.
+
+    The link ends earlier if the caller's session ends (logout, expiry). Only a hash of its secret
+    is stored; the session's cluster credential is sealed again under the link's own secret.
+    """
+    path = checked_path(request.validated["path"], location="body")
+    registry = request.registry
+    cluster = registry.hcc_clusters.get(request.matchdict["cluster"])
+    session = request.identity
+    # the file must exist and be readable now: a link to nothing is a mistake better told at once
+    with request.cluster_sftp(cluster) as sftp, body_locations():
+        try:
+            files._require_regular(sftp.stat(path), path)
+            sftp.open(path, "rb").close()
+        except OSError as exc:
+            raise files.map_sftp_error(exc, path, "read") from None
+    secret = registry.hcc_settings.auth.secret
+    token = new_token()
+    credential = registry.hcc_sessions.credential(session)
+    now = utcnow()
+    # never beyond the session's hard end; its idle end is checked at each use
+    expires_at = min(now + timedelta(seconds=registry.hcc_settings.files.link_ttl), session.row.expires_at)
+    request.dbsession.add(
+        DownloadLink(
+            token_id=token.token_id,
+            token_hash=token_hash(secret, token),
+            session_id=session.row.id,
+            username=session.username,
+            cluster=cluster.name,
+            path=path,
+            created_at=now,
+            expires_at=expires_at,
+            credential=seal_credential(secret, token, credential) if credential else None,
+        )
+    )
+    audit(request.dbsession, "download_link", session.username, request.client_address, "success", path)
+    request.response.status = 201
+    return {
+        "url": request.route_url(download_link.name, token=str(token)),
+        "expires_at": as_utc(expires_at).isoformat(),
+        "cluster": cluster.name,
+        "path": path,
+    }
+
+
+def _live_link(request, token_text: str) -> tuple[DownloadLink, dict | None]:
+    """The link row and its opened credential, or LinkGone."""
+    gone = LinkGone("no such download link, or it has expired")
+    token = parse_token(token_text)
+    if token is None:
+        raise gone
+    db = request.dbsession
+    link = db.execute(
+        select(DownloadLink).where(DownloadLink.token_id == token.token_id)
+    ).scalar_one_or_none()
+    secret = request.registry.hcc_settings.auth.secret
+    if link is None or not token_matches(secret, token, link.token_hash):
+        raise gone
+    now = utcnow()
+    if now >= link.expires_at:
+        raise gone
+    session = db.get(UserSession, link.session_id)
+    sessions = request.registry.hcc_sessions
+    if session is None or session.revoked_at is not None or now >= sessions.effective_expiry(session):
+        raise gone
+    credential = open_credential(secret, token, link.credential) if link.credential else None
+    return link, credential
+
+
+@download_link.get()
+@documented(200, 206, 304, 403, 404, 416, 502, 503, 504, tag="files")
+def follow_link(request):
+    """Download the linked file (no Authorization needed); Range and ETag work as for /files/content."""
+    link, credential = _live_link(request, request.matchdict["token"])
+    try:
+        cluster = request.registry.hcc_clusters.get(link.cluster)
+    except NotFound:
+        # the cluster left the configuration since the link was made
+        raise LinkGone("no such download link, or it has expired") from None
+    try:
+        identity = identity_for(cluster, link.username, credential)
+    except MissingCredential:
+        # the cluster's identity mode changed since the link was made
+        raise LinkGone("no such download link, or it has expired") from None
+    return serve_file(request, cluster, identity, link.path)

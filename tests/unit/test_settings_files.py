@@ -1,0 +1,39 @@
+"""hcc.files.* settings: upload limit and link lifetime, with defaults and named errors."""
+
+import pytest
+
+from hcc_federation.settings import FilesSettings, SettingsError, parse_settings
+
+BASE = {
+    "hcc.database.url": "sqlite:///x.sqlite",
+    "hcc.auth.secret": "s" * 32,
+    "hcc.ldap.uri": "ldap://127.0.0.1:3890",
+    "hcc.ldap.user_base": "ou=People,dc=example,dc=org",
+    "hcc.ldap.group_base": "dc=example,dc=org",
+}
+
+
+def test_defaults():
+    files = parse_settings(BASE, {}).files
+    assert files == FilesSettings(max_upload_bytes=10 * 1024**3, link_ttl=3600)
+
+
+def test_values_are_read():
+    files = parse_settings(
+        {**BASE, "hcc.files.max_upload_bytes": "2048", "hcc.files.link_ttl": " 60 "}, {}
+    ).files
+    assert (files.max_upload_bytes, files.link_ttl) == (2048, 60)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("hcc.files.max_upload_bytes", "10G", "hcc.files.max_upload_bytes must be an integer"),
+        ("hcc.files.max_upload_bytes", "0", "hcc.files.max_upload_bytes must be at least 1"),
+        ("hcc.files.link_ttl", "1h", "hcc.files.link_ttl must be an integer"),
+        ("hcc.files.link_ttl", "-5", "hcc.files.link_ttl must be at least 1"),
+    ],
+)
+def test_bad_values_name_their_key(key, value, message):
+    with pytest.raises(SettingsError, match=message):
+        parse_settings({**BASE, key: value}, {})

@@ -58,7 +58,7 @@ _MESSAGE_CAP = 300
 # --------------------------------------------------------------------------------------------- errors
 
 
-class _PathError(ServiceError):
+class PathError(ServiceError):
     """A failure about one path on the cluster; ``path`` names it for logs and callers."""
 
     location = "querystring"
@@ -76,65 +76,65 @@ class _PathError(ServiceError):
         self.path = path
 
 
-class NoSuchPath(_PathError, NotFound):
+class NoSuchPath(PathError, NotFound):
     status = 404
 
 
-class PermissionDenied(_PathError, Forbidden):
+class PermissionDenied(PathError, Forbidden):
     status = 403
 
 
-class AlreadyExists(_PathError, Conflict):
+class AlreadyExists(PathError, Conflict):
     status = 409
 
 
-class NotADirectory(_PathError, Conflict):
+class NotADirectory(PathError, Conflict):
     status = 409
 
 
-class IsADirectory(_PathError, Conflict):
+class IsADirectory(PathError, Conflict):
     status = 409
 
 
-class DirectoryNotEmpty(_PathError, Conflict):
+class DirectoryNotEmpty(PathError, Conflict):
     status = 409
 
 
-class NotARegularFile(_PathError, Conflict):
+class NotARegularFile(PathError, Conflict):
     """A device, socket or fifo where a regular file was expected."""
 
     status = 409
 
 
-class InvalidMove(_PathError, Conflict):
+class InvalidMove(PathError, Conflict):
     """Moving or copying a directory into itself."""
 
     status = 409
 
 
-class PreconditionFailed(_PathError):
+class PreconditionFailed(PathError):
     status = 412
     location = "header"
     name = "If-Match"
 
 
-class PayloadTooLarge(_PathError):
+class PayloadTooLarge(PathError):
     status = 413
     location = "body"
     name = "body"
 
 
-class RangeNotSatisfiable(_PathError):
+class RangeNotSatisfiable(PathError):
     status = 416
     location = "header"
     name = "Range"
 
 
-class InsufficientStorage(_PathError):
+class InsufficientStorage(PathError):
     status = 507
 
 
-class RemoteFileError(_PathError):
+class RemoteFileError(PathError):
     """Anything the cluster refused that we could not classify: a 500 with the cluster's words."""
 
     status = 500
@@ -410,11 +410,11 @@ def file_etag(sftp: paramiko.SFTPClient, path: str) -> str:
         attr = sftp.stat(path)
     except OSError as exc:
         raise map_sftp_error(exc, path, "look at") from None
-    _require_regular(attr, path)
+    require_regular(attr, path)
     return etag_of(attr)
 
 
-def _require_regular(attr: paramiko.SFTPAttributes, path: str) -> None:
+def require_regular(attr: paramiko.SFTPAttributes, path: str) -> None:
     kind = file_type(attr.st_mode)
     if kind == "directory":
         raise IsADirectory(f"is a directory: {path}", path=path)
@@ -545,7 +545,7 @@ def read_chunks(
         raise _classify_failure(sftp, exc, path, "read") from None
     try:
         attr = handle.stat()
-        _require_regular(attr, path)
+        require_regular(attr, path)
     except BaseException as exc:
         handle.close()
         if isinstance(exc, OSError):
@@ -637,7 +637,7 @@ def write_file(
         except OSError as exc:
             raise map_sftp_error(exc, path, "follow the symlink") from None
     if attr is not None:
-        _require_regular(attr, path)
+        require_regular(attr, path)
         if not overwrite:
             raise AlreadyExists(f"already exists: {path}", path=path)
     _check_if_match(attr, if_match, path)
@@ -917,7 +917,7 @@ def _classify_failure(sftp: paramiko.SFTPClient, exc: OSError, path: str, action
 
 
 # Most specific first: a run that hit a full disk also reports many failed files.
-_STDERR_ERRORS: tuple[tuple[str, type[_PathError], str], ...] = (
+_STDERR_ERRORS: tuple[tuple[str, type[PathError], str], ...] = (
     ("No space left on device", InsufficientStorage, "no space left on the device"),
     ("Disk quota exceeded", InsufficientStorage, "disk quota exceeded"),
     ("into itself", InvalidMove, "cannot copy a directory into itself"),

@@ -176,7 +176,7 @@ def body_locations() -> Iterator[None]:
     """Errors about paths that came in the JSON body point at the body, not the query string."""
     try:
         yield
-    except files._PathError as exc:
+    except files.PathError as exc:
         if exc.location == "querystring":
             exc.location = "body"
         raise
@@ -299,7 +299,7 @@ def _stat_regular(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPAttribut
         attr = sftp.stat(path)
     except OSError as exc:
         raise files.map_sftp_error(exc, path, "look at") from None
-    files._require_regular(attr, path)
+    files.require_regular(attr, path)
     return attr
 
 

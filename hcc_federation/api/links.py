@@ -67,7 +67,7 @@ def make_link(request):
     # the file must exist and be readable now: a link to nothing is a mistake better told at once
     with request.cluster_sftp(cluster) as sftp, body_locations():
         try:
-            files._require_regular(sftp.stat(path), path)
+            files.require_regular(sftp.stat(path), path)
             sftp.open(path, "rb").close()
         except OSError as exc:
             raise files.map_sftp_error(exc, path, "read") from None

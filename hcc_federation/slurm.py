@@ -314,7 +314,8 @@ def sacct_list_argv(user: str, since: str, delimiter: str, states: frozenset[str
         f"--format={','.join(SACCT_JOB_FIELDS)}",
     ]
     if states and states <= _SACCT_STATES:
-        argv.append(f"--state={','.join(sorted(states))}")
+        # with --state and no --endtime, sacct 22.05 drops the finished jobs that --endtime=now keeps
+        argv += [f"--state={','.join(sorted(states))}", "--endtime=now"]
     return argv
 
 

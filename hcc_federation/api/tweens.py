@@ -50,11 +50,23 @@ def cors_tween_factory(handler, registry):
     return cors_tween
 
 
+def _close_copied_body(request) -> None:
+    """Close WebOb's copy of a body read into a temporary file (over 10 KiB), which it never closes.
+
+    Only when WebOb made the copy (it marks the environ): a server's own input stream is not ours.
+    """
+    if request.environ.get("webob.is_body_seekable"):
+        body = request.environ.get("wsgi.input")
+        if body is not None:
+            body.close()
+
+
 def body_limit_tween_factory(handler, registry):
     json_limit = registry.hcc_settings.api.max_body_bytes
     upload_limit = registry.hcc_settings.files.max_upload_bytes
 
     def body_limit_tween(request):
+        request.add_finished_callback(_close_copied_body)
         # refuse before anything reads the body; streaming routes (uploads) declare their own limit
         if getattr(request, "hcc_streaming_body", False):
             return handler(request)

@@ -110,7 +110,7 @@ def _parameters(schema: colander.SchemaNode, location: str) -> list[dict]:
     ]
 
 
-def _operation(service: Service, method: str, view, args: dict) -> dict:
+def _operation(service: Service, method: str, view, args: dict, path_enums: dict[str, list[str]]) -> dict:
     summary = (view.__doc__ or "").strip().splitlines()[0] if view.__doc__ else service.description
     statuses = getattr(view, "hcc_statuses", (200,))
     operation: dict = {"summary": summary, "operationId": f"{service.name}_{method.lower()}", "responses": {}}
@@ -120,7 +120,12 @@ def _operation(service: Service, method: str, view, args: dict) -> dict:
     if args.get("permission"):
         operation["security"] = [{"bearer": []}]
     params = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", **({"enum": path_enums[name]} if name in path_enums else {})},
+        }
         for name in re.findall(r"{(\w+)", service.path)
     ]
     schema = args.get("schema")
@@ -146,15 +151,19 @@ def _operation(service: Service, method: str, view, args: dict) -> dict:
     return operation
 
 
-def build_document(services=None) -> dict:
-    """The OpenAPI document of every registered Cornice service."""
+def build_document(services=None, clusters: list[str] | None = None) -> dict:
+    """The OpenAPI document of every registered Cornice service.
+
+    With this deployment's cluster names, ``{cluster}`` is documented as one of them.
+    """
+    path_enums = {"cluster": clusters} if clusters else {}
     paths: dict = {}
     for service in services if services is not None else get_services():
         item = paths.setdefault(service.path, {})
         for method, view, args in service.definitions:
             if method == "HEAD":
                 continue
-            item[method.lower()] = _operation(service, method, view, args)
+            item[method.lower()] = _operation(service, method, view, args, path_enums)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -174,4 +183,4 @@ def build_document(services=None) -> dict:
 @documented(200, response={"type": "object"}, tag="meta")
 def get_openapi(request):
     """This API's OpenAPI 3.1 document."""
-    return build_document()
+    return build_document(clusters=[c.name for c in request.registry.hcc_clusters])

@@ -113,6 +113,9 @@ def test_openapi_documents_every_service_and_method(app):
             assert op, f"{method} {service.path} is not documented"
             assert op["summary"], f"{method} {service.path} has no summary"
             assert op["responses"], f"{method} {service.path} lists no responses"
+    # path parameters name this deployment's clusters, so a client (or a fuzzer) knows them
+    cluster_param = doc["paths"]["/api/v1/clusters/{cluster}"]["get"]["parameters"][0]
+    assert cluster_param["name"] == "cluster" and cluster_param["schema"]["enum"] == ["alpha", "beta"]
     login = doc["paths"]["/api/v1/sessions"]["post"]
     assert set(login["requestBody"]["content"]["application/json"]["schema"]["required"]) == {
         "username",

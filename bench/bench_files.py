@@ -15,14 +15,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import http.client
 import json
 import os
-import shlex
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,48 +26,15 @@ import urllib.parse
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-ENDPOINTS = json.loads(Path("/var/lib/hcc-testbed/endpoints.json").read_text())
-USERS = {u["name"]: u for u in ENDPOINTS["users"]}
+# bench/ is on sys.path as the running script's directory: see common.py
+from common import ENDPOINTS, Client, close_master, pserve, registry, settings, ssh_options, ssh_run, vm_kib
+
 ALPHA = ENDPOINTS["clusters"]["alpha"]
 MiB = 1024 * 1024
 BLOCK = MiB
-
-
-def settings(db_path: str) -> dict:
-    ldap = ENDPOINTS["ldap"]
-    return {
-        "hcc.database.url": f"sqlite:///{db_path}",
-        "hcc.auth.secret": "bench-secret-" + "x" * 40,
-        "hcc.ldap.uri": ldap["uri"],
-        "hcc.ldap.bind_dn": ldap["bind_dn"],
-        "hcc.ldap.bind_password": ldap["bind_password"],
-        "hcc.ldap.user_base": ldap["people"],
-        "hcc.ldap.group_base": ldap["base"],
-        "hcc.clusters": "alpha",
-        "hcc.cluster.alpha.host": ALPHA["ssh_host"],
-        "hcc.cluster.alpha.port": str(ALPHA["ssh_port"]),
-        "hcc.cluster.alpha.known_hosts": ALPHA["known_hosts"],
-        "hcc.cluster.alpha.identity": "password",
-        "hcc.cluster.alpha.command_timeout": "120",
-    }
-
-
-def migrate(db_path: str) -> None:
-    sys.path.insert(0, str(ROOT))
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config(str(ROOT / "development.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "alembic"))
-    cfg.attributes["hcc_database_url"] = f"sqlite:///{db_path}"
-    command.upgrade(cfg, "head")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+SETTINGS = {"hcc.cluster.alpha.command_timeout": "120"}
+# waitress refuses bodies over 1 GiB by default; the service has its own limit
+SERVER = {"max_request_body_size": "4294967296"}
 
 
 class PatternBody:
@@ -89,103 +52,34 @@ class PatternBody:
 
 
 class Service:
-    """A pserve process of the service on a free loopback port."""
+    """The pserve process of the service, and one keep-alive connection to it logged in as alice."""
 
-    def __init__(self, tmp: str):
-        db_path = os.path.join(tmp, "bench.sqlite")
-        migrate(db_path)
-        self.port = free_port()
-        ini = Path(tmp) / "bench.ini"
-        lines = ["[app:main]", "use = egg:hcc-federation"]
-        lines += [f"{k} = {v}" for k, v in settings(db_path).items()]
-        lines += [
-            "",
-            "[server:main]",
-            "use = egg:waitress#main",
-            f"listen = 127.0.0.1:{self.port}",
-            "threads = 4",
-            # waitress refuses bodies over 1 GiB by default; the service has its own limit
-            "max_request_body_size = 4294967296",
-        ]
-        ini.write_text("\n".join(lines) + "\n")
-        self.process = subprocess.Popen(
-            [str(ROOT / ".venv/bin/pserve"), str(ini)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        self.conn = self.connection()
-        status, body = self.call(
-            "POST",
-            "/api/v1/sessions",
-            json.dumps({"username": "alice", "password": USERS["alice"]["password"]}).encode(),
-            {"Content-Type": "application/json"},
-        )
-        assert status == 201, body
-        self.auth = {"Authorization": f"Bearer {json.loads(body)['token']}"}
-
-    def connection(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=600, blocksize=BLOCK)
+    def __init__(self, port: int, process: subprocess.Popen):
+        self.process = process
+        self.client = Client(port, timeout=600, blocksize=BLOCK)
+        self.conn = self.client.conn
+        self.token = self.client.login("alice")
 
     def call(self, method: str, path: str, body=None, headers: dict | None = None) -> tuple[int, bytes]:
-        self.conn.request(method, path, body=body, headers={**getattr(self, "auth", {}), **(headers or {})})
-        response = self.conn.getresponse()
-        return response.status, response.read()
+        return self.client.call(method, path, body, token=self.token, headers=headers)
 
     def memory(self) -> tuple[int, int]:
         """(VmRSS, VmHWM) in KiB."""
-        fields = {}
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                fields[key] = int(value.split()[0])
-        return fields["VmRSS"], fields["VmHWM"]
-
-    def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
+        return vm_kib(self.process.pid, "VmRSS", "VmHWM")
 
 
 def url(suffix: str, **params) -> str:
     return f"/api/v1/clusters/alpha/files{suffix}?{urllib.parse.urlencode(params)}"
 
 
-def ssh_options(control: str) -> list[str]:
-    return [
-        "-i",
-        USERS["alice"]["key"],
-        "-o",
-        f"UserKnownHostsFile={ALPHA['known_hosts']}",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "LogLevel=ERROR",
-        "-o",
-        "ControlMaster=auto",
-        "-o",
-        f"ControlPath={control}",
-        "-o",
-        "ControlPersist=300",
-    ]
-
-
 def ssh(control: str, command: list[str]) -> bytes:
-    argv = ["ssh", *ssh_options(control), "-p", str(ALPHA["ssh_port"]), f"alice@{ALPHA['ssh_host']}"]
-    return subprocess.run([*argv, shlex.join(command)], check=True, capture_output=True).stdout
+    return ssh_run("alpha", "alice", command, control)
 
 
 def sftp_batch(control: str, batch: str) -> None:
     argv = [
         "sftp",
-        *ssh_options(control),
+        *ssh_options("alpha", "alice", control),
         "-P",
         str(ALPHA["ssh_port"]),
         "-b",
@@ -196,7 +90,15 @@ def sftp_batch(control: str, batch: str) -> None:
 
 
 def scp(control: str, source: str, target: str) -> None:
-    argv = ["scp", "-q", *ssh_options(control), "-P", str(ALPHA["ssh_port"]), source, target]
+    argv = [
+        "scp",
+        "-q",
+        *ssh_options("alpha", "alice", control),
+        "-P",
+        str(ALPHA["ssh_port"]),
+        source,
+        target,
+    ]
     subprocess.run(argv, check=True, capture_output=True)
 
 
@@ -254,7 +156,7 @@ def upload_multipart(service: Service, directory: str, name: str, size: int, blo
 
 
 def download(service: Service, path: str, size: int) -> None:
-    service.conn.request("GET", url("/content", path=path), headers=service.auth)
+    service.conn.request("GET", url("/content", path=path), headers=Client.auth(service.token))
     response = service.conn.getresponse()
     assert response.status == 200, response.read()[:300]
     received = 0
@@ -275,16 +177,15 @@ def main() -> None:
     block = os.urandom(BLOCK)
     work = f"/home/alice/hcc-bench-files-{uuid.uuid4().hex}"
     local = f"/dev/shm/hcc-bench-{uuid.uuid4().hex}.bin"
-    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory(dir="/tmp") as ctl:
+    with (
+        registry() as db_path,
+        tempfile.TemporaryDirectory(dir="/tmp") as ctl,
+        pserve(settings(db_path, ["alpha"], SETTINGS), threads=4, server_options=SERVER) as (port, process),
+    ):
         control = os.path.join(ctl, "cm")
-        service = Service(tmp)
+        service = Service(port, process)
         try:
-            status, body = service.call(
-                "POST",
-                "/api/v1/clusters/alpha/files/mkdir",
-                json.dumps({"path": work}).encode(),
-                {"Content-Type": "application/json"},
-            )
+            status, body = service.call("POST", "/api/v1/clusters/alpha/files/mkdir", {"path": work})
             assert status == 201, body
 
             # 1. peak memory during a 1 GiB upload, first, on a fresh process
@@ -363,19 +264,7 @@ def main() -> None:
                 ssh(control, ["rm", "-r", "-f", "--", work])
             except subprocess.CalledProcessError as exc:
                 with_errors.append(exc)
-            subprocess.run(
-                [
-                    "ssh",
-                    *ssh_options(control),
-                    "-O",
-                    "exit",
-                    "-p",
-                    str(ALPHA["ssh_port"]),
-                    f"alice@{ALPHA['ssh_host']}",
-                ],
-                capture_output=True,
-            )
-            service.close()
+            close_master("alpha", "alice", control)
             if os.path.exists(local):
                 os.remove(local)
 

@@ -24,70 +24,21 @@ Run as root with the test bed up:  .venv/bin/python bench/bench_jobs.py [--clust
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import shlex
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# bench/ is on sys.path as the running script's directory: see common.py
+from common import ENDPOINTS, Client, close_master, in_process, registry, settings, ssh_argv
 
-from hcc_federation import slurm  # noqa: E402
+from hcc_federation import slurm
 
-ENDPOINTS = json.loads(Path("/var/lib/hcc-testbed/endpoints.json").read_text())
-USERS = {u["name"]: u for u in ENDPOINTS["users"]}
 HISTORY_NAME = "hcc-bench-history"
-
-
-def settings(db_path: str) -> dict:
-    ldap = ENDPOINTS["ldap"]
-    out = {
-        "hcc.database.url": f"sqlite:///{db_path}",
-        "hcc.auth.secret": "bench-secret-" + "x" * 40,
-        "hcc.ldap.uri": ldap["uri"],
-        "hcc.ldap.bind_dn": ldap["bind_dn"],
-        "hcc.ldap.bind_password": ldap["bind_password"],
-        "hcc.ldap.user_base": ldap["people"],
-        "hcc.ldap.group_base": ldap["base"],
-        "hcc.clusters": "alpha beta",
-        "hcc.ssh.ca_key": ENDPOINTS["ssh_user_ca"]["private_key"],
-    }
-    for name, mode in (("alpha", "password"), ("beta", "certificate")):
-        c = ENDPOINTS["clusters"][name]
-        out.update(
-            {
-                f"hcc.cluster.{name}.host": c["ssh_host"],
-                f"hcc.cluster.{name}.port": str(c["ssh_port"]),
-                f"hcc.cluster.{name}.known_hosts": c["known_hosts"],
-                f"hcc.cluster.{name}.identity": mode,
-            }
-        )
-    return out
-
-
-def migrate(db_path: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config(str(ROOT / "development.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "alembic"))
-    cfg.attributes["hcc_database_url"] = f"sqlite:///{db_path}"
-    command.upgrade(cfg, "head")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,60 +126,10 @@ def in_controller(cluster: str, user: str) -> int:
 # Measurements
 
 
-class Client:
-    """One keep-alive HTTP connection, as a portal would hold."""
-
-    def __init__(self, port: int):
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-
-    def call(
-        self, method: str, path: str, body: dict | None = None, token: str | None = None
-    ) -> tuple[int, bytes]:
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self.conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-        response = self.conn.getresponse()
-        return response.status, response.read()
-
-    def login(self, name: str) -> str:
-        status, body = self.call(
-            "POST", "/api/v1/sessions", {"username": name, "password": USERS[name]["password"]}
-        )
-        assert status == 201, body
-        return json.loads(body)["token"]
-
-
-def ssh_argv(cluster: str, user: str, control: str) -> list[str]:
-    c = ENDPOINTS["clusters"][cluster]
-    return [
-        "ssh",
-        "-i",
-        USERS[user]["key"],
-        "-p",
-        str(c["ssh_port"]),
-        "-o",
-        f"UserKnownHostsFile={c['known_hosts']}",
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "LogLevel=ERROR",
-        "-o",
-        "ControlMaster=auto",
-        "-o",
-        f"ControlPath={control}",
-        "-o",
-        "ControlPersist=300",
-        f"{user}@{c['ssh_host']}",
-    ]
-
-
 def measure(port: int, token: str, cluster: str, user: str, control: str, rounds: int) -> dict:
     """Interleaved rounds (each operation once per round), so that a drift (slurmctld purging
     finished jobs, another test run's load) touches every figure alike."""
-    client = Client(port)
+    client = Client(port, timeout=120)
     counts: dict[str, int] = {}
 
     def get(path: str):
@@ -302,19 +203,13 @@ def main() -> None:
 
     import logging
 
-    import waitress
-
-    from hcc_federation import main as make_app
-
     logging.basicConfig(level=logging.WARNING)
-    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory(dir="/tmp") as ctl:
-        db_path = os.path.join(tmp, "bench.sqlite")
-        migrate(db_path)
-        app = make_app({}, **settings(db_path))
-        port = free_port()
-        server = waitress.create_server(app, host="127.0.0.1", port=port, threads=4)
-        threading.Thread(target=server.run, daemon=True).start()
-        token = Client(port).login(args.user)
+    with (
+        registry() as db_path,
+        tempfile.TemporaryDirectory(dir="/tmp") as ctl,
+        in_process(settings(db_path)) as (_, port),
+    ):
+        token = Client(port, timeout=120).login(args.user)
         control = os.path.join(ctl, "cm")
         try:
             held = in_controller(args.cluster, args.user)
@@ -331,10 +226,7 @@ def main() -> None:
                 second = measure(port, token, args.cluster, args.user, control, args.rounds)
                 report("accounting history only", args.cluster, second, args.rounds)
         finally:
-            subprocess.run(
-                [*ssh_argv(args.cluster, args.user, control)[:-1], "-O", "exit", "x"], capture_output=True
-            )
-            server.close()
+            close_master(args.cluster, args.user, control)
 
 
 if __name__ == "__main__":

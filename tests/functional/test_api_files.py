@@ -13,26 +13,9 @@ from webob import Request
 
 from hcc_federation.remote import PasswordIdentity
 from tests.conftest import make_app
+from tests.helpers import HOSTILE_NAMES
 
 CLUSTERS = ["alpha", "beta"]
-# A name cannot hold "/", so these reach /tmp/pwned through cd: "cd" alone goes home (/home/alice).
-PWN = "cd;cd ..;cd ..;cd tmp;touch pwned"
-HOSTILE_NAMES = [
-    f"$({PWN})",
-    f"`{PWN}`",
-    f"a;{PWN};b",
-    f"a' && {PWN} && '",
-    f'a" && {PWN} && "',
-    "-rf",
-    "--help",
-    "new\nline",
-    "quo'te\"s",
-    "sp ace  ",
-    "ünïcødé ☃ 名前",
-    "x" * 255,
-    "é" * 127,  # 254 bytes of UTF-8
-    "*?[a]{b}~",
-]
 
 
 def q(path: str, **params) -> str:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from hcc_federation import slurm
 from hcc_federation.models import JobSubmission
 from tests.conftest import make_app, run_testbed_up
+from tests.helpers import alice_work_dir, jobs_cancelled_afterwards, wait_for
 
 CLUSTERS = ["alpha", "beta"]
 OTHER = {"alpha": "beta", "beta": "alpha"}
@@ -31,17 +32,6 @@ BURN = (
     "end = time.time() + 40\n"
     "while time.time() < end: pass'\n"
 )
-
-
-def wait_for(check, timeout=60.0, interval=0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {check.__name__}")
-        time.sleep(interval)
 
 
 def skip_on_mysql(database_url):
@@ -69,22 +59,15 @@ def registry_rows(app, cluster: str, job_id: str) -> list[JobSubmission]:
 
 @pytest.fixture
 def work_dir(users):
-    path = Path(f"/home/alice/hcc-api-jobs-{uuid.uuid4().hex[:10]}")
-    path.mkdir()
-    os.chown(path, users["alice"]["uid"], -1)
-    yield path
-    # job output files belong to alice; the test's directory goes with them
-    subprocess.run(["rm", "-rf", "--", str(path)], check=True)
+    with alice_work_dir(users, "hcc-api-jobs") as path:
+        yield path
 
 
 @pytest.fixture
 def started(clusters):
     """(cluster, job id) pairs to scancel as root whatever the test's outcome."""
-    jobs: list[tuple[str, str]] = []
-    yield jobs
-    for cluster, job_id in jobs:
-        env = {**os.environ, "SLURM_CONF": clusters[cluster]["slurm_conf"]}
-        subprocess.run(["scancel", job_id], env=env, capture_output=True, timeout=30)
+    with jobs_cancelled_afterwards(clusters) as jobs:
+        yield jobs
 
 
 @pytest.fixture

@@ -19,25 +19,7 @@ import pytest
 from hcc_federation import files
 from hcc_federation.errors import BadRequest
 from hcc_federation.remote.result import CommandResult
-
-# A name cannot hold "/", so these reach /tmp/pwned through cd: "cd" alone goes home (/home/alice).
-PWN = "cd;cd ..;cd ..;cd tmp;touch pwned"
-HOSTILE_NAMES = [
-    f"$({PWN})",
-    f"`{PWN}`",
-    f"a;{PWN};b",
-    f"a' && {PWN} && '",
-    f'a" && {PWN} && "',
-    "-rf",
-    "--help",
-    "new\nline",
-    "quo'te\"s",
-    "sp ace  ",
-    "ünïcødé ☃ 名前",
-    "x" * 255,
-    "é" * 127,  # 254 bytes of UTF-8
-    "*?[a]{b}~",
-]
+from tests.helpers import HOSTILE_NAMES
 
 
 @dataclass

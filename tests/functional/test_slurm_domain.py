@@ -4,13 +4,13 @@ import os
 import subprocess
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 from hcc_federation import slurm
 from hcc_federation.errors import BadRequest
 from hcc_federation.remote.result import CommandResult
+from tests.helpers import alice_work_dir, jobs_cancelled_afterwards, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -59,33 +59,15 @@ def runners(clusters):
 
 @pytest.fixture
 def work_dir(users):
-    path = Path(f"/home/alice/hcc-slurm-{uuid.uuid4().hex[:10]}")
-    path.mkdir()
-    os.chown(path, users["alice"]["uid"], -1)
-    yield path
-    # Job output files belong to alice; the test's own directory goes with them.
-    subprocess.run(["rm", "-rf", "--", str(path)], check=True)
+    with alice_work_dir(users, "hcc-slurm") as path:
+        yield path
 
 
 @pytest.fixture
-def started(runners):
+def started(clusters):
     """Job ids to scancel (as root, whoever owns them) whatever the test's outcome."""
-    jobs: list[tuple[str, str]] = []
-    yield jobs
-    for cluster, job_id in jobs:
-        conf = runners[(cluster, "alice")].conf
-        subprocess.run(["scancel", job_id], env={**os.environ, "SLURM_CONF": conf}, capture_output=True)
-
-
-def wait_for(check, timeout=60.0, interval=0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(interval)
+    with jobs_cancelled_afterwards(clusters) as jobs:
+        yield jobs
 
 
 @pytest.mark.parametrize("cluster", CLUSTERS)

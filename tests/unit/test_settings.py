@@ -3,18 +3,11 @@
 import pytest
 
 from hcc_federation.settings import SettingsError, parse_settings
-
-BASE = {
-    "hcc.database.url": "sqlite:///x.sqlite",
-    "hcc.auth.secret": "s" * 32,
-    "hcc.ldap.uri": "ldap://127.0.0.1:3890",
-    "hcc.ldap.user_base": "ou=People,dc=example,dc=org",
-    "hcc.ldap.group_base": "dc=example,dc=org",
-}
+from tests.helpers import BASE_SETTINGS
 
 
 def test_defaults():
-    s = parse_settings(BASE, {})
+    s = parse_settings(BASE_SETTINGS, {})
     assert s.auth.idle_timeout == 6 * 3600 and s.auth.max_age == 24 * 3600
     assert s.ldap.lock_attribute is None
     assert s.api.cors_origins == ()
@@ -43,7 +36,7 @@ def test_defaults():
     ],
 )
 def test_bad_values_name_the_key(key, value, message):
-    raw = dict(BASE)
+    raw = dict(BASE_SETTINGS)
     if value is None:
         raw.pop(key, None)
     else:
@@ -54,7 +47,7 @@ def test_bad_values_name_the_key(key, value, message):
 
 
 def test_environment_overrides_secrets_and_url():
-    raw = {k: v for k, v in BASE.items() if k not in ("hcc.auth.secret", "hcc.database.url")}
+    raw = {k: v for k, v in BASE_SETTINGS.items() if k not in ("hcc.auth.secret", "hcc.database.url")}
     s = parse_settings(
         raw,
         {
@@ -69,7 +62,7 @@ def test_environment_overrides_secrets_and_url():
 
 
 def test_secrets_do_not_show_in_repr():
-    s = parse_settings({**BASE, "hcc.ldap.bind_password": "very-secret-pw"}, {})
+    s = parse_settings({**BASE_SETTINGS, "hcc.ldap.bind_password": "very-secret-pw"}, {})
     assert "very-secret-pw" not in repr(s) and "s" * 32 not in repr(s)
 
 

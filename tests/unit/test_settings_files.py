@@ -3,24 +3,17 @@
 import pytest
 
 from hcc_federation.settings import FilesSettings, SettingsError, parse_settings
-
-BASE = {
-    "hcc.database.url": "sqlite:///x.sqlite",
-    "hcc.auth.secret": "s" * 32,
-    "hcc.ldap.uri": "ldap://127.0.0.1:3890",
-    "hcc.ldap.user_base": "ou=People,dc=example,dc=org",
-    "hcc.ldap.group_base": "dc=example,dc=org",
-}
+from tests.helpers import BASE_SETTINGS
 
 
 def test_defaults():
-    files = parse_settings(BASE, {}).files
+    files = parse_settings(BASE_SETTINGS, {}).files
     assert files == FilesSettings(max_upload_bytes=10 * 1024**3, link_ttl=3600)
 
 
 def test_values_are_read():
     files = parse_settings(
-        {**BASE, "hcc.files.max_upload_bytes": "2048", "hcc.files.link_ttl": " 60 "}, {}
+        {**BASE_SETTINGS, "hcc.files.max_upload_bytes": "2048", "hcc.files.link_ttl": " 60 "}, {}
     ).files
     assert (files.max_upload_bytes, files.link_ttl) == (2048, 60)
 
@@ -36,4 +29,4 @@ def test_values_are_read():
 )
 def test_bad_values_name_their_key(key, value, message):
     with pytest.raises(SettingsError, match=message):
-        parse_settings({**BASE, key: value}, {})
+        parse_settings({**BASE_SETTINGS, key: value}, {})

@@ -1,0 +1,247 @@
+"""What the benchmarks share: the test bed's endpoints, the service's settings for it, a migrated
+SQLite registry, the service served by waitress (in this process or as a `pserve` process), a
+keep-alive HTTP client, and OpenSSH argv for the same users and clusters.
+
+The scripts import this as a plain top-level module (`from common import ...`): they run as
+`.venv/bin/python bench/<script>.py`, and Python puts the script's own directory (bench/) first on
+sys.path, so no package or path trick is needed there. This module puts the repository root on
+sys.path in turn, so that `hcc_federation` imports from the checkout even where it is not installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+ENDPOINTS = json.loads(Path("/var/lib/hcc-testbed/endpoints.json").read_text())
+USERS = {u["name"]: u for u in ENDPOINTS["users"]}
+# How the service reaches each cluster as the caller: alpha with the caller's password, beta with a
+# short-lived certificate signed by the bed's user CA; both ways are benchmarked.
+IDENTITIES = {"alpha": "password", "beta": "certificate"}
+
+
+def settings(
+    db_path: str, clusters: Sequence[str] = ("alpha", "beta"), overrides: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The service's hcc.* settings for the test bed, a SQLite registry at ``db_path`` and ``clusters``;
+    ``overrides`` added last (they may replace any key)."""
+    ldap = ENDPOINTS["ldap"]
+    out = {
+        "hcc.database.url": f"sqlite:///{db_path}",
+        "hcc.auth.secret": "bench-secret-" + "x" * 40,
+        "hcc.ldap.uri": ldap["uri"],
+        "hcc.ldap.bind_dn": ldap["bind_dn"],
+        "hcc.ldap.bind_password": ldap["bind_password"],
+        "hcc.ldap.user_base": ldap["people"],
+        "hcc.ldap.group_base": ldap["base"],
+        "hcc.clusters": " ".join(clusters),
+    }
+    if any(IDENTITIES[name] == "certificate" for name in clusters):
+        out["hcc.ssh.ca_key"] = ENDPOINTS["ssh_user_ca"]["private_key"]
+    for name in clusters:
+        c = ENDPOINTS["clusters"][name]
+        out.update(
+            {
+                f"hcc.cluster.{name}.host": c["ssh_host"],
+                f"hcc.cluster.{name}.port": str(c["ssh_port"]),
+                f"hcc.cluster.{name}.known_hosts": c["known_hosts"],
+                f"hcc.cluster.{name}.identity": IDENTITIES[name],
+            }
+        )
+    out.update(overrides or {})
+    return out
+
+
+def migrate(db_path: str) -> None:
+    """Create the registry's tables in a SQLite file (alembic upgrade head, as a deployment does)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config(str(ROOT / "development.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "alembic"))
+    cfg.attributes["hcc_database_url"] = f"sqlite:///{db_path}"
+    command.upgrade(cfg, "head")
+
+
+@contextlib.contextmanager
+def registry() -> Iterator[str]:
+    """The path of a migrated SQLite registry in a temp dir, removed on the way out."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db_path = str(Path(tmp) / "bench.sqlite")
+        migrate(db_path)
+        yield db_path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: float = 30) -> None:
+    """Wait until something accepts connections on the loopback ``port`` (and ``process`` lives)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"the server exited with status {process.returncode}") from None
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def in_process(app_settings: dict[str, str], threads: int = 4) -> Iterator[tuple[object, int]]:
+    """The app served by waitress on a free loopback port in a thread of this process: (app, port)."""
+    import waitress
+
+    from hcc_federation import main
+
+    app = main({}, **app_settings)
+    port = free_port()
+    server = waitress.create_server(app, host="127.0.0.1", port=port, threads=threads)
+    threading.Thread(target=server.run, daemon=True).start()
+    try:
+        yield app, port
+    finally:
+        server.close()
+
+
+@contextlib.contextmanager
+def pserve(
+    app_settings: dict[str, str], threads: int, server_options: dict[str, str] | None = None
+) -> Iterator[tuple[int, subprocess.Popen]]:
+    """A `pserve` process of the service (waitress, ``threads`` threads, ``server_options`` added to its
+    [server:main]) on a free loopback port, from an ini in a temp dir: (port, process) once it accepts
+    connections. The process is stopped on the way out, whatever happened."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        ini = Path(tmp) / "bench.ini"
+        lines = ["[app:main]", "use = egg:hcc-federation"]
+        lines += [f"{k} = {v}" for k, v in app_settings.items()]
+        lines += ["", "[server:main]", "use = egg:waitress#main", f"listen = 127.0.0.1:{port}"]
+        lines += [f"threads = {threads}"]
+        lines += [f"{k} = {v}" for k, v in (server_options or {}).items()]
+        ini.write_text("\n".join(lines) + "\n")
+        process = subprocess.Popen(
+            [str(ROOT / ".venv/bin/pserve"), str(ini)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            wait_for_port(port, process)
+            yield port, process
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+
+def vm_kib(pid: int, *keys: str) -> tuple[int, ...]:
+    """Fields of /proc/<pid>/status in KiB (e.g. "VmRSS", "VmHWM"), in the order asked."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in keys:
+            fields[key] = int(value.split()[0])
+    return tuple(fields[key] for key in keys)
+
+
+class Client:
+    """One keep-alive HTTP connection, as a portal would hold."""
+
+    def __init__(self, port: int, timeout: float = 60, blocksize: int = 8192):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, blocksize=blocksize)
+
+    @staticmethod
+    def auth(token: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes]:
+        """(status, body). A dict or list ``body`` is sent as JSON; bytes or a file-like object
+        (anything with ``read``) as they are, with the caller's ``headers``."""
+        sent = {"Content-Type": "application/json"} if isinstance(body, dict | list) else {}
+        if sent:
+            body = json.dumps(body)
+        self.conn.request(method, path, body=body, headers={**sent, **self.auth(token), **(headers or {})})
+        response = self.conn.getresponse()
+        return response.status, response.read()
+
+    def login(self, name: str) -> str:
+        """A session token of the test user ``name`` (POST /api/v1/sessions with the bed's password)."""
+        status, body = self.call(
+            "POST", "/api/v1/sessions", {"username": name, "password": USERS[name]["password"]}
+        )
+        assert status == 201, body
+        return json.loads(body)["token"]
+
+
+def ssh_options(cluster: str, user: str, control: str | None = None) -> list[str]:
+    """OpenSSH options for ssh, sftp and scp alike (the port is not one: ssh spells it -p, the others
+    -P): the user's key, the cluster's known_hosts checked strictly, never a prompt; with ``control``, a
+    ControlMaster socket at that path, made by the first call and kept for 300 s after the last."""
+    argv = [
+        "-i",
+        USERS[user]["key"],
+        "-o",
+        f"UserKnownHostsFile={ENDPOINTS['clusters'][cluster]['known_hosts']}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "LogLevel=ERROR",
+    ]
+    if control:
+        argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={control}", "-o", "ControlPersist=300"]
+    return argv
+
+
+def destination(cluster: str, user: str) -> str:
+    return f"{user}@{ENDPOINTS['clusters'][cluster]['ssh_host']}"
+
+
+def ssh_argv(cluster: str, user: str, control: str | None = None) -> list[str]:
+    """`ssh` to ``cluster`` as ``user``, ending with the destination: append the remote command (one
+    string, e.g. ``shlex.join(argv)``). Without ``control``, a new connection per call."""
+    port = str(ENDPOINTS["clusters"][cluster]["ssh_port"])
+    return ["ssh", *ssh_options(cluster, user, control), "-p", port, destination(cluster, user)]
+
+
+def ssh_run(cluster: str, user: str, argv: Sequence[str], control: str | None = None) -> bytes:
+    """Run ``argv`` on ``cluster`` as ``user`` through OpenSSH: its stdout (CalledProcessError on failure)."""
+    done = subprocess.run(
+        [*ssh_argv(cluster, user, control), shlex.join(argv)], check=True, capture_output=True
+    )
+    return done.stdout
+
+
+def close_master(cluster: str, user: str, control: str) -> None:
+    """Ask the ControlMaster at ``control`` to exit (nothing happens if there is none)."""
+    argv = ssh_argv(cluster, user, control)
+    subprocess.run([*argv[:-1], "-O", "exit", argv[-1]], capture_output=True)

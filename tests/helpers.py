@@ -1,0 +1,76 @@
+"""Pieces that several test modules share, imported where they are needed (the session-wide fixtures
+stay in conftest.py). Nothing here touches the test bed at import, so unit tests may use it too."""
+
+import contextlib
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+# A name cannot hold "/", so these reach /tmp/pwned through cd: "cd" alone goes home (/home/alice).
+PWN = "cd;cd ..;cd ..;cd tmp;touch pwned"
+HOSTILE_NAMES = [
+    f"$({PWN})",
+    f"`{PWN}`",
+    f"a;{PWN};b",
+    f"a' && {PWN} && '",
+    f'a" && {PWN} && "',
+    "-rf",
+    "--help",
+    "new\nline",
+    "quo'te\"s",
+    "sp ace  ",
+    "ünïcødé ☃ 名前",
+    "x" * 255,
+    "é" * 127,  # 254 bytes of UTF-8
+    "*?[a]{b}~",
+]
+
+# The fewest raw settings that parse_settings accepts: every required key, with a valid value.
+BASE_SETTINGS = {
+    "hcc.database.url": "sqlite:///x.sqlite",
+    "hcc.auth.secret": "s" * 32,
+    "hcc.ldap.uri": "ldap://127.0.0.1:3890",
+    "hcc.ldap.user_base": "ou=People,dc=example,dc=org",
+    "hcc.ldap.group_base": "dc=example,dc=org",
+}
+
+
+def wait_for(check, timeout=60.0, interval=0.5):
+    """The first truthy value of ``check()``, polled every ``interval`` s; AssertionError past ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {check.__name__}")
+        time.sleep(interval)
+
+
+@contextlib.contextmanager
+def alice_work_dir(users: dict, prefix: str) -> Iterator[Path]:
+    """A fresh directory of alice's in her home (``prefix`` + a random suffix), removed afterwards."""
+    path = Path(f"/home/alice/{prefix}-{uuid.uuid4().hex[:10]}")
+    path.mkdir()
+    os.chown(path, users["alice"]["uid"], -1)
+    try:
+        yield path
+    finally:
+        # job output files belong to alice; the test's directory goes with them
+        subprocess.run(["rm", "-rf", "--", str(path)], check=True)
+
+
+@contextlib.contextmanager
+def jobs_cancelled_afterwards(clusters: dict) -> Iterator[list[tuple[str, str]]]:
+    """A list of (cluster, job id) to fill: each is scancelled as root (whoever owns it) on the way
+    out, whatever the test's outcome."""
+    jobs: list[tuple[str, str]] = []
+    try:
+        yield jobs
+    finally:
+        for cluster, job_id in jobs:
+            env = {**os.environ, "SLURM_CONF": clusters[cluster]["slurm_conf"]}
+            subprocess.run(["scancel", job_id], env=env, capture_output=True, timeout=30)

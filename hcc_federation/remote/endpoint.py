@@ -77,5 +77,8 @@ class ClusterEndpoint:
             argv = ["env", *(f"{k}={v}" for k, v in self.env.items()), *argv]
         command = shlex.join(argv)
         if self.command_prefix:
-            return f"{self.command_prefix} && {command}"
+            # exec: the command replaces the shell that ran the prefix, so the TERM that a
+            # timeout sends to sshd's child reaches the command itself, not only its shell
+            # (bash 5.2 does this by itself for the last command of -c; other shells may not)
+            return f"{self.command_prefix} && exec {command}"
         return command

@@ -324,11 +324,14 @@ def test_certificate_from_an_untrusted_ca_is_refused(pool, alpha):
 # ---------------------------------------------------------------------------- commands
 
 
-def test_timeout_abandons_the_command_and_frees_its_slot(shared_pool, alpha, alice):
+@pytest.mark.parametrize("prefix", ["", "true"])
+def test_timeout_abandons_the_command_and_frees_its_slot(shared_pool, endpoint_for, alpha, alice, prefix):
     marker = f"29.{uuid.uuid4().int % 10**9:09d}"  # a sleep argument no other test uses
+    # with a command prefix a shell runs first: the command must still be the one stopped
+    endpoint = endpoint_for("alpha", command_prefix=prefix)
     started = time.monotonic()
     with pytest.raises(RemoteTimeout) as caught:
-        shared_pool.run(alpha, alice, ["sleep", marker], timeout=1)
+        shared_pool.run(endpoint, alice, ["sleep", marker], timeout=1)
     assert caught.value.status == 504
     assert time.monotonic() - started < 2.5
     assert shared_pool.stats()["channels_in_use"] == 0

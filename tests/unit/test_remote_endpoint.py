@@ -40,7 +40,7 @@ def test_env_is_passed_through_env_in_argv():
 
 def test_prefix_runs_before_the_quoted_command():
     ep = endpoint(command_prefix="module load slurm")
-    assert ep.command_line(["sbatch", "a;b"]) == "module load slurm && sbatch 'a;b'"
+    assert ep.command_line(["sbatch", "a;b"]) == "module load slurm && exec sbatch 'a;b'"
 
 
 @pytest.mark.parametrize("argv", [["echo", "a\0b"], ["\0"]])

@@ -3,6 +3,7 @@
 import json
 import os
 import secrets
+import socket
 import subprocess
 from pathlib import Path
 
@@ -14,12 +15,32 @@ ENDPOINTS = Path(os.environ.get("HCC_TESTBED_ENDPOINTS", "/var/lib/hcc-testbed/e
 START_HINT = "bash scripts/testbed/install.sh && bash scripts/testbed/up.sh"
 
 
+def _down_servers(endpoints: dict) -> list[str]:
+    """The bed's servers that do not accept a TCP connection on 127.0.0.1."""
+    ldap_port = int(endpoints["ldap"]["uri"].rsplit(":", 1)[1])
+    servers = {"MariaDB": endpoints["mysql"]["port"], "slapd": ldap_port}
+    servers.update({f"sshd of {name}": c["ssh_port"] for name, c in endpoints["clusters"].items()})
+    down = []
+    for name, port in servers.items():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        except OSError:
+            down.append(f"{name} (port {port})")
+    return down
+
+
 def pytest_configure(config):
-    # Stop at once, loudly, when the bed is missing: a suite that silently skipped every real
-    # test would pass while testing nothing.
+    # Stop at once, loudly, when the bed is missing or half down: a suite that silently skipped
+    # or failed every real test for that reason would say nothing useful.
     if not ENDPOINTS.is_file():
         pytest.exit(
             f"the test bed is not up ({ENDPOINTS} is missing); start it with: {START_HINT}", returncode=3
+        )
+    down = _down_servers(json.loads(ENDPOINTS.read_text()))
+    if down:
+        pytest.exit(
+            f"the test bed is not up: {', '.join(down)} not answering; start it with: {START_HINT}",
+            returncode=3,
         )
 
 

@@ -134,6 +134,15 @@ class InsufficientStorage(PathError):
     status = 507
 
 
+class NameNotUtf8(PathError):
+    """The cluster holds a name that is not UTF-8, which JSON cannot carry faithfully.
+
+    paramiko decodes every name as strict UTF-8; rather than a 500, say which directory holds it.
+    """
+
+    status = 502
+
+
 class RemoteFileError(PathError):
     """Anything the cluster refused that we could not classify: a 500 with the cluster's words."""
 
@@ -399,7 +408,8 @@ def get_metadata(
 def _readlink(sftp: paramiko.SFTPClient, path: str) -> str | None:
     try:
         return sftp.readlink(path)
-    except OSError:
+    except (OSError, UnicodeDecodeError):
+        # unreadable, or a target that is not UTF-8: the link is still listed, without a target
         return None
 
 
@@ -500,6 +510,8 @@ def list_directory(
         page, total = page_rows((_row(attr) for attr in sftp.listdir_iter(path)), offset, limit)
     except OSError as exc:
         raise map_sftp_error(exc, path, "list") from None
+    except UnicodeDecodeError:
+        raise NameNotUtf8(f"a name in {path} is not valid UTF-8; it cannot be listed", path=path) from None
     names = _resolve_ids(sftp, [own.st_uid, *(r[4] for r in page)], [own.st_gid, *(r[5] for r in page)], run)
     result = _metadata(path, own, names)
     if result["type"] == "symlink":

@@ -88,6 +88,21 @@ def no_pwned():
     assert not os.path.exists("/tmp/pwned"), "a hostile name was executed by a shell"
 
 
+def test_a_name_that_is_not_utf8_is_a_clear_error_not_a_crash(alice, scratch, users):
+    # made as root on the (shared) login host: no UTF-8 API of ours can create such a name
+    os.mkdir(scratch + "/legacy")
+    bad = (scratch + "/legacy/").encode() + b"caf\xe9.txt"
+    open(bad, "wb").close()
+    os.symlink(b"/tmp/caf\xe9", (scratch + "/legacy/").encode() + b"link")
+    for p in (scratch + "/legacy", bad):
+        os.chown(p, users["alice"]["uid"], -1, follow_symlinks=False)
+    with pytest.raises(files.NameNotUtf8) as caught:
+        files.list_directory(alice.sftp, scratch + "/legacy")
+    assert caught.value.status == 502 and "legacy" in caught.value.description
+    # the link alone is fine: its target cannot be shown, the rest of its metadata can
+    assert files.get_metadata(alice.sftp, scratch + "/legacy/link")["type"] == "symlink"
+
+
 def names_in(session: Session, path: str) -> set[str]:
     return set(session.sftp.listdir(path))
 

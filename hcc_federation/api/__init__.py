@@ -26,4 +26,5 @@ def includeme(config) -> None:
     config.add_request_method(client_address, "client_address", reify=True)
     config.add_tween("hcc_federation.api.tweens.body_limit_tween_factory")
     config.add_tween("hcc_federation.api.tweens.cors_tween_factory")
+    config.add_tween("hcc_federation.api.tweens.no_store_tween_factory")
     config.scan(".")

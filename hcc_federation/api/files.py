@@ -287,6 +287,10 @@ def parse_range(header: str, size: int, path: str) -> tuple[int, int] | None:
     return start, end
 
 
+# the person's own browser may keep a file and revalidate it by ETag; no shared cache may
+CONTENT_CACHING = "private, no-cache"
+
+
 def content_disposition(name: str, disposition: str = "attachment") -> str:
     """RFC 6266: an ASCII fallback for old clients and the exact UTF-8 name in ``filename*``."""
     fallback = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\%' else "_" for c in name) or "download"
@@ -355,7 +359,7 @@ def serve_file(
         size = attr.st_size or 0
         etag = files.etag_of(attr)
         if _etag_matches(request.headers.get("If-None-Match"), etag):
-            not_modified = Response(status=304, headers={"ETag": etag})
+            not_modified = Response(status=304, headers={"ETag": etag, "Cache-Control": CONTENT_CACHING})
             del not_modified.content_type
             return not_modified
         name = posixpath.basename(path)
@@ -367,6 +371,7 @@ def serve_file(
                 "Content-Disposition": content_disposition(name, disposition),
                 # never let a browser sniff user content into something executable
                 "X-Content-Type-Options": "nosniff",
+                "Cache-Control": CONTENT_CACHING,
             },
         )
         if attr.st_mtime is not None:

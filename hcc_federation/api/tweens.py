@@ -17,6 +17,19 @@ STREAMING_BODY_ROUTES = {
 }
 
 
+def no_store_tween_factory(handler, registry):
+    """Answers are personal (a person's jobs, files, profile): no cache keeps them unless a view
+    says otherwise."""
+
+    def no_store_tween(request):
+        response = handler(request)
+        if "Cache-Control" not in response.headers:
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return no_store_tween
+
+
 def cors_tween_factory(handler, registry):
     origins = set(registry.hcc_settings.api.cors_origins)
     any_origin = "*" in origins

@@ -87,6 +87,11 @@ def test_cors_headers_on_actual_responses_and_errors(app):
     assert "WWW-Authenticate" in r.headers["Access-Control-Expose-Headers"]
 
 
+def test_answers_are_not_stored_by_caches(app, login):
+    assert app.get("/api/v1/me", headers=login("alice")).headers["Cache-Control"] == "no-store"
+    assert app.get("/api/v1/nothing-here", status=404).headers["Cache-Control"] == "no-store"
+
+
 def test_health_reports_database_and_ldap(app):
     r = app.get("/api/v1/health", status=200)
     assert r.json["status"] == "ok"

@@ -214,6 +214,8 @@ def test_every_operation_on_alices_home(app, alice, cluster, scratch, users, sql
     assert r.headers["Content-Type"].startswith("text/plain")
     assert r.headers["Content-Length"] == str(len(body) + 5)
     assert r.headers["ETag"] == meta["etag"]
+    # the person's browser may keep it and revalidate by ETag; shared caches may not
+    assert r.headers["Cache-Control"] == "private, no-cache"
     assert (
         r.headers["Content-Disposition"] == "attachment; filename=\"notes.txt\"; filename*=UTF-8''notes.txt"
     )

@@ -13,9 +13,11 @@ from datetime import date
 import colander
 from cornice import Service
 from cornice.validators import colander_body_validator, colander_querystring_validator
+from sqlalchemy.exc import DBAPIError
 
 from .. import slurm
 from ..auth.policy import AUTHENTICATED
+from ..db import independent_session
 from ..errors import ServiceError
 from ..models import JobSubmission
 from .docs import documented
@@ -320,8 +322,8 @@ def submit_job(request):
     username = request.identity.username
     client = slurm_client(request, cluster)
     body = request.validated
-    # The side effect first, the record after: a failed sbatch leaves no row, and the row is
-    # written in this request's transaction. POSTs are never retried (see pyramid_retry's hook).
+    # The side effect first, the record after: a failed sbatch leaves no row. Nothing retries a
+    # POST, so a job is never submitted twice.
     if "script_path" in body:
         job_id = client.submit_script_path(username, body["script_path"])
         row = JobSubmission(
@@ -334,8 +336,21 @@ def submit_job(request):
     row.job_id = job_id
     row.username = username
     row.client_addr = request.client_address
-    request.dbsession.add(row)
     log.info("job %s submitted on %s by %s", job_id, cluster.name, username)
+    try:
+        # committed at once and on its own: the job exists on the cluster whatever happens to
+        # this request from here, and its id must reach the caller even if the registry fails
+        with independent_session(request.registry.hcc_dbsession_factory) as db:
+            db.add(row)
+    except DBAPIError:
+        log.error(
+            "job %s on %s by %s (script_path=%r work_dir=%r) is NOT recorded: the registry failed",
+            job_id,
+            cluster.name,
+            username,
+            row.script_path,
+            row.work_dir,
+        )
     request.response.status = 201
     request.response.location = request.route_url("cluster_job", cluster=cluster.name, job_id=job_id)
     return {"cluster": cluster.name, "id": job_id}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pyramid.security import Allowed, Denied
 
+from ..db import independent_session
 from .sessions import ActiveSession
 
 AUTHENTICATED = "authenticated"
@@ -23,7 +24,13 @@ class BearerTokenSecurityPolicy:
         token = bearer_token(request)
         if token is None:
             return None
-        return request.registry.hcc_sessions.lookup(request.dbsession, token)
+        registry = request.registry
+
+        def touch(session_id, now):
+            with independent_session(registry.hcc_dbsession_factory) as db:
+                registry.hcc_sessions.touch(db, session_id, now)
+
+        return registry.hcc_sessions.lookup(request.dbsession, token, touch=touch)
 
     def authenticated_userid(self, request) -> str | None:
         identity = request.identity

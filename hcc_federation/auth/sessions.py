@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -53,8 +54,16 @@ class SessionStore:
         db.flush()
         return ActiveSession(row, token, username, self.effective_expiry(row))
 
-    def lookup(self, db: Session, token_text: str) -> ActiveSession | None:
-        """The live session of a token, or None (garbled, unknown, revoked, idle or too old)."""
+    def lookup(
+        self, db: Session, token_text: str, *, touch: Callable[[int, datetime], None] | None = None
+    ) -> ActiveSession | None:
+        """The live session of a token, or None (garbled, unknown, revoked, idle or too old).
+
+        At most once a TOUCH_INTERVAL, ``touch(session_id, now)`` records the use. The caller
+        commits that on its own: an UPDATE in the request's transaction would hold the session's
+        row lock across the request's SSH calls, and a second request of the same session that
+        wanted to touch it too would wait for them.
+        """
         token = parse_token(token_text)
         if token is None:
             return None
@@ -70,9 +79,14 @@ class SessionStore:
         now = utcnow()
         if now >= self.effective_expiry(row):
             return None
-        if now - row.last_seen_at >= TOUCH_INTERVAL:
-            row.last_seen_at = now
-        return ActiveSession(row, token, row.username, self.effective_expiry(row))
+        expires_at = self.effective_expiry(row)
+        if now - row.last_seen_at >= TOUCH_INTERVAL and touch is not None:
+            touch(row.id, now)
+            expires_at = min(row.expires_at, now + timedelta(seconds=self.settings.idle_timeout))
+        return ActiveSession(row, token, row.username, expires_at)
+
+    def touch(self, db: Session, session_id: int, now: datetime) -> None:
+        db.execute(update(UserSession).where(UserSession.id == session_id).values(last_seen_at=now))
 
     def credential(self, session: ActiveSession) -> dict | None:
         if session.row.credential is None:
@@ -80,9 +94,12 @@ class SessionStore:
         return open_credential(self.settings.secret, session.token, session.row.credential)
 
     def revoke(self, db: Session, session: ActiveSession) -> None:
-        session.row.revoked_at = utcnow()
         # the sealed credential is of no further use: drop it rather than keep it around
-        session.row.credential = None
+        db.execute(
+            update(UserSession)
+            .where(UserSession.id == session.row.id)
+            .values(revoked_at=utcnow(), credential=None)
+        )
 
     def revoke_all(self, db: Session, username: str) -> int:
         result = db.execute(

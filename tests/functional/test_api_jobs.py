@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
 from hcc_federation import slurm
 from hcc_federation.models import JobSubmission
-from tests.conftest import make_app, run_testbed_up
+from tests.conftest import make_app, migrate, run_testbed_up
 from tests.helpers import alice_work_dir, jobs_cancelled_afterwards, wait_for
 
 CLUSTERS = ["alpha", "beta"]
@@ -424,3 +424,25 @@ def test_federated_list_and_a_stopped_cluster(app, login, endpoints, database_ur
     assert r.json["errors"] == [] and ids["beta"] in {
         j["id"] for j in r.json["jobs"] if j["cluster"] == "beta"
     }
+
+
+def test_a_job_whose_record_fails_still_reaches_its_owner(
+    base_settings, users, work_dir, started, tmp_path, caplog
+):
+    """The job exists once sbatch said so: a registry that fails then must not hide its id."""
+    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    migrate(url)
+    app = make_app({**base_settings, "hcc.database.url": url})
+    token = app.post_json(
+        "/api/v1/sessions", {"username": "alice", "password": users["alice"]["password"]}, status=201
+    ).json["token"]
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE job_submissions"))
+    engine.dispose()
+    body = {"script": HELD, "work_dir": str(work_dir), "name": "unrecorded"}
+    r = app.post_json(
+        "/api/v1/clusters/alpha/jobs", body, headers={"Authorization": f"Bearer {token}"}, status=201
+    )
+    started.append(("alpha", r.json["id"]))
+    assert f"job {r.json['id']} on alpha by alice" in caplog.text and "NOT recorded" in caplog.text

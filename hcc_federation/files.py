@@ -845,12 +845,23 @@ def copy(sftp: paramiko.SFTPClient, run: Runner, path: str, to: str) -> dict[str
         _check_not_inside(path, to)
     if _lstat_or_none(sftp, to) is not None:
         raise AlreadyExists(f"already exists: {to}", path=to, name="to")
-    result = run(copy_argv(path, to))
+    try:
+        result = run(copy_argv(path, to))
+    except Exception:
+        # a timeout stopped cp part way (or the connection dropped): no half copy stays behind
+        _remove_partial(sftp, run, to)
+        raise
     if not result.ok:
-        if _lstat_or_none(sftp, to) is not None:
-            run(remove_tree_argv(to))
+        _remove_partial(sftp, run, to)
         raise map_command_error(result, path)
     return get_metadata(sftp, to, run=run, sniff=False)
+
+
+def _remove_partial(sftp: paramiko.SFTPClient, run: Runner, to: str) -> None:
+    """Best effort: the copy's own error is what the caller must see, not this clean-up's."""
+    with contextlib.suppress(Exception):
+        if _lstat_or_none(sftp, to) is not None:
+            run(remove_tree_argv(to))
 
 
 def delete(

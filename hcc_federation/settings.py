@@ -194,6 +194,8 @@ class FilesSettings:
     max_upload_bytes: int = 10 * 1024**3
     # seconds a download link works (never beyond its session)
     link_ttl: int = 3600
+    # seconds a copy or a recursive delete of a tree may run on the cluster (others: command_timeout)
+    tree_timeout: int = 600
 
 
 @dataclass(frozen=True)
@@ -356,6 +358,7 @@ def parse_files(r: _Reader) -> FilesSettings:
     return FilesSettings(
         max_upload_bytes=r.int("hcc.files.max_upload_bytes", 10 * 1024**3, minimum=1),
         link_ttl=r.int("hcc.files.link_ttl", 3600, minimum=1),
+        tree_timeout=r.int("hcc.files.tree_timeout", 600, minimum=1),
     )
 
 

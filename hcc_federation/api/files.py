@@ -592,6 +592,14 @@ def _runner(request, cluster: Cluster) -> Callable:
     return request.cluster_runner(cluster)
 
 
+def _tree_runner(request, cluster: Cluster) -> Callable:
+    """A runner for work on whole trees (copy, recursive delete): hcc.files.tree_timeout, not the
+    cluster's command_timeout, which is sized for quick commands."""
+    run = request.cluster_runner(cluster)
+    timeout = request.registry.hcc_settings.files.tree_timeout
+    return lambda argv, stdin=None: run(argv, stdin=stdin, timeout=timeout)
+
+
 @file_metadata.get(permission=AUTHENTICATED)
 @documented(200, 400, 401, 403, 404, 409, 502, 503, 504, response=METADATA_OUT, tag="files")
 def get_file(request):
@@ -623,7 +631,7 @@ def delete_file(request):
     path = checked_path(query["path"])
     cluster = _cluster(request)
     with request.cluster_sftp(cluster) as sftp:
-        files.delete(sftp, path, recursive=query["recursive"], run=_runner(request, cluster))
+        files.delete(sftp, path, recursive=query["recursive"], run=_tree_runner(request, cluster))
     return no_content()
 
 
@@ -785,6 +793,6 @@ def copy_file(request):
     to = checked_path(request.validated["to"], location="body", name="to")
     cluster = _cluster(request)
     with request.cluster_sftp(cluster) as sftp, body_locations():
-        meta = files.copy(sftp, _runner(request, cluster), path, to)
+        meta = files.copy(sftp, _tree_runner(request, cluster), path, to)
     request.response.status = 201
     return meta

@@ -18,6 +18,7 @@ import pytest
 
 from hcc_federation import files
 from hcc_federation.errors import BadRequest
+from hcc_federation.remote import RemoteTimeout
 from hcc_federation.remote.result import CommandResult
 from tests.helpers import HOSTILE_NAMES
 
@@ -357,6 +358,22 @@ def test_move(alice, scratch):
         files.move(alice.sftp, f"{scratch}/dir", f"{scratch}/other")
     files.move(alice.sftp, f"{scratch}/dir", f"{scratch}/other/dir")
     assert names_in(alice, f"{scratch}/other") == {"dir"}
+
+
+def test_a_copy_cut_short_leaves_no_half_copy(alice, scratch):
+    files.make_directory(alice.sftp, f"{scratch}/tree/sub", parents=True)
+    files.write_file(alice.sftp, f"{scratch}/tree/sub/f.txt", [b"deep"])
+
+    def times_out(argv):
+        # cp has run (part of a tree may be there), then the pool gives up on it
+        result = alice.run(argv)
+        if argv[2] == "cp":
+            raise RemoteTimeout(alice.cluster, "command timed out")
+        return result
+
+    with pytest.raises(RemoteTimeout):
+        files.copy(alice.sftp, times_out, f"{scratch}/tree", f"{scratch}/copy")
+    assert names_in(alice, scratch) == {"tree"}
 
 
 def test_copy(alice, scratch):

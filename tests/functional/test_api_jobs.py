@@ -1,7 +1,6 @@
 """The jobs API against the test bed's real Slurm clusters, through SSH as the caller."""
 
 import os
-import subprocess
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -13,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from hcc_federation import slurm
 from hcc_federation.models import JobSubmission
-from tests.conftest import make_app, migrate, run_testbed_up
+from tests.conftest import make_app, migrate, run_testbed_up, stop_testbed_daemon
 from tests.helpers import alice_work_dir, jobs_cancelled_afterwards, wait_for
 
 CLUSTERS = ["alpha", "beta"]
@@ -393,19 +392,7 @@ def test_federated_list_and_a_stopped_cluster(app, login, endpoints, database_ur
             )
 
     pidfile = endpoints["clusters"]["beta"]["sshd_pidfile"]
-    subprocess.run(
-        [
-            "start-stop-daemon",
-            "--stop",
-            "--pidfile",
-            pidfile,
-            "--exec",
-            "/usr/sbin/sshd",
-            "--retry",
-            "TERM/10",
-        ],
-        check=True,
-    )
+    stop_testbed_daemon(pidfile, "/usr/sbin/sshd")
     try:
         # established sessions outlive a stopped listener: drop them as a dead host would
         app.app.registry.hcc_pool.close_all()

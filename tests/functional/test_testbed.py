@@ -221,9 +221,18 @@ def test_job_lifecycle(cluster, alice_sessions, submit):
     assert poll(squeue, lambda s: "|RUNNING|" in s, timeout=60) == f"{job_name}|RUNNING|{cfg['node']}"
 
     sstat = ["sstat", "-a", "-n", "-j", job_id, "--parsable2", "-o", "JobID,AveCPU,MaxRSS"]
-    out = poll(lambda: run(client, sstat)[1], lambda s: f"{job_id}.0|" in s, timeout=20)
-    step = next((line.split("|") for line in out.splitlines() if line.startswith(f"{job_id}.0|")), None)
-    # MaxRSS is there at once (AveCPU stays 00:00:00 until a second of CPU has been used)
+
+    def step_row(out: str) -> list[str] | None:
+        return next((line.split("|") for line in out.splitlines() if line.startswith(f"{job_id}.0|")), None)
+
+    # the step's first sample comes with the first gather (JobAcctGatherFrequency=task=2): before
+    # it, sstat may list the step with an empty MaxRSS and a garbage AveCPU
+    out = poll(
+        lambda: run(client, sstat)[1],
+        lambda s: (row := step_row(s)) is not None and len(row) == 3 and row[2] not in ("", "0"),
+        timeout=20,
+    )
+    step = step_row(out)
     assert step is not None and len(step) == 3 and step[2] not in ("", "0"), out
 
     status, _out, err = run(client, ["scancel", job_id])

@@ -41,6 +41,9 @@ setup(
     extras_require={"test": tests_require},
     entry_points={
         "paste.app_factory": ["main = hcc_federation:main"],
-        "console_scripts": ["hcc-cleanup = hcc_federation.scripts.cleanup:main"],
+        "console_scripts": [
+            "hcc-cleanup = hcc_federation.scripts.cleanup:main",
+            "hcc-check = hcc_federation.scripts.check:main",
+        ],
     },
 )

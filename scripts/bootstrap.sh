@@ -17,9 +17,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-# reinstall only when setup.py changed since the last successful install
+# reinstall only when setup.py or pyproject.toml changed since the last successful install
 stamp="$VENV/.hcc-setup.sha"
-want="$(sha256sum "$ROOT/setup.py" | cut -d' ' -f1)"
+want="$(cat "$ROOT/setup.py" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/pip" install -q --disable-pip-version-check "setuptools<82" wheel
   "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[test]"

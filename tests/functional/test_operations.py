@@ -100,3 +100,68 @@ def test_the_mod_wsgi_entry_loads_the_ini_named_by_hcc_ini():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("200")
+
+
+def _ini(tmp_path: Path, settings: dict) -> Path:
+    ini = tmp_path / "service.ini"
+    lines = ["[app:main]", "use = egg:hcc-federation", *(f"{k} = {v}" for k, v in settings.items())]
+    lines += ["", "[alembic]", f"script_location = {ROOT / 'alembic'}"]
+    ini.write_text("\n".join(lines) + "\n")
+    return ini
+
+
+def _command(name: str, *args: str) -> subprocess.CompletedProcess:
+    """An installed console script, run as an admin would run it."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / name), *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_hcc_check_passes_a_working_configuration(tmp_path, settings):
+    done = _command("hcc-check", str(_ini(tmp_path, settings)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "ok   settings",
+        "ok   database",
+        "ok   ldap",
+        "ok   ssh user CA",
+        "ok   cluster alpha",
+        "ok   cluster beta",
+    ]
+
+
+def test_hcc_check_names_each_failure(tmp_path, settings, endpoints):
+    # beta's host keys under alpha's name; a database that was never migrated; no LDAP
+    beta = endpoints["clusters"]["beta"]
+    alpha_port = endpoints["clusters"]["alpha"]["ssh_port"]
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text(
+        Path(beta["known_hosts"])
+        .read_text()
+        .replace(f":{beta['ssh_port']}]", f":{alpha_port}]")
+        .replace(f"]:{beta['ssh_port']}", f"]:{alpha_port}")
+    )
+    broken = {
+        **settings,
+        "hcc.cluster.alpha.known_hosts": str(wrong),
+        "hcc.database.url": f"sqlite:///{tmp_path / 'empty.sqlite'}",
+        "hcc.ldap.uri": "ldap://127.0.0.1:1",
+    }
+    done = _command("hcc-check", str(_ini(tmp_path, broken)))
+    assert done.returncode == 1
+    out = done.stdout
+    assert "FAIL database" in out and "FAIL ldap" in out and "FAIL cluster alpha" in out
+    assert "hostkey_mismatch" in out and "ok   cluster beta" in out
+
+
+def test_hcc_check_reports_a_bad_setting_by_its_key(tmp_path, settings):
+    done = _command("hcc-check", str(_ini(tmp_path, {**settings, "hcc.cluster.alpha.port": "ssh"})))
+    assert done.returncode == 1
+    assert done.stdout.startswith("FAIL settings: setting hcc.cluster.alpha.port must be an integer")
+
+
+def test_hcc_cleanup_runs_as_an_installed_command(tmp_path, settings):
+    done = _command("hcc-cleanup", str(_ini(tmp_path, settings)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("hcc-cleanup: ")

@@ -689,6 +689,20 @@ def parse_squeue_json(text: str, now: float, *, user: str | None = None) -> list
 _STATIC_FIELDS = ("partition", "account", "work_dir", "memory", "submit_time", "user")
 
 
+def restore_recorded_names(jobs: Iterable[Job], recorded: Mapping[str, str]) -> None:
+    """Put back the exact names of jobs whose name accounting altered.
+
+    slurmdbd stores a job name's ``"`` as a backtick, so once slurmctld forgets a job (MinJobAge)
+    ``a "b"`` comes back as ``a `b```. ``recorded`` maps job ids to the names the service itself
+    submitted them with; a name is restored only where the two agree but for that change, so a
+    recycled id with another name is left as Slurm says.
+    """
+    for job in jobs:
+        name = recorded.get(job["id"])
+        if name and job["name"] != name and name.replace('"', "`") == job["name"]:
+            job["name"] = name
+
+
 def merge_jobs(accounted: Iterable[Job], queued: Iterable[Job]) -> list[Job]:
     """Accounting lags slurmctld by seconds: for a job squeue knows, squeue's view wins."""
     merged = {job["id"]: job for job in accounted}

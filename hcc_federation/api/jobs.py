@@ -13,6 +13,7 @@ from datetime import date
 import colander
 from cornice import Service
 from cornice.validators import colander_body_validator, colander_querystring_validator
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from .. import slurm
@@ -290,6 +291,25 @@ def slurm_client(request, cluster) -> slurm.SlurmClient:
     return slurm.SlurmClient(request.cluster_runner(cluster), timeout=cluster.settings.command_timeout)
 
 
+def with_recorded_names(request, cluster: str, jobs: list) -> list:
+    """Jobs with the exact names the registry kept where Slurm's accounting altered them."""
+    altered = [job["id"] for job in jobs if job.get("name") and "`" in job["name"]]
+    if altered:
+        rows = request.dbsession.execute(
+            select(JobSubmission.job_id, JobSubmission.name)
+            .where(
+                JobSubmission.cluster == cluster,
+                JobSubmission.username == request.identity.username,
+                JobSubmission.job_id.in_(altered),
+                JobSubmission.name.is_not(None),
+            )
+            # the newest submission of an id wins (ids restart after a controller reset)
+            .order_by(JobSubmission.id)
+        )
+        slurm.restore_recorded_names(jobs, {job_id: name for job_id, name in rows})
+    return jobs
+
+
 def _list_arguments(request) -> dict:
     return {
         "since": request.validated["since"],
@@ -306,7 +326,7 @@ def list_cluster_jobs(request):
     """The caller's jobs on one cluster since a day (default: the last 7 days), newest first."""
     cluster = request.registry.hcc_clusters.get(request.matchdict["cluster"])
     jobs = slurm_client(request, cluster).list_jobs(request.identity.username, **_list_arguments(request))
-    return {"cluster": cluster.name, "jobs": jobs}
+    return {"cluster": cluster.name, "jobs": with_recorded_names(request, cluster.name, jobs)}
 
 
 @cluster_jobs.post(
@@ -368,6 +388,7 @@ def get_job(request):
     cluster = request.registry.hcc_clusters.get(request.matchdict["cluster"])
     job_id = _job_id(request)
     job = slurm_client(request, cluster).get_job(request.identity.username, job_id)
+    with_recorded_names(request, cluster.name, [job])
     return {"cluster": cluster.name, **job}
 
 
@@ -416,13 +437,13 @@ def list_all_jobs(request):
                 for cluster, client in clients.items()
             }
             for cluster, future in futures.items():
-                # sacct and squeue run one after the other, after a connect if there is none yet
+                # sacct and squeue (at once since they share nothing), after a connect if none yet
                 budget = cluster.settings.connect_timeout + 2 * cluster.settings.command_timeout
                 remaining = budget + FEDERATED_GRACE_SECONDS - (time.monotonic() - started)
                 try:
-                    jobs.extend(
-                        {"cluster": cluster.name, **job} for job in future.result(timeout=max(0, remaining))
-                    )
+                    found = future.result(timeout=max(0, remaining))
+                    with_recorded_names(request, cluster.name, found)
+                    jobs.extend({"cluster": cluster.name, **job} for job in found)
                 except FutureTimeout:
                     errors.append(
                         {

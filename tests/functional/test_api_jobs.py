@@ -433,3 +433,33 @@ def test_a_job_whose_record_fails_still_reaches_its_owner(
     )
     started.append(("alpha", r.json["id"]))
     assert f"job {r.json['id']} on alpha by alice" in caplog.text and "NOT recorded" in caplog.text
+
+
+def test_names_that_accounting_altered_come_back_from_the_registry(
+    app, login, work_dir, submit, database_url
+):
+    """slurmdbd keeps " as a backtick: once slurmctld forgets a job (MinJobAge, 300 s) its name
+    would come back altered. The registry's name wins where the two differ only by that."""
+    alice = login("alice")
+    job_id = submit(
+        "alpha", alice, {"script": HELD, "work_dir": str(work_dir), "name": f"rec `{job_token()}`"}
+    )
+    slurm_name = app.get(f"/api/v1/clusters/alpha/jobs/{job_id}", headers=alice).json["name"]
+    # what the registry would hold had the job been submitted as rec "..."; Slurm still says rec `...`
+    exact = slurm_name.replace("`", '"')
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE job_submissions SET name = :n WHERE cluster = 'alpha' AND job_id = :j"),
+            {"n": exact, "j": job_id},
+        )
+    engine.dispose()
+    assert app.get(f"/api/v1/clusters/alpha/jobs/{job_id}", headers=alice).json["name"] == exact
+    listed = app.get("/api/v1/clusters/alpha/jobs", headers=alice).json["jobs"]
+    assert [job["name"] for job in listed if job["id"] == job_id] == [exact]
+    federated = app.get("/api/v1/jobs", headers=alice).json["jobs"]
+    assert [j["name"] for j in federated if (j["cluster"], j["id"]) == ("alpha", job_id)] == [exact]
+
+
+def job_token() -> str:
+    return uuid.uuid4().hex[:8]

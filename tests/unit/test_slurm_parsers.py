@@ -188,3 +188,14 @@ def test_sizes():
 def test_squeue_fixture_is_real_22_05_output():
     meta = json.loads(read("squeue.json"))["meta"]
     assert meta["Slurm"]["release"].startswith("22.05")
+
+
+def test_recorded_names_undo_what_accounting_did_to_quotes():
+    jobs = [
+        {"id": "1", "name": "a `b` ü"},  # accounting's version of a "b" ü
+        {"id": "2", "name": "plain"},
+        {"id": "3", "name": "x `y`"},  # an id reused by another job: the names differ otherwise
+        {"id": "4", "name": "real `backticks`"},  # not submitted through the service
+    ]
+    slurm.restore_recorded_names(jobs, {"1": 'a "b" ü', "2": "plain", "3": 'other "y"'})
+    assert [job["name"] for job in jobs] == ['a "b" ü', "plain", "x `y`", "real `backticks`"]

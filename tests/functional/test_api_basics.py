@@ -202,3 +202,15 @@ def test_ldap_down_means_503_on_login_while_sessions_keep_working(app, login, us
     app.post_json(
         "/api/v1/sessions", {"username": "alice", "password": users["alice"]["password"]}, status=201
     )
+
+
+def test_a_database_outage_is_a_clean_503(base_settings, users):
+    # a MySQL URL whose server is not there: every replica would see this while the database is down
+    down = make_app({**base_settings, "hcc.database.url": "mysql+mysqldb://u:p@127.0.0.1:1/none"})
+    body = {"username": "alice", "password": users["alice"]["password"]}
+    assert_envelope(down.post_json("/api/v1/sessions", body, status=503), 503)
+    token = "0" * 32 + "." + "A" * 43
+    r = down.get("/api/v1/sessions/current", headers={"Authorization": f"Bearer {token}"}, status=503)
+    assert r.json["errors"][0]["name"] == "database"
+    health = down.get("/api/v1/health", status=503).json
+    assert health["checks"]["database"]["ok"] is False and health["checks"]["ldap"]["ok"] is True

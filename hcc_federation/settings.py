@@ -186,6 +186,8 @@ class SshSettings:
     idle_timeout: float
     # how long a cluster's probed status is reused before probing again
     status_ttl: float
+    # seconds after which a pooled connection logs in again (when it is next free)
+    max_lifetime: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -351,6 +353,7 @@ def parse_ssh(r: _Reader, clusters: tuple[ClusterSettings, ...]) -> SshSettings:
         max_connections=r.int("hcc.ssh.max_connections", 256, minimum=1),
         idle_timeout=r.float("hcc.ssh.idle_timeout", 300.0, minimum=1.0),
         status_ttl=r.float("hcc.ssh.status_ttl", 10.0, minimum=0.0),
+        max_lifetime=r.float("hcc.ssh.max_lifetime", 3600.0, minimum=1.0),
     )
 
 

@@ -63,7 +63,16 @@ class _Entry:
     reaper or evicted, so no thread ever sees its transport closed by the pool under it.
     """
 
-    __slots__ = ("connect_lock", "failure", "attempts", "last_used", "leases", "slots", "transport")
+    __slots__ = (
+        "connect_lock",
+        "failure",
+        "attempts",
+        "last_used",
+        "connected_at",
+        "leases",
+        "slots",
+        "transport",
+    )
 
     def __init__(self, max_sessions: int) -> None:
         self.transport: paramiko.Transport | None = None
@@ -73,6 +82,7 @@ class _Entry:
         self.slots = threading.BoundedSemaphore(max_sessions)
         self.leases = 0
         self.last_used = time.monotonic()
+        self.connected_at = time.monotonic()
         # the outcome of the latest connect attempt, so that threads that queued behind a failed
         # attempt fail with it instead of each waiting out another connect timeout in turn
         self.attempts = 0
@@ -93,12 +103,21 @@ class ConnectionPool:
     """
 
     def __init__(
-        self, max_connections: int = 256, idle_timeout: float = 300.0, reaper_interval: float = 30.0
+        self,
+        max_connections: int = 256,
+        idle_timeout: float = 300.0,
+        reaper_interval: float = 30.0,
+        max_lifetime: float = 3600.0,
     ) -> None:
-        if max_connections <= 0 or idle_timeout <= 0 or reaper_interval <= 0:
-            raise ValueError("max_connections, idle_timeout and reaper_interval must be positive")
+        if max_connections <= 0 or idle_timeout <= 0 or reaper_interval <= 0 or max_lifetime <= 0:
+            raise ValueError(
+                "max_connections, idle_timeout, reaper_interval and max_lifetime must be positive"
+            )
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
+        # a connection is logged in once; retiring it after a while makes the cluster check the
+        # person's credentials again (a changed password, a locked account, an expired certificate)
+        self.max_lifetime = max_lifetime
         self.reaper_interval = reaper_interval
         self._lock = threading.Lock()
         self._entries: dict[_Key, _Entry] = {}
@@ -110,6 +129,7 @@ class ConnectionPool:
             "open_retries": 0,
             "evictions": 0,
             "idle_closed": 0,
+            "retired": 0,
         }
         self._channels_in_use = 0
         self._reaper: threading.Thread | None = None
@@ -246,6 +266,10 @@ class ConnectionPool:
                     victims.append(entry.transport)
                     self._counters["idle_closed"] += 1
                     del self._entries[key]
+                elif now - entry.connected_at >= self.max_lifetime:
+                    victims.append(entry.transport)
+                    self._counters["retired"] += 1
+                    del self._entries[key]
             victims += self._over_cap_locked()
         _close_all(victims)
         return len(victims)
@@ -277,14 +301,15 @@ class ConnectionPool:
             entry = self._entries.get(key)
             if entry is None:
                 entry = self._entries[key] = _Entry(endpoint.max_sessions)
-            elif (
-                not entry.leases
-                and entry.transport is not None
-                and time.monotonic() - entry.last_used >= self.idle_timeout
-            ):
+            elif not entry.leases and entry.transport is not None:
+                now = time.monotonic()
                 # expired while the reaper slept: replace it rather than trust a stale connection
-                stale, entry.transport = entry.transport, None
-                self._counters["idle_closed"] += 1
+                if now - entry.last_used >= self.idle_timeout:
+                    stale, entry.transport = entry.transport, None
+                    self._counters["idle_closed"] += 1
+                elif now - entry.connected_at >= self.max_lifetime:
+                    stale, entry.transport = entry.transport, None
+                    self._counters["retired"] += 1
             entry.leases += 1
         if stale is not None:
             stale.close()
@@ -366,6 +391,7 @@ class ConnectionPool:
             entry.failure = None
             entry.attempts += 1
             entry.transport = transport
+            entry.connected_at = time.monotonic()
             with self._lock:
                 self._counters["connects"] += 1
                 victims = self._over_cap_locked()

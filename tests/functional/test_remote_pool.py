@@ -183,6 +183,18 @@ def test_idle_transports_are_closed_and_reopened(alpha, alice):
         assert pool.stats()["connects"] == 2
 
 
+def test_busy_transports_still_log_in_again_after_their_lifetime(alpha, alice):
+    # used all the time, so never idle: only the lifetime makes the cluster check alice again
+    with ConnectionPool(max_lifetime=0.5, reaper_interval=60) as pool:
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            assert pool.run(alpha, alice, ["true"]).ok
+            time.sleep(0.05)
+        stats = pool.stats()
+        assert stats["retired"] >= 2 and stats["connects"] == stats["retired"] + 1
+        assert stats["idle_closed"] == 0
+
+
 def test_least_recently_used_transport_is_evicted_past_the_cap(alpha, alice, bob):
     with ConnectionPool(max_connections=1) as pool:
         assert pool.run(alpha, alice, ["id", "-un"]).text() == "alice\n"

@@ -169,17 +169,18 @@ def _forget_login_attempts(request):
     engine.dispose()
 
 
+def login_token(app, users: dict, name: str = "alice", environ: dict | None = None) -> str:
+    """Log a test user in on this app; the new session's bearer token."""
+    body = {"username": name, "password": users[name]["password"]}
+    return app.post_json("/api/v1/sessions", body, extra_environ=environ, status=201).json["token"]
+
+
 @pytest.fixture
 def login(app, users):
     """login(name) -> the Authorization headers of a fresh session of that test user."""
 
     def _login(name: str = "alice", **environ) -> dict:
-        response = app.post_json(
-            "/api/v1/sessions",
-            {"username": name, "password": users[name]["password"]},
-            extra_environ=environ or None,
-        )
-        return {"Authorization": f"Bearer {response.json['token']}"}
+        return {"Authorization": f"Bearer {login_token(app, users, name, environ or None)}"}
 
     return _login
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from webob import Request
 
-from tests.conftest import cluster_settings, make_app, run_testbed_up, stop_testbed_daemon
+from tests.conftest import cluster_settings, login_token, make_app, run_testbed_up, stop_testbed_daemon
 
 
 def pool_of(app):
@@ -59,9 +59,7 @@ def test_both_identity_modes_on_both_clusters(base_settings, database_url, endpo
         "hcc.database.url": database_url,
     }
     swapped = make_app(settings)
-    token = swapped.post_json(
-        "/api/v1/sessions", {"username": "bob", "password": users["bob"]["password"]}, status=201
-    ).json["token"]
+    token = login_token(swapped, users, "bob")
     for name in ("alpha", "beta"):
         swapped.get(f"/api/v1/clusters/{name}", headers={"Authorization": f"Bearer {token}"}, status=200)
 
@@ -79,9 +77,7 @@ def test_a_second_request_reuses_the_connection(app, login):
 
 def test_twenty_parallel_first_requests_open_one_connection(settings, users):
     fresh = make_app(settings)  # a new pool: nobody is connected yet
-    token = fresh.post_json(
-        "/api/v1/sessions", {"username": "alice", "password": users["alice"]["password"]}, status=201
-    ).json["token"]
+    token = login_token(fresh, users, "alice")
     wsgi = fresh.app
     statuses = []
 
@@ -107,9 +103,7 @@ def test_a_changed_host_key_is_refused(settings, tmp_path, endpoints, users):
     wrong = tmp_path / "known_hosts"
     wrong.write_text(beta_keys.replace(f"[127.0.0.1]:{beta_port}", f"[127.0.0.1]:{alpha_port}"))
     spoofed = make_app({**settings, "hcc.cluster.alpha.known_hosts": str(wrong)})
-    token = spoofed.post_json(
-        "/api/v1/sessions", {"username": "alice", "password": users["alice"]["password"]}, status=201
-    ).json["token"]
+    token = login_token(spoofed, users, "alice")
     headers = {"Authorization": f"Bearer {token}"}
     r = spoofed.get("/api/v1/clusters/alpha", headers=headers, status=503)
     assert r.json["errors"][0]["name"] == "cluster" and "alpha" in r.json["errors"][0]["description"]
@@ -123,9 +117,7 @@ def test_a_command_past_its_timeout_is_a_504_and_its_channel_is_closed(settings,
     slow = make_app(
         {**settings, "hcc.cluster.alpha.command_prefix": "sleep 30", "hcc.cluster.alpha.command_timeout": "1"}
     )
-    token = slow.post_json(
-        "/api/v1/sessions", {"username": "alice", "password": users["alice"]["password"]}, status=201
-    ).json["token"]
+    token = login_token(slow, users, "alice")
     start = time.monotonic()
     r = slow.get("/api/v1/clusters/alpha", headers={"Authorization": f"Bearer {token}"}, status=504)
     assert time.monotonic() - start < 10

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 from webob import Request
 
 from hcc_federation.remote import PasswordIdentity
-from tests.conftest import make_app
+from tests.conftest import login_token, make_app
 from tests.helpers import HOSTILE_NAMES
 
 CLUSTERS = ["alpha", "beta"]
@@ -528,9 +528,7 @@ def test_if_match_guards_against_a_change_meanwhile(app, alice, cluster, scratch
 
 def test_upload_limit_is_413(settings, users, sqlite_only):
     small = make_app({**settings, "hcc.files.max_upload_bytes": "1000"})
-    token = small.post_json(
-        "/api/v1/sessions", {"username": "alice", "password": users["alice"]["password"]}
-    ).json["token"]
+    token = login_token(small, users, "alice")
     headers = {"Authorization": f"Bearer {token}"}
     path = f"/home/alice/hcc-api-too-big-{uuid.uuid4().hex}"
     r = small.put(files_url("alpha", "/content") + "?" + q(path), b"x" * 1001, headers=headers, status=413)
@@ -620,9 +618,7 @@ def test_cluster_shows_the_callers_filesystems(app, alice, bob, name, sqlite_onl
 
 def test_group_is_resolved_per_person(settings, users, sqlite_only):
     grouped = make_app({**settings, "hcc.cluster.alpha.filesystems": "WORK=/work/$GROUP/$USER HOME=$HOME"})
-    token = grouped.post_json(
-        "/api/v1/sessions", {"username": "bob", "password": users["bob"]["password"]}
-    ).json["token"]
+    token = login_token(grouped, users, "bob")
     r = grouped.get("/api/v1/clusters/alpha", headers={"Authorization": f"Bearer {token}"}, status=200)
     assert r.json["filesystems"] == [
         {"name": "WORK", "path": "/work/hpcusers/bob"},

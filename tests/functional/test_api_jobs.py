@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from hcc_federation import slurm
 from hcc_federation.models import JobSubmission
-from tests.conftest import make_app, migrate, run_testbed_up, stop_testbed_daemon
+from tests.conftest import login_token, make_app, migrate, run_testbed_up, stop_testbed_daemon
 from tests.helpers import alice_work_dir, jobs_cancelled_afterwards, wait_for
 
 CLUSTERS = ["alpha", "beta"]
@@ -259,9 +259,7 @@ def test_a_script_over_1_mib_is_refused(app, login, settings, users):
     app.post_json("/api/v1/clusters/alpha/jobs", body, headers=login("alice"), status=413)
     # ...and where a deployment allows larger bodies, the script's own bound still holds
     roomy = make_app({**settings, "hcc.api.max_body_bytes": str(4 * 1024 * 1024)})
-    token = roomy.post_json(
-        "/api/v1/sessions", {"username": "alice", "password": users["alice"]["password"]}, status=201
-    ).json["token"]
+    token = login_token(roomy, users, "alice")
     r = roomy.post_json(
         "/api/v1/clusters/alpha/jobs", body, headers={"Authorization": f"Bearer {token}"}, status=400
     )
@@ -420,9 +418,7 @@ def test_a_job_whose_record_fails_still_reaches_its_owner(
     url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
     migrate(url)
     app = make_app({**base_settings, "hcc.database.url": url})
-    token = app.post_json(
-        "/api/v1/sessions", {"username": "alice", "password": users["alice"]["password"]}, status=201
-    ).json["token"]
+    token = login_token(app, users, "alice")
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE job_submissions"))

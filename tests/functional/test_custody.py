@@ -11,7 +11,7 @@ from hcc_federation import main
 from hcc_federation.auth.crypto import open_credential, parse_token
 from hcc_federation.models import UserSession
 from hcc_federation.settings import parse_settings
-from tests.conftest import cluster_settings, make_app
+from tests.conftest import cluster_settings, login_token, make_app
 
 
 def _sealed_credential(database_url: str, settings: dict, token_text: str) -> dict | None:
@@ -23,11 +23,6 @@ def _sealed_credential(database_url: str, settings: dict, token_text: str) -> di
     return open_credential(parse_settings(settings).auth.secret, token, blob) if blob else None
 
 
-def _login(app, users, name="alice") -> str:
-    body = {"username": name, "password": users[name]["password"]}
-    return app.post_json("/api/v1/sessions", body, status=201).json["token"]
-
-
 def test_certificate_only_deployments_keep_no_password(base_settings, database_url, endpoints, users):
     settings = {
         **base_settings,
@@ -35,7 +30,7 @@ def test_certificate_only_deployments_keep_no_password(base_settings, database_u
         "hcc.database.url": database_url,
     }
     app = make_app(settings)
-    token = _login(app, users)
+    token = login_token(app, users)
     credential = _sealed_credential(database_url, settings, token)
     assert set(credential) == {"ssh_key", "ssh_cert"}
     assert users["alice"]["password"] not in str(credential)
@@ -50,7 +45,7 @@ def test_password_only_deployments_make_no_key(base_settings, database_url, endp
         **cluster_settings(endpoints, {"alpha": "password", "beta": "password"}),
         "hcc.database.url": database_url,
     }
-    token = _login(make_app(settings), users)
+    token = login_token(make_app(settings), users)
     assert set(_sealed_credential(database_url, settings, token)) == {"password"}
 
 
@@ -71,14 +66,14 @@ def test_a_configured_lock_attribute_locks_the_account(settings, users):
     body = {"username": "bob", "password": users["bob"]["password"]}
     r = app.post_json("/api/v1/sessions", body, status=403)
     assert r.json["errors"][0]["description"] == "the account is locked"
-    _login(app, users, "alice")
+    login_token(app, users, "alice")
 
 
 def test_no_password_or_token_reaches_the_logs(app, users, caplog):
     caplog.set_level(logging.DEBUG)
     password = users["alice"]["password"]
     app.post_json("/api/v1/sessions", {"username": "alice", "password": "wrong-" + password}, status=401)
-    token = _login(app, users)
+    token = login_token(app, users)
     headers = {"Authorization": f"Bearer {token}"}
     app.get("/api/v1/clusters/alpha", headers=headers, status=200)
     app.get("/api/v1/me", headers={"Authorization": f"Bearer {token}x"}, status=401)

@@ -106,6 +106,14 @@ class ClusterRegistry:
         result = self.pool.probe(cluster.endpoint, timeout=min(3.0, cluster.settings.connect_timeout))
         return ClusterStatus(result.status, result.detail, datetime.now(UTC))
 
+    def record_up(self, name: str) -> ClusterStatus:
+        """A command just ran there over a verified connection: that is more than a probe shows,
+        so it becomes the cluster's status without a probe of its own."""
+        status = ClusterStatus("up", "a command ran", datetime.now(UTC))
+        with self._lock:
+            self._status[name] = (time.monotonic(), status)
+        return status
+
     def statuses(self, names: Sequence[str] | None = None) -> dict[str, ClusterStatus]:
         """Each cluster's status, probed (TCP + verified host key, no login) unless recently known."""
         wanted = [self.get(n) for n in names] if names is not None else list(self)

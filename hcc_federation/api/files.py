@@ -588,10 +588,6 @@ def multipart_boundary(request) -> bytes:
 # --------------------------------------------------------------------------------------- views
 
 
-def _runner(request, cluster: Cluster) -> Callable:
-    return request.cluster_runner(cluster)
-
-
 def _tree_runner(request, cluster: Cluster) -> Callable:
     """A runner for work on whole trees (copy, recursive delete): hcc.files.tree_timeout, not the
     cluster's command_timeout, which is sized for quick commands."""
@@ -607,7 +603,7 @@ def get_file(request):
     query = parse_query(request, ListQuery())
     path = checked_path(query["path"])
     cluster = _cluster(request)
-    run = _runner(request, cluster)
+    run = request.cluster_runner(cluster)
     with request.cluster_sftp(cluster) as sftp:
         meta = files.get_metadata(sftp, path, run=run)
         if meta["type"] == "directory" or meta["type"] == "symlink":
@@ -666,7 +662,7 @@ def put_file(request):
             request_chunks(request, limit, path),
             if_match=request.headers.get("If-Match"),
             max_bytes=limit,
-            run=_runner(request, cluster),
+            run=request.cluster_runner(cluster),
         )
     request.response.status = 201 if created else 200
     request.response.headers["ETag"] = meta["etag"]
@@ -688,7 +684,7 @@ def upload_files(request):
     directory = checked_path(query["path"])
     boundary = multipart_boundary(request)
     cluster = _cluster(request)
-    run = _runner(request, cluster)
+    run = request.cluster_runner(cluster)
     limit = request.registry.hcc_settings.files.max_upload_bytes
     reader = MultipartReader(request_chunks(request, limit, directory), boundary)
     stored: list[dict[str, Any]] = []
@@ -741,7 +737,7 @@ def make_directory(request):
     cluster = _cluster(request)
     with request.cluster_sftp(cluster) as sftp, body_locations():
         created, meta = files.make_directory(
-            sftp, path, parents=request.validated["parents"], run=_runner(request, cluster)
+            sftp, path, parents=request.validated["parents"], run=request.cluster_runner(cluster)
         )
     request.response.status = 201 if created else 200
     return meta
@@ -759,7 +755,7 @@ def touch_file(request):
     path = checked_path(request.validated["path"], location="body")
     cluster = _cluster(request)
     with request.cluster_sftp(cluster) as sftp, body_locations():
-        created, meta = files.touch(sftp, path, run=_runner(request, cluster))
+        created, meta = files.touch(sftp, path, run=request.cluster_runner(cluster))
     request.response.status = 201 if created else 200
     return meta
 
@@ -777,7 +773,7 @@ def move_file(request):
     to = checked_path(request.validated["to"], location="body", name="to")
     cluster = _cluster(request)
     with request.cluster_sftp(cluster) as sftp, body_locations():
-        return files.move(sftp, path, to, run=_runner(request, cluster))
+        return files.move(sftp, path, to, run=request.cluster_runner(cluster))
 
 
 @file_copy.post(

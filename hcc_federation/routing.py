@@ -35,7 +35,9 @@ def cluster_sftp(request, cluster: Cluster):
 def includeme(config) -> None:
     settings = config.registry.hcc_settings
     pool = ConnectionPool(
-        max_connections=settings.ssh.max_connections, idle_timeout=settings.ssh.idle_timeout
+        max_connections=settings.ssh.max_connections,
+        idle_timeout=settings.ssh.idle_timeout,
+        max_lifetime=settings.ssh.max_lifetime,
     )
     # SSH transports end cleanly with the process rather than being cut mid-channel
     atexit.register(pool.close_all)

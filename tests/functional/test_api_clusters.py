@@ -143,3 +143,19 @@ def test_a_stopped_sshd_gives_503_for_its_cluster_only_and_heals(app, login, end
         run_testbed_up()
     # the same service heals on the next call, without a restart
     app.get("/api/v1/clusters/beta", headers=headers, status=200)
+
+
+def test_the_service_pool_gets_the_ssh_settings_of_the_ini(base_settings, database_url):
+    # hcc.ssh.max_lifetime was parsed and documented but never reached the pool, which kept its own
+    # default of 3600 s: a shortened lifetime never made a locked account or a new password reach SSH
+    app = make_app(
+        {
+            **base_settings,
+            "hcc.database.url": database_url,
+            "hcc.ssh.max_lifetime": "123",
+            "hcc.ssh.max_connections": "17",
+            "hcc.ssh.idle_timeout": "45",
+        }
+    )
+    pool = app.app.registry.hcc_pool
+    assert (pool.max_lifetime, pool.max_connections, pool.idle_timeout) == (123.0, 17, 45.0)

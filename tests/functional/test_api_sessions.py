@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from hcc_federation.models.meta import utcnow
+from tests.conftest import login_token
 
 
 def bearer(token: str) -> dict:
@@ -218,3 +219,20 @@ def test_a_session_made_on_one_replica_works_on_another(app, settings, login):
 
     headers = login("alice")
     make_app(settings).get("/api/v1/sessions/current", headers=headers, status=200)
+
+
+def test_a_session_used_more_often_than_its_idle_timeout_stays_alive(settings, users, monkeypatch):
+    """idle_timeout 60 s (the lowest allowed), a request every 28 s for 140 s: never idle."""
+    from tests.conftest import make_app
+
+    replica = make_app({**settings, "hcc.auth.idle_timeout": "60"})
+    clock = [utcnow()]
+    # the sessions' clock: 140 s pass in no time
+    monkeypatch.setattr("hcc_federation.auth.sessions.utcnow", lambda: clock[0])
+    headers = bearer(login_token(replica, users, "alice"))
+    for _ in range(5):
+        clock[0] += timedelta(seconds=28)
+        replica.get("/api/v1/sessions/current", headers=headers, status=200)
+    # and once it is really left alone for the idle timeout, it ends
+    clock[0] += timedelta(seconds=61)
+    replica.get("/api/v1/sessions/current", headers=headers, status=401)

@@ -10,7 +10,7 @@ from cornice import Service
 from cornice.validators import colander_body_validator
 
 from ..auth.custody import session_credential
-from ..auth.directory import AccountLocked, DirectoryUnavailable, InvalidCredentials
+from ..auth.directory import AccountLocked, DirectoryUnavailable, InvalidCredentials, LockedByPolicy
 from ..auth.policy import AUTHENTICATED
 from ..auth.sessions import audit
 from ..db import independent_session
@@ -83,11 +83,15 @@ def login(request):
     if not re.fullmatch(registry.hcc_settings.auth.username_pattern, username):
         # not a login name this service accepts: never sent to the directory, same answer as unknown
         _record_failure(request, username, "failure", "malformed username")
-        raise InvalidCredentials("wrong username or password")
+        raise InvalidCredentials(reason="malformed username")
     try:
         person = registry.hcc_directory.authenticate(username, password)
-    except InvalidCredentials:
-        _record_failure(request, username, "failure", "wrong username or password")
+    except LockedByPolicy as exc:
+        # answered like a wrong password (the password was never checked); the audit log says why
+        _record_failure(request, username, "locked", exc.reason)
+        raise
+    except InvalidCredentials as exc:
+        _record_failure(request, username, "failure", exc.reason)
         raise
     except AccountLocked:
         _record_failure(request, username, "locked", "account locked in the directory")

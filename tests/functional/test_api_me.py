@@ -126,3 +126,25 @@ def test_the_directory_refusing_a_password_gives_its_reason(
 )
 def test_malformed_password_bodies(app, login, body):
     app.put_json("/api/v1/me/password", body, headers=login("alice"), status=400)
+
+
+@pytest.mark.parametrize("password", ["pw\x00rest", "pw\x07", "pw\ufffe", "\ud800pw"])
+def test_a_current_password_that_saslprep_refuses_is_a_wrong_one(app, login, password):
+    r = app.put_json(
+        "/api/v1/me/password",
+        {"current_password": password, "new_password": "x-new"},
+        headers=login("bob"),
+        status=400,
+    )
+    assert r.json["errors"][0]["name"] == "current_password"
+
+
+@pytest.mark.parametrize("password", ["pw\x00rest", "\ud800pw"])
+def test_a_new_password_that_saslprep_refuses_is_refused(app, login, users, password, bob_password_restored):
+    r = app.put_json(
+        "/api/v1/me/password",
+        {"current_password": users["bob"]["password"], "new_password": password},
+        headers=login("bob"),
+        status=400,
+    )
+    assert r.json["errors"][0]["name"] == "new_password"

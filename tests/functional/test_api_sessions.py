@@ -38,11 +38,41 @@ def test_wrong_password_and_unknown_user_get_the_same_401(app):
     assert wrong.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_locked_account_gets_403(app, users):
-    r = app.post_json(
-        "/api/v1/sessions", {"username": "carol", "password": users["carol"]["password"]}, status=403
-    )
-    assert r.json["errors"][0]["description"] == "the account is locked"
+def _audit_outcomes(database_url: str, username: str) -> list[str]:
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT outcome FROM audit_log WHERE username = :u ORDER BY id"), {"u": username}
+        )
+        outcomes = [row[0] for row in rows]
+    engine.dispose()
+    return outcomes
+
+
+def test_a_locked_account_answers_exactly_like_a_wrong_password(app, users, database_url):
+    # ppolicy refuses carol's bind as locked whether or not the password is right (checked on the
+    # bed: result 49 with the accountLocked control for both), so "locked" would tell anyone which
+    # accounts are locked without proving the password: the caller sees a wrong password
+    wrong = app.post_json("/api/v1/sessions", {"username": "alice", "password": "nope"}, status=401)
+    before = len(_audit_outcomes(database_url, "carol"))
+    for password in (users["carol"]["password"], "nope"):
+        r = app.post_json("/api/v1/sessions", {"username": "carol", "password": password}, status=401)
+        assert r.json == wrong.json
+        assert r.headers["WWW-Authenticate"] == wrong.headers["WWW-Authenticate"]
+    # the admin still learns why, from the audit log
+    assert _audit_outcomes(database_url, "carol")[before:] == ["locked", "locked"]
+
+
+# Each of these makes ldap3's SASLprep (RFC 4013) refuse the bind before it is sent: NUL, a control
+# character, a non-character and a lone surrogate (JSON may carry one as "\ud800").
+SASLPREP_REFUSED = ["pw\x00rest", "pw\x07", "pw\ufffe", "\ud800pw"]
+
+
+@pytest.mark.parametrize("password", SASLPREP_REFUSED)
+def test_passwords_that_saslprep_refuses_are_wrong_passwords(app, password):
+    wrong = app.post_json("/api/v1/sessions", {"username": "alice", "password": "nope"}, status=401)
+    r = app.post_json("/api/v1/sessions", {"username": "alice", "password": password}, status=401)
+    assert r.json == wrong.json
 
 
 @pytest.mark.parametrize(

@@ -293,13 +293,13 @@ class Directory:
         return self._person(username, dn, attributes, groups)
 
     def change_password(self, username: str, current: str, new: str) -> None:
-        """Change a password through the Password Modify extended operation, bound as the person."""
+        """Change a password through the Password Modify extended operation, bound as the person.
+
+        Raise WrongCurrentPassword, PasswordRefused (only once the current password bound),
+        InvalidCredentials (no such person) or DirectoryUnavailable.
+        """
         if not current or not bindable(current):
             raise WrongCurrentPassword("the current password is wrong")
-        if not bindable(new):
-            raise PasswordRefused(
-                "the new password has characters that an LDAP password cannot hold (RFC 4013)"
-            )
         person = self.profile(username)
         if person is None:
             raise InvalidCredentials(reason="unknown user")
@@ -308,6 +308,12 @@ class Directory:
             conn.open()
             if not conn.bind():
                 raise WrongCurrentPassword("the current password is wrong")
+            # checked only now: the API takes PasswordRefused as a proven current password, which
+            # forgives earlier failures
+            if not bindable(new):
+                raise PasswordRefused(
+                    "the new password has characters that an LDAP password cannot hold (RFC 4013)"
+                )
             done = conn.extend.standard.modify_password(
                 user=person.dn, old_password=current, new_password=new, controls=[(PPOLICY_OID, False, None)]
             )

@@ -1,9 +1,11 @@
 """Logging in, sessions, expiry, revocation and throttling, against real slapd, on SQLite and MariaDB."""
 
+import threading
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import create_engine, text
+from webtest import TestApp
 
 from hcc_federation.models.meta import utcnow
 from tests.conftest import login_token
@@ -249,6 +251,70 @@ def test_a_session_made_on_one_replica_works_on_another(app, settings, login):
 
     headers = login("alice")
     make_app(settings).get("/api/v1/sessions/current", headers=headers, status=200)
+
+
+def _count_directory_calls(monkeypatch, apps, method: str, delay: float = 0.0) -> list[str]:
+    """Wrap ``method`` of each app's directory: the list fills with one entry per call.
+
+    ``delay`` stands for a slow directory, which is what leaves room for a race between the check
+    of the limit and the record of the attempt.
+    """
+    calls: list[str] = []
+    for one in apps:
+        directory = one.app.registry.hcc_directory
+        real = getattr(directory, method)
+
+        def counted(username, *args, _real=real, **kwargs):
+            calls.append(username)
+            threading.Event().wait(delay)
+            return _real(username, *args, **kwargs)
+
+        monkeypatch.setattr(directory, method, counted)
+    return calls
+
+
+def test_concurrent_wrong_logins_on_two_replicas_never_pass_the_per_user_limit(app, settings, monkeypatch):
+    """10 wrong passwords at once, on two app instances sharing the database: 5 reach LDAP."""
+    from tests.conftest import make_app
+
+    apps = [app, make_app(settings)]
+    calls = _count_directory_calls(monkeypatch, apps, "authenticate", delay=0.3)
+    statuses: list[int] = []
+    start = threading.Barrier(10)
+
+    def attempt(i: int) -> None:
+        client = TestApp(apps[i % 2].app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+        start.wait(timeout=30)
+        r = client.post_json("/api/v1/sessions", {"username": "bob", "password": "wrong"}, expect_errors=True)
+        statuses.append(r.status_int)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(statuses) == [401] * 5 + [429] * 5
+    assert len(calls) == 5
+
+
+def test_an_attempt_whose_request_died_ages_out_with_the_window(app, users, database_url):
+    """A reservation never settled (the replica died mid-login) counts only until the window ends."""
+    from hcc_federation.auth.sessions import LoginThrottle
+
+    throttle: LoginThrottle = app.app.registry.hcc_throttle
+    factory = app.app.registry.hcc_dbsession_factory
+    for _ in range(5):
+        throttle.reserve(factory, "bob", "127.0.0.1")  # never settled
+    body = {"username": "bob", "password": users["bob"]["password"]}
+    app.post_json("/api/v1/sessions", body, status=429)
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE login_attempts SET attempted_at = :t WHERE username = 'bob'"),
+            {"t": utcnow() - timedelta(seconds=301)},
+        )
+    engine.dispose()
+    app.post_json("/api/v1/sessions", body, status=201)
 
 
 def test_a_session_used_more_often_than_its_idle_timeout_stays_alive(settings, users, monkeypatch):

@@ -10,11 +10,10 @@ from cornice import Service
 from cornice.validators import colander_body_validator
 
 from ..auth.custody import session_credential
-from ..auth.directory import AccountLocked, DirectoryUnavailable, InvalidCredentials
+from ..auth.directory import AccountLocked, DirectoryUnavailable, InvalidCredentials, LockedByPolicy
 from ..auth.policy import AUTHENTICATED
 from ..auth.sessions import audit
 from ..db import independent_session
-from ..errors import ServiceError
 from ..models.meta import as_utc
 from .docs import documented
 from .responses import no_content
@@ -38,24 +37,14 @@ SESSION_OUT = {
 LOGIN_OUT = {"type": "object", "properties": {"token": {"type": "string"}, **SESSION_OUT["properties"]}}
 
 
-class TooManyAttempts(ServiceError):
-    status = 429
-    name = "username"
-
-    def __init__(self, retry_after: int):
-        super().__init__(f"too many failed logins; try again in {retry_after} s")
-        self.headers["Retry-After"] = str(retry_after)
-
-
 class LoginSchema(StrictSchema):
     username = colander.SchemaNode(StrictString(), validator=colander.Length(min=1, max=256))
     password = colander.SchemaNode(StrictString(), validator=colander.Length(min=1, max=1024))
 
 
-def _record_failure(request, username: str, outcome: str, detail: str) -> None:
+def _audit_now(request, username: str, outcome: str, detail: str) -> None:
     # committed at once: the request's own transaction is rolled back with the error response
     with independent_session(request.registry.hcc_dbsession_factory) as db:
-        request.registry.hcc_throttle.record(db, username, request.client_address, success=False)
         audit(db, "login", username, request.client_address, outcome, detail)
 
 
@@ -74,30 +63,33 @@ def login(request):
     registry = request.registry
     username, password = request.validated["username"], request.validated["password"]
     addr = request.client_address
-    with independent_session(registry.hcc_dbsession_factory) as db:
-        wait = registry.hcc_throttle.retry_after(db, username, addr)
-        if wait is not None:
-            audit(db, "login", username, addr, "throttled")
-    if wait is not None:
-        raise TooManyAttempts(wait)
+    # reserved (counted as a failure) before the directory is asked, atomically with the check of
+    # the limits: concurrent attempts on any replica cannot all pass a check made before any of them
+    # was recorded; raises TooManyAttempts (429)
+    attempt = registry.hcc_throttle.reserve(registry.hcc_dbsession_factory, username, addr)
     if not re.fullmatch(registry.hcc_settings.auth.username_pattern, username):
         # not a login name this service accepts: never sent to the directory, same answer as unknown
-        _record_failure(request, username, "failure", "malformed username")
-        raise InvalidCredentials("wrong username or password")
+        _audit_now(request, username, "failure", "malformed username")
+        raise InvalidCredentials(reason="malformed username")
     try:
         person = registry.hcc_directory.authenticate(username, password)
-    except InvalidCredentials:
-        _record_failure(request, username, "failure", "wrong username or password")
+    except LockedByPolicy as exc:
+        # answered like a wrong password (the password was never checked); the audit log says why
+        _audit_now(request, username, "locked", exc.reason)
+        raise
+    except InvalidCredentials as exc:
+        _audit_now(request, username, "failure", exc.reason)
         raise
     except AccountLocked:
-        _record_failure(request, username, "locked", "account locked in the directory")
+        _audit_now(request, username, "locked", "account locked in the directory")
         raise
     except DirectoryUnavailable as exc:
-        with independent_session(registry.hcc_dbsession_factory) as db:
-            audit(db, "login", username, addr, "error", exc.description)
+        # the directory could not tell: the attempt proved nothing
+        registry.hcc_throttle.cancel(registry.hcc_dbsession_factory, attempt)
+        _audit_now(request, username, "error", exc.description)
         raise
     db = request.dbsession
-    registry.hcc_throttle.record(db, person.username, addr, success=True)
+    registry.hcc_throttle.succeeded(db, attempt)
     session = registry.hcc_sessions.create(
         db, person.username, addr, session_credential(registry, person.username, password)
     )

@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass, field
 
 import ldap3
-from ldap3.core.exceptions import LDAPException, LDAPSocketOpenError
+from ldap3.core.exceptions import LDAPException, LDAPSASLPrepError, LDAPSocketOpenError
+from ldap3.protocol.sasl.sasl import sasl_prep
 from pyramid_ldap3 import ConnectionManager, escape_for_search
 
 from ..errors import BadRequest, Forbidden, ServiceError
@@ -39,8 +40,19 @@ INVALID_CREDENTIALS = 49
 
 
 class InvalidCredentials(ServiceError):
+    """Wrong credentials, as the caller sees them. ``reason`` is for the audit log and admins only:
+    an unknown user, a wrong password and a ppolicy-locked account must look the same to a caller."""
+
     status = 401
     name = "credentials"
+
+    def __init__(self, description: str = "wrong username or password", *, reason: str | None = None):
+        super().__init__(description)
+        self.reason = reason or description
+
+
+class LockedByPolicy(InvalidCredentials):
+    """A bind refused as locked by ppolicy, password unproven: the caller sees a wrong password."""
 
 
 class AccountLocked(Forbidden):
@@ -54,6 +66,24 @@ class DirectoryUnavailable(ServiceError):
 
 class PasswordRefused(BadRequest):
     name = "new_password"
+
+
+class WrongCurrentPassword(BadRequest):
+    name = "current_password"
+
+
+def bindable(password: str) -> bool:
+    """Whether ldap3 can send this password in a simple bind at all.
+
+    ldap3 applies SASLprep (RFC 4013) to a password and raises on NUL, control characters,
+    non-characters and lone surrogates. No directory entry can hold such a password, so it is a
+    wrong one (401), not a directory failure (it gave 503 "the directory bind failed").
+    """
+    try:
+        sasl_prep(password)
+    except LDAPSASLPrepError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -195,14 +225,16 @@ class Directory:
         DirectoryUnavailable. An unknown user and a wrong password look the same to the caller."""
         if not password:
             # an empty password would be an unauthenticated bind, which succeeds (RFC 4513 5.1.2)
-            raise InvalidCredentials("wrong username or password")
+            raise InvalidCredentials(reason="empty password")
+        if not bindable(password):
+            raise InvalidCredentials(reason="a password that SASLprep refuses")
         conn = self._service_connection()
         try:
             found = self._find_user(conn, username)
         finally:
             _close(conn)
         if found is None:
-            raise InvalidCredentials("wrong username or password")
+            raise InvalidCredentials(reason="unknown user")
         dn, attributes = found
         user_conn = self._connection(dn, password)
         try:
@@ -218,13 +250,18 @@ class Directory:
         policy_error = ppolicy_error(control.get("value"))
         if not bound:
             if policy_error == "accountLocked":
-                raise AccountLocked("the account is locked")
+                # OpenLDAP's ppolicy refuses a locked account's bind before it checks the password
+                # (on the test bed carol gets result 49 with accountLocked for her right password
+                # and for a wrong one): saying "locked" here would tell anyone which accounts are
+                # locked without proving the password. Admins read it in the audit log.
+                raise LockedByPolicy(reason="account locked (ppolicy), password not checked")
             if user_conn.result.get("result") == INVALID_CREDENTIALS:
-                raise InvalidCredentials("wrong username or password")
+                raise InvalidCredentials(reason="wrong password")
             raise DirectoryUnavailable(
                 f"the directory refused the bind: {user_conn.result.get('description')}"
             )
         if self._is_locked_by_attribute(attributes):
+            # the bind proved the password: only now may the caller learn that the account is locked
             raise AccountLocked("the account is locked")
         return self._person(username, dn, attributes, groups=[])
 
@@ -256,15 +293,27 @@ class Directory:
         return self._person(username, dn, attributes, groups)
 
     def change_password(self, username: str, current: str, new: str) -> None:
-        """Change a password through the Password Modify extended operation, bound as the person."""
+        """Change a password through the Password Modify extended operation, bound as the person.
+
+        Raise WrongCurrentPassword, PasswordRefused (only once the current password bound),
+        InvalidCredentials (no such person) or DirectoryUnavailable.
+        """
+        if not current or not bindable(current):
+            raise WrongCurrentPassword("the current password is wrong")
         person = self.profile(username)
         if person is None:
-            raise InvalidCredentials("unknown user")
+            raise InvalidCredentials(reason="unknown user")
         conn = self._connection(person.dn, current)
         try:
             conn.open()
-            if not current or not conn.bind():
-                raise BadRequest("the current password is wrong", name="current_password")
+            if not conn.bind():
+                raise WrongCurrentPassword("the current password is wrong")
+            # checked only now: the API takes PasswordRefused as a proven current password, which
+            # forgives earlier failures
+            if not bindable(new):
+                raise PasswordRefused(
+                    "the new password has characters that an LDAP password cannot hold (RFC 4013)"
+                )
             done = conn.extend.standard.modify_password(
                 user=person.dn, old_password=current, new_password=new, controls=[(PPOLICY_OID, False, None)]
             )

@@ -6,17 +6,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
-from ..models import AuditEvent, LoginAttempt, UserSession
+from ..db import independent_session
+from ..errors import ServiceError
+from ..models import AuditEvent, LoginAttempt, ThrottleKey, UserSession
 from ..models.meta import utcnow
 from ..settings import AuthSettings
 from .crypto import Token, new_token, open_credential, parse_token, seal_credential, token_hash, token_matches
 
 # last_seen_at is written at most this often: a write per request would make every GET a
-# database write, and the idle timeout is hours
-TOUCH_INTERVAL = timedelta(seconds=60)
+# database write. SessionStore.touch_interval shortens it for short idle timeouts.
+MAX_TOUCH_INTERVAL = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,11 @@ class ActiveSession:
 class SessionStore:
     def __init__(self, settings: AuthSettings):
         self.settings = settings
+        # A session used every T seconds is touched at most touch_interval late, so it looks idle
+        # only when T > idle_timeout - touch_interval. With a quarter of the idle timeout, use
+        # more often than every 3/4 of it keeps a session alive; a fixed 60 s let a 60 s idle
+        # timeout end a session used every 28 s after 84 s.
+        self.touch_interval = min(MAX_TOUCH_INTERVAL, timedelta(seconds=settings.idle_timeout) / 4)
 
     def effective_expiry(self, row: UserSession) -> datetime:
         """When the session ends if nothing more happens: the idle limit or the maximum age."""
@@ -59,7 +70,7 @@ class SessionStore:
     ) -> ActiveSession | None:
         """The live session of a token, or None (garbled, unknown, revoked, idle or too old).
 
-        At most once a TOUCH_INTERVAL, ``touch(session_id, now)`` records the use. The caller
+        At most once a ``touch_interval``, ``touch(session_id, now)`` records the use. The caller
         commits that on its own: an UPDATE in the request's transaction would hold the session's
         row lock across the request's SSH calls, and a second request of the same session that
         wanted to touch it too would wait for them.
@@ -80,7 +91,7 @@ class SessionStore:
         if now >= self.effective_expiry(row):
             return None
         expires_at = self.effective_expiry(row)
-        if now - row.last_seen_at >= TOUCH_INTERVAL and touch is not None:
+        if now - row.last_seen_at >= self.touch_interval and touch is not None:
             touch(row.id, now)
             expires_at = min(row.expires_at, now + timedelta(seconds=self.settings.idle_timeout))
         return ActiveSession(row, token, row.username, expires_at)
@@ -110,18 +121,84 @@ class SessionStore:
         return result.rowcount or 0
 
 
+class TooManyAttempts(ServiceError):
+    """Too many recent failed attempts for a username or from an address: 429 with Retry-After."""
+
+    status = 429
+    name = "username"
+
+    def __init__(self, retry_after: int, *, name: str | None = None):
+        super().__init__(f"too many failed logins; try again in {retry_after} s", name=name)
+        self.retry_after = retry_after
+        self.headers["Retry-After"] = str(retry_after)
+
+
+# MySQL/MariaDB ER_LOCK_DEADLOCK: InnoDB may pick one of two upserts of the same new key as a
+# victim; the transaction is short and holds nothing else, so it is simply run again
+_DEADLOCK = 1213
+_RESERVE_TRIES = 3
+
+
 class LoginThrottle:
-    """Refuse logins after too many recent failures for a username or from an address."""
+    """Refuse attempts after too many recent failures for a username or from an address.
+
+    An attempt is reserved in the database before the directory is asked, in one short
+    transaction of its own that locks the username's and the address's ``throttle_keys`` rows,
+    counts the recent failures and, under the limit, adds the attempt as a failure. The locks
+    make concurrent attempts (on any replica) count one after another: the limit holds. They are
+    never held across LDAP. A right password then turns the attempt into a success.
+    """
 
     def __init__(self, settings: AuthSettings):
         self.settings = settings
 
-    def retry_after(self, db: Session, username: str, client_addr: str) -> int | None:
+    def reserve(
+        self,
+        factory: sessionmaker[Session],
+        username: str,
+        client_addr: str,
+        *,
+        event: str = "login",
+        name: str | None = None,
+    ) -> int:
+        """Reserve one attempt and return its id; raise TooManyAttempts (audited as ``event``)."""
+        for tries in range(1, _RESERVE_TRIES + 1):
+            try:
+                with independent_session(factory) as db:
+                    attempt_id, wait = self._reserve(db, username, client_addr)
+                    if wait is not None:
+                        audit(db, event, username, client_addr, "throttled")
+                break
+            except OperationalError as exc:
+                code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+                if code != _DEADLOCK or tries == _RESERVE_TRIES:
+                    raise
+        if wait is not None:
+            raise TooManyAttempts(wait, name=name)
+        return attempt_id
+
+    def _reserve(self, db: Session, username: str, client_addr: str) -> tuple[int, None] | tuple[None, int]:
+        username, client_addr = username[:64], client_addr[:45]
+        # In key order, so that two attempts never wait for each other's second key. The first
+        # statement is a write: on SQLite it takes the database's write lock before anything is
+        # read (what BEGIN IMMEDIATE would do), on MariaDB the row lock until the commit.
+        for key in sorted((f"user:{username}", f"addr:{client_addr}")):
+            db.execute(_lock_key(db, key, utcnow()))
+        # On MariaDB (REPEATABLE READ) the snapshot these counts read is taken by the first SELECT,
+        # after the locks are held: it sees the attempts of whoever held them before.
+        now = utcnow()
+        wait = self._retry_after(db, username, client_addr, now)
+        if wait is not None:
+            return None, wait
+        attempt = LoginAttempt(username=username, client_addr=client_addr, attempted_at=now, success=False)
+        db.add(attempt)
+        db.flush()
+        return attempt.id, None
+
+    def _retry_after(self, db: Session, username: str, client_addr: str, now: datetime) -> int | None:
         """Seconds to wait before the next attempt, or None when an attempt may go ahead."""
         s = self.settings
-        now = utcnow()
         window_start = now - timedelta(seconds=s.throttle_window)
-        username = username[:64]
         # a successful login forgives the failures before it, for that username
         last_success = db.execute(
             select(func.max(LoginAttempt.attempted_at)).where(
@@ -132,7 +209,7 @@ class LoginThrottle:
         waits = []
         for column, value, since, limit in (
             (LoginAttempt.username, username, user_since, s.throttle_max_per_user),
-            (LoginAttempt.client_addr, client_addr[:45], window_start, s.throttle_max_per_address),
+            (LoginAttempt.client_addr, client_addr, window_start, s.throttle_max_per_address),
         ):
             count, oldest = db.execute(
                 select(func.count(), func.min(LoginAttempt.attempted_at)).where(
@@ -143,12 +220,40 @@ class LoginThrottle:
                 waits.append(int((oldest + timedelta(seconds=s.throttle_window) - now).total_seconds()) + 1)
         return max(waits) if waits else None
 
-    def record(self, db: Session, username: str, client_addr: str, success: bool) -> None:
-        db.add(
-            LoginAttempt(
-                username=username[:64], client_addr=client_addr[:45], attempted_at=utcnow(), success=success
-            )
+    def succeeded(self, db: Session, attempt_id: int) -> None:
+        """The password was right: the reserved attempt stops counting as a failure."""
+        db.execute(update(LoginAttempt).where(LoginAttempt.id == attempt_id).values(success=True))
+
+    def succeeded_now(self, factory: sessionmaker[Session], attempt_id: int) -> None:
+        """``succeeded``, committed on its own: for a request that ends in an error all the same."""
+        with independent_session(factory) as db:
+            self.succeeded(db, attempt_id)
+
+    def cancel(self, factory: sessionmaker[Session], attempt_id: int) -> None:
+        """The directory could not tell (it is down): the attempt proved nothing and does not count."""
+        with independent_session(factory) as db:
+            db.execute(delete(LoginAttempt).where(LoginAttempt.id == attempt_id))
+
+
+def _lock_key(db: Session, key: str, now: datetime):
+    """An upsert of one throttle_keys row, which leaves the row locked by this transaction."""
+    dialect = db.get_bind().dialect.name
+    values = {"key": key, "last_attempt_at": now}
+    if dialect in ("mysql", "mariadb"):
+        return mysql_insert(ThrottleKey).values(values).on_duplicate_key_update(last_attempt_at=now)
+    if dialect == "sqlite":
+        return (
+            sqlite_insert(ThrottleKey)
+            .values(values)
+            .on_conflict_do_update(index_elements=["key"], set_={"last_attempt_at": now})
         )
+    if dialect == "postgresql":
+        return (
+            postgresql_insert(ThrottleKey)
+            .values(values)
+            .on_conflict_do_update(index_elements=["key"], set_={"last_attempt_at": now})
+        )
+    raise NotImplementedError(f"login throttling has no row lock for the {dialect} database")
 
 
 def audit(db: Session, event: str, username: str, client_addr: str, outcome: str, detail: str = "") -> None:

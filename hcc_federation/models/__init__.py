@@ -1,8 +1,16 @@
 """The registry's tables; only alembic migrations create or change them."""
 
-from .auth import AuditEvent, LoginAttempt, UserSession
+from .auth import AuditEvent, LoginAttempt, ThrottleKey, UserSession
 from .jobs import JobSubmission
 from .links import DownloadLink
 from .meta import Base
 
-__all__ = ["AuditEvent", "Base", "DownloadLink", "JobSubmission", "LoginAttempt", "UserSession"]
+__all__ = [
+    "AuditEvent",
+    "Base",
+    "DownloadLink",
+    "JobSubmission",
+    "LoginAttempt",
+    "ThrottleKey",
+    "UserSession",
+]

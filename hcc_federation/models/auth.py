@@ -30,7 +30,12 @@ class UserSession(Base):
 
 
 class LoginAttempt(Base):
-    """One login attempt, counted by every replica for throttling."""
+    """One login attempt (or guess of a current password), counted by every replica for throttling.
+
+    The row is written before the directory is asked, as a failure, and turned into a success if
+    the password was right: attempts in flight count at once, and one whose request died counts
+    until it ages out of the throttling window.
+    """
 
     __tablename__ = "login_attempts"
     __table_args__ = (
@@ -59,3 +64,18 @@ class AuditEvent(Base):
     client_addr: Mapped[str] = mapped_column(String(45))
     outcome: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(String(255), default="")
+
+
+class ThrottleKey(Base):
+    """One row per throttled username (``user:<name>``) or address (``addr:<ip>``).
+
+    Every replica locks these rows (in key order) for the short transaction that counts the recent
+    failures and reserves the next attempt, so that concurrent attempts are counted one after
+    another and never all pass a check made before any of them was recorded.
+    """
+
+    __tablename__ = "throttle_keys"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    # lets hcc-cleanup drop keys nobody has tried for a while
+    last_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -2,8 +2,9 @@
 
     hcc-cleanup production.ini [--keep-audit-days 365]
 
-Ended sessions (and the download links that hang on them), old login attempts and, if asked, old
-audit rows. Sessions hold sealed credentials: removing them once dead keeps less to protect.
+Ended sessions (and the download links that hang on them), old login attempts (and the throttle
+keys nobody tried lately) and, if asked, old audit rows. Sessions hold sealed credentials:
+removing them once dead keeps less to protect.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from ..db import make_engine, session_factory
-from ..models import AuditEvent, DownloadLink, LoginAttempt, UserSession
+from ..models import AuditEvent, DownloadLink, LoginAttempt, ThrottleKey, UserSession
 from ..models.meta import utcnow
 from ..settings import AuthSettings, parse_settings
 
@@ -29,6 +30,7 @@ class CleanupReport:
     links: int
     login_attempts: int
     audit_events: int
+    throttle_keys: int = 0
 
 
 def cleanup(
@@ -52,12 +54,14 @@ def cleanup(
     # throttling looks back one window; a day more keeps recent history for whoever investigates
     attempts_cutoff = now - timedelta(seconds=auth.throttle_window) - timedelta(days=1)
     attempts = db.execute(delete(LoginAttempt).where(LoginAttempt.attempted_at < attempts_cutoff)).rowcount
+    # the rows that attempts lock: one per name or address ever tried, hostile ones included
+    keys = db.execute(delete(ThrottleKey).where(ThrottleKey.last_attempt_at < attempts_cutoff)).rowcount
     audit = 0
     if keep_audit_days is not None:
         audit = db.execute(
             delete(AuditEvent).where(AuditEvent.at < now - timedelta(days=keep_audit_days))
         ).rowcount
-    return CleanupReport(sessions or 0, links or 0, attempts or 0, audit or 0)
+    return CleanupReport(sessions or 0, links or 0, attempts or 0, audit or 0, keys or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         engine.dispose()
     print(
         f"hcc-cleanup: {report.sessions} sessions, {report.links} links, "
-        f"{report.login_attempts} login attempts, {report.audit_events} audit rows deleted"
+        f"{report.login_attempts} login attempts ({report.throttle_keys} throttle keys), "
+        f"{report.audit_events} audit rows deleted"
     )
     return 0
 

@@ -126,3 +126,55 @@ def test_the_directory_refusing_a_password_gives_its_reason(
 )
 def test_malformed_password_bodies(app, login, body):
     app.put_json("/api/v1/me/password", body, headers=login("alice"), status=400)
+
+
+def test_wrong_current_passwords_count_against_the_login_limits(app, login, users, monkeypatch):
+    """Guessing through the password change is throttled like logging in: 429 before LDAP is asked."""
+    from tests.functional.test_api_sessions import _count_directory_calls
+
+    headers = login("bob")
+    calls = _count_directory_calls(monkeypatch, [app], "change_password")
+    body = {"current_password": "guess", "new_password": "x-new"}
+    for _ in range(5):
+        app.put_json("/api/v1/me/password", body, headers=headers, status=400)
+    r = app.put_json("/api/v1/me/password", body, headers=headers, status=429)
+    assert 1 <= int(r.headers["Retry-After"]) <= 300
+    assert r.json["errors"][0]["name"] == "current_password"
+    assert len(calls) == 5
+    # the same limit as logins: bob's right password must wait too
+    login_body = {"username": "bob", "password": users["bob"]["password"]}
+    app.post_json("/api/v1/sessions", login_body, status=429)
+
+
+@pytest.mark.parametrize("password", ["pw\x00rest", "pw\x07", "pw\ufffe", "\ud800pw"])
+def test_a_current_password_that_saslprep_refuses_is_a_wrong_one(app, login, password):
+    r = app.put_json(
+        "/api/v1/me/password",
+        {"current_password": password, "new_password": "x-new"},
+        headers=login("bob"),
+        status=400,
+    )
+    assert r.json["errors"][0]["name"] == "current_password"
+
+
+@pytest.mark.parametrize("password", ["pw\x00rest", "\ud800pw"])
+def test_a_new_password_that_saslprep_refuses_is_refused(app, login, users, password, bob_password_restored):
+    r = app.put_json(
+        "/api/v1/me/password",
+        {"current_password": users["bob"]["password"], "new_password": password},
+        headers=login("bob"),
+        status=400,
+    )
+    assert r.json["errors"][0]["name"] == "new_password"
+
+
+def test_a_refused_new_password_with_a_wrong_current_one_is_a_wrong_current_password(app, login):
+    # a refused new password means the current one was right and forgives earlier failures:
+    # it must never be said before the current password is proven
+    r = app.put_json(
+        "/api/v1/me/password",
+        {"current_password": "guess", "new_password": "pw\x00rest"},
+        headers=login("bob"),
+        status=400,
+    )
+    assert r.json["errors"][0]["name"] == "current_password"

@@ -1,11 +1,14 @@
 """Logging in, sessions, expiry, revocation and throttling, against real slapd, on SQLite and MariaDB."""
 
+import threading
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import create_engine, text
+from webtest import TestApp
 
 from hcc_federation.models.meta import utcnow
+from tests.conftest import login_token
 
 
 def bearer(token: str) -> dict:
@@ -37,11 +40,41 @@ def test_wrong_password_and_unknown_user_get_the_same_401(app):
     assert wrong.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_locked_account_gets_403(app, users):
-    r = app.post_json(
-        "/api/v1/sessions", {"username": "carol", "password": users["carol"]["password"]}, status=403
-    )
-    assert r.json["errors"][0]["description"] == "the account is locked"
+def _audit_outcomes(database_url: str, username: str) -> list[str]:
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT outcome FROM audit_log WHERE username = :u ORDER BY id"), {"u": username}
+        )
+        outcomes = [row[0] for row in rows]
+    engine.dispose()
+    return outcomes
+
+
+def test_a_locked_account_answers_exactly_like_a_wrong_password(app, users, database_url):
+    # ppolicy refuses carol's bind as locked whether or not the password is right (checked on the
+    # bed: result 49 with the accountLocked control for both), so "locked" would tell anyone which
+    # accounts are locked without proving the password: the caller sees a wrong password
+    wrong = app.post_json("/api/v1/sessions", {"username": "alice", "password": "nope"}, status=401)
+    before = len(_audit_outcomes(database_url, "carol"))
+    for password in (users["carol"]["password"], "nope"):
+        r = app.post_json("/api/v1/sessions", {"username": "carol", "password": password}, status=401)
+        assert r.json == wrong.json
+        assert r.headers["WWW-Authenticate"] == wrong.headers["WWW-Authenticate"]
+    # the admin still learns why, from the audit log
+    assert _audit_outcomes(database_url, "carol")[before:] == ["locked", "locked"]
+
+
+# Each of these makes ldap3's SASLprep (RFC 4013) refuse the bind before it is sent: NUL, a control
+# character, a non-character and a lone surrogate (JSON may carry one as "\ud800").
+SASLPREP_REFUSED = ["pw\x00rest", "pw\x07", "pw\ufffe", "\ud800pw"]
+
+
+@pytest.mark.parametrize("password", SASLPREP_REFUSED)
+def test_passwords_that_saslprep_refuses_are_wrong_passwords(app, password):
+    wrong = app.post_json("/api/v1/sessions", {"username": "alice", "password": "nope"}, status=401)
+    r = app.post_json("/api/v1/sessions", {"username": "alice", "password": password}, status=401)
+    assert r.json == wrong.json
 
 
 @pytest.mark.parametrize(
@@ -218,3 +251,84 @@ def test_a_session_made_on_one_replica_works_on_another(app, settings, login):
 
     headers = login("alice")
     make_app(settings).get("/api/v1/sessions/current", headers=headers, status=200)
+
+
+def _count_directory_calls(monkeypatch, apps, method: str, delay: float = 0.0) -> list[str]:
+    """Wrap ``method`` of each app's directory: the list fills with one entry per call.
+
+    ``delay`` stands for a slow directory, which is what leaves room for a race between the check
+    of the limit and the record of the attempt.
+    """
+    calls: list[str] = []
+    for one in apps:
+        directory = one.app.registry.hcc_directory
+        real = getattr(directory, method)
+
+        def counted(username, *args, _real=real, **kwargs):
+            calls.append(username)
+            threading.Event().wait(delay)
+            return _real(username, *args, **kwargs)
+
+        monkeypatch.setattr(directory, method, counted)
+    return calls
+
+
+def test_concurrent_wrong_logins_on_two_replicas_never_pass_the_per_user_limit(app, settings, monkeypatch):
+    """10 wrong passwords at once, on two app instances sharing the database: 5 reach LDAP."""
+    from tests.conftest import make_app
+
+    apps = [app, make_app(settings)]
+    calls = _count_directory_calls(monkeypatch, apps, "authenticate", delay=0.3)
+    statuses: list[int] = []
+    start = threading.Barrier(10)
+
+    def attempt(i: int) -> None:
+        client = TestApp(apps[i % 2].app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+        start.wait(timeout=30)
+        r = client.post_json("/api/v1/sessions", {"username": "bob", "password": "wrong"}, expect_errors=True)
+        statuses.append(r.status_int)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(statuses) == [401] * 5 + [429] * 5
+    assert len(calls) == 5
+
+
+def test_an_attempt_whose_request_died_ages_out_with_the_window(app, users, database_url):
+    """A reservation never settled (the replica died mid-login) counts only until the window ends."""
+    from hcc_federation.auth.sessions import LoginThrottle
+
+    throttle: LoginThrottle = app.app.registry.hcc_throttle
+    factory = app.app.registry.hcc_dbsession_factory
+    for _ in range(5):
+        throttle.reserve(factory, "bob", "127.0.0.1")  # never settled
+    body = {"username": "bob", "password": users["bob"]["password"]}
+    app.post_json("/api/v1/sessions", body, status=429)
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE login_attempts SET attempted_at = :t WHERE username = 'bob'"),
+            {"t": utcnow() - timedelta(seconds=301)},
+        )
+    engine.dispose()
+    app.post_json("/api/v1/sessions", body, status=201)
+
+
+def test_a_session_used_more_often_than_its_idle_timeout_stays_alive(settings, users, monkeypatch):
+    """idle_timeout 60 s (the lowest allowed), a request every 28 s for 140 s: never idle."""
+    from tests.conftest import make_app
+
+    replica = make_app({**settings, "hcc.auth.idle_timeout": "60"})
+    clock = [utcnow()]
+    # the sessions' clock: 140 s pass in no time
+    monkeypatch.setattr("hcc_federation.auth.sessions.utcnow", lambda: clock[0])
+    headers = bearer(login_token(replica, users, "alice"))
+    for _ in range(5):
+        clock[0] += timedelta(seconds=28)
+        replica.get("/api/v1/sessions/current", headers=headers, status=200)
+    # and once it is really left alone for the idle timeout, it ends
+    clock[0] += timedelta(seconds=61)
+    replica.get("/api/v1/sessions/current", headers=headers, status=401)

@@ -66,6 +66,8 @@ def test_a_configured_lock_attribute_locks_the_account(settings, users):
     body = {"username": "bob", "password": users["bob"]["password"]}
     r = app.post_json("/api/v1/sessions", body, status=403)
     assert r.json["errors"][0]["description"] == "the account is locked"
+    # "locked" only once the bind proved the password: a wrong one is a wrong password
+    app.post_json("/api/v1/sessions", {"username": "bob", "password": "wrong"}, status=401)
     login_token(app, users, "alice")
 
 

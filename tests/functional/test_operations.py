@@ -37,6 +37,10 @@ def test_cleanup_deletes_dead_sessions_and_old_attempts_only(app, login, setting
             ),
             {"u": "old", "a": "127.0.0.1", "t": utcnow() - timedelta(days=3), "s": False},
         )
+        conn.execute(
+            text("INSERT INTO throttle_keys (`key`, last_attempt_at) VALUES ('user:old', :t)"),
+            {"t": utcnow() - timedelta(days=3)},
+        )
     with Session(engine) as db, db.begin():
         report = cleanup(db, parse_settings(settings).auth)
     with Session(engine) as db:
@@ -47,7 +51,7 @@ def test_cleanup_deletes_dead_sessions_and_old_attempts_only(app, login, setting
     engine.dispose()
     assert _token_id(live) in ids
     assert _token_id(revoked) not in ids and _token_id(idle) not in ids
-    assert report.sessions >= 2 and report.login_attempts >= 1
+    assert report.sessions >= 2 and report.login_attempts >= 1 and report.throttle_keys >= 1
     assert old_attempts == 0
     app.get("/api/v1/sessions/current", headers=live, status=200)
 

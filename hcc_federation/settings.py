@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
 TRUE = {"true", "yes", "on", "1"}
 FALSE = {"false", "no", "off", "0", ""}
@@ -171,6 +171,8 @@ CLUSTER_KEYS = {
     "env",
     "command_prefix",
     "filesystems",
+    "max_concurrent_requests",
+    "queue_timeout",
 }
 
 
@@ -192,6 +194,10 @@ class ClusterSettings:
     command_prefix: str
     # named file systems with $HOME, $USER and $GROUP resolved per person, in the order given
     filesystems: tuple[tuple[str, str], ...]
+    # requests using this cluster at once (its bulkhead), and how long one more waits before a 503;
+    # the shares of clusters that may hang together must stay below the server's threads
+    max_concurrent_requests: int = 4
+    queue_timeout: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -347,7 +353,14 @@ def parse_cluster(r: _Reader, name: str) -> ClusterSettings:
         env=_pairs(r, prefix + "env", re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")),
         command_prefix=r.str(prefix + "command_prefix", ""),
         filesystems=filesystems or (("HOME", "$HOME"),),
+        max_concurrent_requests=r.int(
+            prefix + "max_concurrent_requests", _CLUSTER_DEFAULTS["max_concurrent_requests"], minimum=1
+        ),
+        queue_timeout=r.float(prefix + "queue_timeout", _CLUSTER_DEFAULTS["queue_timeout"], minimum=0.0),
     )
+
+
+_CLUSTER_DEFAULTS = {f.name: f.default for f in fields(ClusterSettings) if f.default is not MISSING}
 
 
 def parse_clusters(r: _Reader) -> tuple[ClusterSettings, ...]:

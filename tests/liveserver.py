@@ -82,12 +82,14 @@ class LiveServer:
 
 
 @contextlib.contextmanager
-def live_server(settings: dict, threads: int = 8) -> Iterator[LiveServer]:
+def live_server(settings: dict, threads: int = 8, **waitress_options) -> Iterator[LiveServer]:
     """The app built from ``settings`` under waitress on 127.0.0.1:<free port>."""
     from hcc_federation import main
 
     app = main({}, **settings)
-    server = StopableWSGIServer.create(app, host="127.0.0.1", threads=threads, expose_tracebacks=False)
+    server = StopableWSGIServer.create(
+        app, host="127.0.0.1", threads=threads, expose_tracebacks=False, **waitress_options
+    )
     # listening already (bound in the constructor): no wait() needed, and webtest's leaks a socket
     try:
         yield LiveServer(server)

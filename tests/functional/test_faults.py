@@ -7,14 +7,16 @@ asserted is what a user sees (status, the error envelope, how long it took) and 
 
 from __future__ import annotations
 
+import http.client
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from tests.faultproxy import FaultProxy
-from tests.helpers import wait_for
+from tests.helpers import alice_work_dir, wait_for
 from tests.liveserver import live_server
 
 # ------------------------------------------------------------------------------------- database
@@ -86,3 +88,137 @@ def test_a_silent_database_gives_503_in_bounded_time_and_spares_routes_without_i
         )
         assert healed
         assert server.call("GET", "/api/v1/health").status == 200
+
+
+# ------------------------------------------------------------------------------------- clusters
+
+
+def proxied_cluster_settings(clusters: dict, name: str, proxy: FaultProxy, tmp_path, **extra: str) -> dict:
+    """hcc.cluster.<name>.* pointing at the proxy, with a known_hosts that names the proxy's port
+    (the host key is the real sshd's: the proxy only forwards)."""
+    real = clusters[name]
+    known = tmp_path / f"known_hosts_{name}"
+    lines = Path(real["known_hosts"]).read_text().splitlines()
+    known.write_text(
+        "".join(
+            line.replace(f"[{real['ssh_host']}]:{real['ssh_port']}", f"[127.0.0.1]:{proxy.port}") + "\n"
+            for line in lines
+        )
+    )
+    prefix = f"hcc.cluster.{name}."
+    return {
+        prefix + "host": "127.0.0.1",
+        prefix + "port": str(proxy.port),
+        prefix + "known_hosts": str(known),
+        **{prefix + key: value for key, value in extra.items()},
+    }
+
+
+@pytest.fixture
+def beta_proxy(clusters):
+    with FaultProxy(clusters["beta"]["ssh_host"], clusters["beta"]["ssh_port"]) as proxy:
+        yield proxy
+
+
+BETA_TIMEOUT = 5
+
+
+@pytest.fixture
+def beta_faulty(settings, clusters, beta_proxy, tmp_path):
+    """Settings with beta behind the proxy (a share of 2 requests, short timeouts); alpha direct."""
+    return {
+        **settings,
+        **proxied_cluster_settings(
+            clusters,
+            "beta",
+            beta_proxy,
+            tmp_path,
+            connect_timeout="2",
+            command_timeout=str(BETA_TIMEOUT),
+            max_concurrent_requests="2",
+            queue_timeout="0.2",
+        ),
+    }
+
+
+LIST_HOME = "/api/v1/clusters/{}/files?path=/home/alice"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_hung_cluster_takes_only_its_share_and_the_other_cluster_answers(beta_faulty, beta_proxy, users):
+    with live_server(beta_faulty, threads=8) as server:
+        token = server.login("alice", users["alice"]["password"])
+        assert server.call("GET", LIST_HOME.format("beta"), token=token).status == 200
+        normal = server.call("GET", LIST_HOME.format("alpha"), token=token)
+        assert normal.status == 200
+
+        beta_proxy.mode = "blackhole"
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            # more requests to the hung cluster than waitress has threads
+            hung = [
+                pool.submit(server.call, "GET", LIST_HOME.format("beta"), token=token, timeout=30)
+                for _ in range(10)
+            ]
+            time.sleep(0.1)
+            alpha = server.call("GET", LIST_HOME.format("alpha"), token=token, timeout=30)
+            answers = [f.result() for f in hung]
+
+        # the other cluster still answers fast (normally ~50 ms)
+        assert alpha.status == 200, alpha.body
+        assert alpha.seconds < 2, (alpha.seconds, normal.seconds)
+        busy = [a for a in answers if a.status == 503 and "in progress" in a.body.decode()]
+        timed_out = [a for a in answers if a not in busy]
+        # beta's share (2) waited for beta and timed out; the surplus got a fast 503
+        assert len(busy) == 8, [(a.status, a.body[:100]) for a in answers]
+        for answer in busy:
+            assert answer.is_envelope() and answer.json["errors"][0]["name"] == "cluster"
+            assert answer.headers.get("Retry-After") == "2"
+            assert answer.seconds < 1.5
+        for answer in timed_out:
+            assert answer.status == 504 and answer.is_envelope(), answer.body
+            assert answer.seconds < BETA_TIMEOUT + 3
+
+        # heals without a restart
+        beta_proxy.mode = "pass"
+        assert wait_for(
+            lambda: server.call("GET", LIST_HOME.format("beta"), token=token).status == 200,
+            timeout=BETA_TIMEOUT + 10,
+            interval=0.3,
+        )
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_download_holds_its_cluster_slot_until_the_body_is_closed(settings, users):
+    limited = {
+        **settings,
+        "hcc.cluster.alpha.max_concurrent_requests": "1",
+        "hcc.cluster.alpha.queue_timeout": "0.1",
+    }
+    # waitress buffers up to 16 MiB of a body before it stops pulling from the app: keep that small
+    # so that the body is still being streamed from the cluster while the test looks
+    serve = live_server(limited, threads=8, outbuf_high_watermark=256 * 1024)
+    with alice_work_dir(users, "bulkhead") as work, serve as server:
+        big = work / "big.bin"
+        big.write_bytes(b"x" * (8 * 1024 * 1024))
+        token = server.login("alice", users["alice"]["password"])
+        connection = http.client.HTTPConnection(server.host, server.port, timeout=30)
+        try:
+            connection.request(
+                "GET",
+                f"/api/v1/clusters/alpha/files/content?path={big}",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            response = connection.getresponse()
+            assert response.status == 200
+            assert len(response.read(65536)) == 65536
+            # the body is still streaming: alpha's only slot is taken
+            during = server.call("GET", LIST_HOME.format("alpha"), token=token)
+            assert during.status == 503 and during.is_envelope(), during.body
+        finally:
+            connection.close()
+        # the server closes the body once the client went away: the slot comes back
+        assert wait_for(
+            lambda: server.call("GET", LIST_HOME.format("alpha"), token=token).status == 200,
+            timeout=10,
+            interval=0.2,
+        )

@@ -222,7 +222,18 @@ class ConnectionPool:
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 raise ClusterUnreachable(endpoint.name, f"SFTP could not start: {_reason(exc)}") from None
             with contextlib.closing(sftp):
-                yield sftp
+                try:
+                    yield sftp
+                except TimeoutError:  # socket.timeout: the channel's timeout passed without an answer
+                    raise RemoteTimeout(
+                        endpoint.name, f"an SFTP request got no answer within {timeout:g} s"
+                    ) from None
+                except (EOFError, paramiko.SSHException, ConnectionError) as exc:
+                    # what paramiko raises when the link breaks under a request; a file system's
+                    # own answers are OSErrors with an errno and pass through
+                    raise ClusterUnreachable(
+                        endpoint.name, f"the connection was lost during SFTP work: {_reason(exc)}"
+                    ) from None
 
     def probe(self, endpoint: ClusterEndpoint, timeout: float = 3.0) -> ProbeResult:
         """Check that the cluster's sshd answers with a trusted host key: no login, nothing pooled."""

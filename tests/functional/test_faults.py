@@ -222,3 +222,96 @@ def test_a_download_holds_its_cluster_slot_until_the_body_is_closed(settings, us
             timeout=10,
             interval=0.2,
         )
+
+
+# ------------------------------------------------------------------------------------- uploads
+
+UPLOAD_BYTES = 4 * 1024 * 1024
+ORIGINAL = b"the original content\n"
+
+
+@pytest.fixture
+def beta_slow_link(settings, clusters, beta_proxy, tmp_path):
+    """beta behind the proxy with a short command timeout; the proxy slows chunks by 20 ms when slow."""
+    beta_proxy.delay = 0.02
+    return {
+        **settings,
+        **proxied_cluster_settings(
+            clusters, "beta", beta_proxy, tmp_path, connect_timeout="2", command_timeout=str(BETA_TIMEOUT)
+        ),
+    }
+
+
+def _temp_files(directory: Path) -> list[Path]:
+    return sorted(directory.glob(".hcc-upload-*"))
+
+
+def _upload_under_fault(server, beta_proxy, token, work: Path, fault: str, *, multipart: bool):
+    """Start a slowed upload over work/target.txt, break the link once its data flows; the answer."""
+    target = work / "target.txt"
+    body = b"n" * UPLOAD_BYTES
+    if multipart:
+        boundary = "faultboundary"
+        payload = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="new.txt"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            + body
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        request = ("POST", f"/api/v1/clusters/beta/files/upload?path={work}")
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    else:
+        payload = body
+        request = ("PUT", f"/api/v1/clusters/beta/files/content?path={target}")
+        headers = {"Content-Type": "application/octet-stream"}
+    beta_proxy.mode = "slow"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(server.call, *request, token=token, body=payload, headers=headers, timeout=60)
+        # the temporary file holds data: the upload is under way
+        wait_for(lambda: any(p.stat().st_size > 0 for p in _temp_files(work)), timeout=20, interval=0.05)
+        broken_at = time.monotonic()
+        if fault == "cut":
+            beta_proxy.mode = "pass"
+            beta_proxy.cut()
+        else:
+            beta_proxy.mode = "blackhole"
+        answer = future.result()
+    return answer, time.monotonic() - broken_at
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("fault", "multipart"), [("cut", False), ("cut", True), ("blackhole", False)])
+def test_a_broken_link_during_an_upload_is_a_link_error_and_loses_nothing(
+    beta_slow_link, beta_proxy, users, fault, multipart
+):
+    with alice_work_dir(users, "upload-fault") as work, live_server(beta_slow_link) as server:
+        target = work / "target.txt"
+        target.write_bytes(ORIGINAL)
+        token = server.login("alice", users["alice"]["password"])
+        assert server.call("GET", f"/api/v1/clusters/beta/files?path={work}", token=token).status == 200
+
+        answer, seconds = _upload_under_fault(server, beta_proxy, token, work, fault, multipart=multipart)
+
+        assert answer.is_envelope(), answer.body
+        assert answer.json["errors"][0]["name"] == "cluster"
+        if fault == "cut":
+            assert answer.status in (502, 503), answer.body
+        else:
+            # within the command timeout of the request that waited, not a 507 after a minute
+            assert answer.status == 504, answer.body
+            assert seconds < BETA_TIMEOUT + 2, seconds
+        # nothing lost: the target is whole and the new file was not half made
+        assert target.read_bytes() == ORIGINAL
+        assert not (work / "new.txt").exists()
+
+        # it heals without a restart, and the same upload then goes through
+        beta_proxy.mode = "pass"
+        put = f"/api/v1/clusters/beta/files/content?path={target}"
+        assert wait_for(
+            lambda: server.call("PUT", put, token=token, body=b"healed").status == 200,
+            timeout=BETA_TIMEOUT + 10,
+            interval=0.3,
+        )
+        assert target.read_bytes() == b"healed"

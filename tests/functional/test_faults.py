@@ -120,7 +120,7 @@ def beta_proxy(clusters):
         yield proxy
 
 
-BETA_TIMEOUT = 5
+BETA_TIMEOUT = 3
 
 
 @pytest.fixture
@@ -315,3 +315,163 @@ def test_a_broken_link_during_an_upload_is_a_link_error_and_loses_nothing(
             interval=0.3,
         )
         assert target.read_bytes() == b"healed"
+
+
+# --------------------------------------------------------------------- listings, jobs, downloads
+
+
+@pytest.fixture
+def beta_server(beta_slow_link, beta_proxy, users):
+    """A live server with beta behind the proxy, alice logged in, beta's connection pooled."""
+    with live_server(beta_slow_link) as server:
+        token = server.login("alice", users["alice"]["password"])
+        assert server.call("GET", LIST_HOME.format("beta"), token=token).status == 200
+        yield server, token
+
+
+BETA_CALLS = {
+    "listing": LIST_HOME.format("beta"),
+    "job list": "/api/v1/clusters/beta/jobs",
+}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("call", sorted(BETA_CALLS))
+@pytest.mark.parametrize("fault", ["cut", "blackhole"])
+def test_a_link_broken_during_a_listing_or_a_job_list(beta_server, beta_proxy, call, fault):
+    server, token = beta_server
+    path = BETA_CALLS[call]
+    # each chunk waits 0.1 s: the call's round trips take long enough to break the link under it
+    beta_proxy.delay = 0.1
+    beta_proxy.mode = "slow"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(server.call, "GET", path, token=token)
+        wait_for(lambda: beta_proxy.live() and time.sleep(0.3) is None, timeout=5, interval=0.05)
+        broken_at = time.monotonic()
+        if fault == "cut":
+            beta_proxy.mode = "pass"
+            beta_proxy.cut()
+        else:
+            beta_proxy.mode = "blackhole"
+        answer = future.result()
+    seconds = time.monotonic() - broken_at
+    assert answer.is_envelope(), (answer.status, answer.body)
+    assert answer.json["errors"][0]["name"] == "cluster"
+    if fault == "cut":
+        assert answer.status in (502, 503), answer.body
+        assert seconds < 2, seconds
+    else:
+        assert answer.status == 504, answer.body
+        assert seconds < BETA_TIMEOUT + 2, seconds
+    beta_proxy.mode = "pass"
+    assert wait_for(
+        lambda: server.call("GET", path, token=token).status == 200, timeout=BETA_TIMEOUT + 10, interval=0.3
+    )
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("fault", ["cut", "blackhole"])
+def test_a_link_broken_during_a_download_ends_the_body_short(beta_server, beta_proxy, users, fault):
+    """The headers promised the length: a broken link must not look like a complete file."""
+    server, token = beta_server
+    size = 4 * 1024 * 1024
+    with alice_work_dir(users, "download-fault") as work:
+        (work / "big.bin").write_bytes(b"d" * size)
+        beta_proxy.delay = 0.02
+        beta_proxy.mode = "slow"
+        connection = http.client.HTTPConnection(server.host, server.port, timeout=30)
+        try:
+            connection.request(
+                "GET",
+                f"/api/v1/clusters/beta/files/content?path={work}/big.bin",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            response = connection.getresponse()
+            assert response.status == 200
+            assert int(response.headers["Content-Length"]) == size
+            assert response.read(16384) == b"d" * 16384
+            broken_at = time.monotonic()
+            if fault == "cut":
+                beta_proxy.mode = "pass"
+                beta_proxy.cut()
+            else:
+                beta_proxy.mode = "blackhole"
+            with pytest.raises(http.client.IncompleteRead):
+                response.read()
+            seconds = time.monotonic() - broken_at
+        finally:
+            connection.close()
+    # a blackhole ends it once the channel's read times out; a cut at once
+    assert seconds < (2 if fault == "cut" else BETA_TIMEOUT + 3), seconds
+    beta_proxy.mode = "pass"
+    assert wait_for(
+        lambda: server.call("GET", LIST_HOME.format("beta"), token=token).status == 200,
+        timeout=BETA_TIMEOUT + 10,
+        interval=0.3,
+    )
+
+
+# ------------------------------------------------------------------------------ directory (LDAP)
+
+LDAP_TIMEOUT = 2
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("fault", ["refuse", "blackhole", "slow"])
+def test_a_directory_that_is_gone_or_slow(settings, endpoints, users, fault):
+    ldap_url = make_url(endpoints["ldap"]["uri"].replace("ldap://", "mysql://"))  # host:port parsing
+    with FaultProxy(ldap_url.host, ldap_url.port, delay=0.05) as proxy:
+        faulty = {
+            **settings,
+            "hcc.ldap.uri": f"ldap://127.0.0.1:{proxy.port}",
+            "hcc.ldap.timeout": str(LDAP_TIMEOUT),
+        }
+        with live_server(faulty) as server:
+            login = {"username": "alice", "password": users["alice"]["password"]}
+            assert server.call("POST", "/api/v1/sessions", body=login).status == 201
+            proxy.mode = fault
+            answer = server.call("POST", "/api/v1/sessions", body=login)
+            if fault == "slow":
+                # slower, still right
+                assert answer.status == 201, answer.body
+            else:
+                assert answer.status == 503, answer.body
+                assert answer.is_envelope()
+                # a few LDAP operations, each bounded by the timeout
+                assert answer.seconds < 3 * LDAP_TIMEOUT + 1, answer.seconds
+                health = server.call("GET", "/api/v1/health")
+                assert health.status == 503 and health.seconds < 4.5
+            proxy.mode = "pass"
+            assert wait_for(
+                lambda: server.call("POST", "/api/v1/sessions", body=login).status == 201,
+                timeout=10,
+                interval=0.3,
+            )
+
+
+# -------------------------------------------------------------------------- database, refused, slow
+
+
+@pytest.mark.parametrize("database_url", ["mysql"], indirect=True)
+def test_a_refused_database_is_a_fast_503_and_a_slow_one_still_answers(base_settings, mysql_proxy, users):
+    proxy, url = mysql_proxy
+    settings = {**base_settings, "hcc.database.url": url, "hcc.database.failure_cooldown": "1"}
+    with live_server(settings) as server:
+        token = server.login("alice", users["alice"]["password"])
+        proxy.delay = 0.05
+        proxy.mode = "slow"
+        slow = server.call("GET", "/api/v1/sessions/current", token=token)
+        assert slow.status == 200, slow.body
+
+        proxy.mode = "refuse"
+        proxy.cut()
+        refused = server.call("GET", "/api/v1/sessions/current", token=token)
+        assert refused.status == 503 and refused.is_envelope(), refused.body
+        assert refused.seconds < 1, refused.seconds
+
+        proxy.mode = "pass"
+        assert wait_for(
+            lambda: server.call("GET", "/api/v1/sessions/current", token=token).status == 200,
+            timeout=10,
+            interval=0.3,
+        )

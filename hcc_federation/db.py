@@ -56,6 +56,8 @@ class DatabaseGuard:
         self._local = threading.local()
         self._lock = threading.Lock()
         self.counters = {"calls": 0, "busy": 0, "open": 0, "trips": 0}
+        # calls waiting on the database right now
+        self.in_flight = 0
 
     def is_open(self) -> bool:
         return time.monotonic() < self._open_until
@@ -83,7 +85,9 @@ class DatabaseGuard:
                 f"{self.max_concurrent} calls were waiting on the database for {self.queue_timeout:g} s"
             )
         self._local.inside = True
-        self.counters["calls"] += 1
+        with self._lock:
+            self.counters["calls"] += 1
+            self.in_flight += 1
         try:
             yield
         except BaseException as exc:
@@ -93,6 +97,8 @@ class DatabaseGuard:
             raise
         finally:
             self._local.inside = False
+            with self._lock:
+                self.in_flight -= 1
             self._slots.release()
 
 

@@ -86,6 +86,8 @@ class FaultProxy:
         self._listener.settimeout(_POLL)
         self.host, self.port = self._listener.getsockname()[:2]
         self.accepted = 0
+        # chunks forwarded either way: a test can wait until a request's traffic is under way
+        self.forwarded = 0
 
     # ------------------------------------------------------------------ control
 
@@ -194,6 +196,7 @@ class FaultProxy:
                 if self._mode == "slow":
                     time.sleep(self.delay)
                 sink.sendall(data)
+                self.forwarded += 1
         except (OSError, ValueError):
             # reset by the other side or by cut(): the whole link goes
             link.close()

@@ -43,6 +43,8 @@ class Answer:
 class LiveServer:
     def __init__(self, server: StopableWSGIServer):
         self.server = server
+        # the Pyramid app's registry: tests look at the service's own state (guards, bulkheads)
+        self.registry = server.test_app.registry
         self.host = server.adj.host
         self.port = server.adj.port
 

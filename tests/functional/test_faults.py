@@ -62,7 +62,9 @@ def test_a_silent_database_gives_503_in_bounded_time_and_spares_routes_without_i
             stuck += [
                 pool.submit(server.call, "POST", "/api/v1/sessions", body=login, timeout=20) for _ in range(3)
             ]
-            time.sleep(0.2)  # let them take the threads first
+            # they hold the database guard's calls first (4 waiting on the silent database)
+            guard = server.registry.hcc_db_guard
+            wait_for(lambda: guard.in_flight == 4, timeout=5, interval=0.02)
             openapi = server.call("GET", "/api/v1/openapi.json", timeout=20)
             health = server.call("GET", "/api/v1/health", timeout=20)
             answers = [f.result() for f in stuck]
@@ -159,7 +161,9 @@ def test_a_hung_cluster_takes_only_its_share_and_the_other_cluster_answers(beta_
                 pool.submit(server.call, "GET", LIST_HOME.format("beta"), token=token, timeout=30)
                 for _ in range(10)
             ]
-            time.sleep(0.1)
+            # beta's share is taken by requests waiting on the blackholed link
+            bulkhead = server.registry.hcc_clusters.bulkhead("beta")
+            wait_for(lambda: bulkhead.in_use == 2, timeout=5, interval=0.02)
             alpha = server.call("GET", LIST_HOME.format("alpha"), token=token, timeout=30)
             answers = [f.result() for f in hung]
 
@@ -346,7 +350,9 @@ def test_a_link_broken_during_a_listing_or_a_job_list(beta_server, beta_proxy, c
     beta_proxy.mode = "slow"
     with ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(server.call, "GET", path, token=token)
-        wait_for(lambda: beta_proxy.live() and time.sleep(0.3) is None, timeout=5, interval=0.05)
+        # the call's traffic is under way (a few slowed chunks through): break the link under it
+        start = beta_proxy.forwarded
+        wait_for(lambda: beta_proxy.forwarded >= start + 3, timeout=5, interval=0.02)
         broken_at = time.monotonic()
         if fault == "cut":
             beta_proxy.mode = "pass"

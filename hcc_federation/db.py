@@ -34,8 +34,13 @@ class DatabaseGuard:
     every call fails at once for ``cooldown`` seconds, so that a dead database costs each request
     nothing rather than a timeout; after that, calls go through again and heal or trip it again.
 
+    What trips it: a failed connect, or a call that failed after waiting ``slow_after`` seconds (a
+    read or write timeout). A pooled connection that a restart or a load balancer cut fails its ping
+    at once, and SQLAlchemy connects anew: that is no outage, and must not turn into 503s.
+
     ``unavailable(message)`` makes the exception raised (the DBAPI's OperationalError, so that
-    SQLAlchemy wraps it like any database failure); ``is_link_failure(exc)`` tells which failures trip.
+    SQLAlchemy wraps it like any database failure); ``is_link_failure(exc)`` tells which failures
+    are the link's (not, say, a deadlock).
     """
 
     def __init__(
@@ -45,8 +50,10 @@ class DatabaseGuard:
         cooldown: float,
         unavailable: Callable[[str], Exception],
         is_link_failure: Callable[[BaseException], bool],
+        slow_after: float = 0.0,
     ):
         self.max_concurrent = max_concurrent
+        self.slow_after = slow_after
         self.queue_timeout = queue_timeout
         self.cooldown = cooldown
         self._unavailable = unavailable
@@ -68,8 +75,9 @@ class DatabaseGuard:
             self.counters["trips"] += 1
 
     @contextmanager
-    def call(self) -> Iterator[None]:
-        """One round trip: refused at once while the breaker is open or when the queue is too long."""
+    def call(self, *, connect: bool = False) -> Iterator[None]:
+        """One round trip (``connect``: opening a connection): refused at once while the breaker is
+        open or when the queue is too long."""
         if getattr(self._local, "inside", False):
             # connecting runs queries of its own: they are part of the call already admitted
             yield
@@ -88,10 +96,12 @@ class DatabaseGuard:
         with self._lock:
             self.counters["calls"] += 1
             self.in_flight += 1
+        started = time.monotonic()
         try:
             yield
         except BaseException as exc:
-            if self._is_link_failure(exc):
+            waited = time.monotonic() - started
+            if self._is_link_failure(exc) and (connect or waited >= self.slow_after):
                 log.warning("the database failed to answer (%s); failing fast for %g s", exc, self.cooldown)
                 self.trip()
             raise
@@ -118,6 +128,8 @@ def _mysql_guard(settings: DatabaseSettings) -> DatabaseGuard:
         settings.failure_cooldown,
         unavailable,
         is_link_failure,
+        # a call that failed after most of its timeout was waiting on a silent server
+        slow_after=0.9 * min(settings.read_timeout, settings.write_timeout),
     )
 
 
@@ -131,7 +143,7 @@ def _guarded_mysql_connection(guard: DatabaseGuard) -> type:
 
     class GuardedConnection(Connection):
         def __init__(self, *args, **kwargs):
-            with guard.call():
+            with guard.call(connect=True):
                 super().__init__(*args, **kwargs)
 
         def query(self, query):

@@ -464,6 +464,10 @@ def test_a_refused_database_is_a_fast_503_and_a_slow_one_still_answers(base_sett
     settings = {**base_settings, "hcc.database.url": url, "hcc.database.failure_cooldown": "1"}
     with live_server(settings) as server:
         token = server.login("alice", users["alice"]["password"])
+        # pooled connections cut (a restart, a load balancer's idle timeout): reconnect, no 503
+        assert proxy.cut() >= 1
+        cut = server.call("GET", "/api/v1/sessions/current", token=token)
+        assert cut.status == 200, cut.body
         proxy.delay = 0.05
         proxy.mode = "slow"
         slow = server.call("GET", "/api/v1/sessions/current", token=token)

@@ -63,6 +63,22 @@ def test_a_link_failure_makes_calls_fail_at_once_until_the_cooldown_ends():
     assert guard.counters["trips"] == 1
 
 
+def test_only_failed_connects_and_calls_that_waited_out_a_timeout_trip():
+    guard = DatabaseGuard(2, 0.1, 5.0, Unavailable, lambda exc: isinstance(exc, LinkLost), slow_after=0.2)
+    # a pooled connection cut by a restart or a load balancer fails at once: no outage
+    with pytest.raises(LinkLost), guard.call():
+        raise LinkLost()
+    assert not guard.is_open()
+    with pytest.raises(LinkLost), guard.call():
+        time.sleep(0.25)
+        raise LinkLost()
+    assert guard.is_open()
+    guard = DatabaseGuard(2, 0.1, 5.0, Unavailable, lambda exc: isinstance(exc, LinkLost), slow_after=0.2)
+    with pytest.raises(LinkLost), guard.call(connect=True):
+        raise LinkLost()
+    assert guard.is_open()
+
+
 def test_other_failures_do_not_trip_and_nested_calls_are_one():
     guard = _guard(max_concurrent=1)
     with pytest.raises(ValueError), guard.call():

@@ -179,7 +179,7 @@ def make_engine(settings: DatabaseSettings) -> Engine:
             pool_pre_ping=True,
             pool_recycle=3600,
             pool_size=settings.pool_size,
-            max_overflow=10,
+            max_overflow=settings.max_overflow,
             pool_timeout=settings.pool_timeout,
         )
         if url.get_backend_name() == "mysql":

@@ -101,6 +101,8 @@ class DatabaseSettings:
     connect_timeout: int = 5
     read_timeout: int = 10
     write_timeout: int = 10
+    # connections opened beyond pool_size when all are in use (closed when given back)
+    max_overflow: int = 10
     # seconds a request waits for a pooled connection when all are in use
     pool_timeout: float = 5.0
     # MySQL/MariaDB only: at most this many threads wait on the database at once (connect, ping,
@@ -245,6 +247,7 @@ def parse_database(r: _Reader) -> DatabaseSettings:
         connect_timeout=r.int(key + "connect_timeout", d.connect_timeout, minimum=1),
         read_timeout=r.int(key + "read_timeout", d.read_timeout, minimum=1),
         write_timeout=r.int(key + "write_timeout", d.write_timeout, minimum=1),
+        max_overflow=r.int(key + "max_overflow", d.max_overflow, minimum=0),
         pool_timeout=r.float(key + "pool_timeout", d.pool_timeout, minimum=0.1),
         max_concurrent_calls=r.int(key + "max_concurrent_calls", d.max_concurrent_calls, minimum=1),
         call_queue_timeout=r.float(key + "call_queue_timeout", d.call_queue_timeout, minimum=0.0),

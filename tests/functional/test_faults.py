@@ -165,11 +165,15 @@ def test_a_hung_cluster_takes_only_its_share_and_the_other_cluster_answers(beta_
             bulkhead = server.registry.hcc_clusters.bulkhead("beta")
             wait_for(lambda: bulkhead.in_use == 2, timeout=5, interval=0.02)
             alpha = server.call("GET", LIST_HOME.format("alpha"), token=token, timeout=30)
+            # every cluster at once: beta's full share is beta's entry in errors, alpha still answers
+            federated = server.call("GET", "/api/v1/jobs", token=token, timeout=30)
             answers = [f.result() for f in hung]
 
         # the other cluster still answers fast (normally ~50 ms)
         assert alpha.status == 200, alpha.body
         assert alpha.seconds < 2, (alpha.seconds, normal.seconds)
+        assert federated.status == 200, federated.body
+        assert [(e["cluster"], e["status"]) for e in federated.json["errors"]] == [("beta", 503)]
         busy = [a for a in answers if a.status == 503 and "in progress" in a.body.decode()]
         timed_out = [a for a in answers if a not in busy]
         # beta's share (2) waited for beta and timed out; the surplus got a fast 503
@@ -319,6 +323,29 @@ def test_a_broken_link_during_an_upload_is_a_link_error_and_loses_nothing(
             interval=0.3,
         )
         assert target.read_bytes() == b"healed"
+
+
+@pytest.mark.parametrize("database_url", ["mysql"], indirect=True)
+def test_no_free_pooled_connection_is_a_503_after_the_pool_timeout(settings, users):
+    from tests.conftest import login_token, make_app
+
+    app = make_app(
+        {
+            **settings,
+            "hcc.database.pool_size": "1",
+            "hcc.database.max_overflow": "0",
+            "hcc.database.pool_timeout": "0.3",
+        }
+    )
+    token = login_token(app, users)
+    # the pool's only connection is in use (by a request across its SSH calls, say)
+    with app.app.registry.hcc_engine.connect():
+        started = time.monotonic()
+        answer = app.get("/api/v1/sessions/current", headers={"Authorization": f"Bearer {token}"}, status=503)
+        assert time.monotonic() - started < 2
+    assert answer.json["errors"][0]["name"] == "database"
+    assert "Retry-After" in answer.headers
+    app.get("/api/v1/sessions/current", headers={"Authorization": f"Bearer {token}"}, status=200)
 
 
 # --------------------------------------------------------------------- listings, jobs, downloads

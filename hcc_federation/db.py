@@ -83,12 +83,14 @@ class DatabaseGuard:
             yield
             return
         if self.is_open():
-            self.counters["open"] += 1
+            with self._lock:
+                self.counters["open"] += 1
             raise self._unavailable(
                 f"the database did not answer lately; not trying again for up to {self.cooldown:g} s"
             )
         if not self._slots.acquire(timeout=self.queue_timeout):
-            self.counters["busy"] += 1
+            with self._lock:
+                self.counters["busy"] += 1
             raise self._unavailable(
                 f"{self.max_concurrent} calls were waiting on the database for {self.queue_timeout:g} s"
             )

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from .bulkhead import Bulkhead
 from .errors import NotFound, ServiceError
 from .remote import CertificateIdentity, ClusterEndpoint, ConnectionPool, PasswordIdentity
 from .remote.result import CommandResult
@@ -78,6 +79,9 @@ class ClusterRegistry:
 
     def __init__(self, clusters: Sequence[ClusterSettings], ssh: SshSettings, pool: ConnectionPool):
         self._clusters = {c.name: Cluster(c, endpoint_for(c)) for c in clusters}
+        self._bulkheads = {
+            c.name: Bulkhead(c.name, c.max_concurrent_requests, c.queue_timeout) for c in clusters
+        }
         self.pool = pool
         self.status_ttl = ssh.status_ttl
         self._status: dict[str, tuple[float, ClusterStatus]] = {}
@@ -98,6 +102,11 @@ class ClusterRegistry:
         if cluster is None:
             raise UnknownCluster(f"no cluster named {name[:64]!r}", location="path")
         return cluster
+
+    def bulkhead(self, name: str) -> Bulkhead:
+        """The cluster's share of concurrent requests (see routing.hold_cluster)."""
+        self.get(name)
+        return self._bulkheads[name]
 
     def uses(self, identity_mode: str) -> bool:
         return any(c.settings.identity == identity_mode for c in self)

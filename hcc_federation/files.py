@@ -149,6 +149,44 @@ class RemoteFileError(PathError):
     status = 500
 
 
+class WriteFailed(PathError):
+    """The cluster answered a write with a plain SFTP "Failure" and its file system is not full:
+    SFTP v3 does not say why (EIO, EFBIG, a quota...), so it is the cluster's failure (502), not 507."""
+
+    status = 502
+
+
+class LinkLost(ServiceError):
+    """The SSH connection broke under an SFTP request (reset, closed, a protocol failure): 503."""
+
+    status = 503
+    location = "path"
+    name = "cluster"
+
+
+class LinkTimeout(ServiceError):
+    """The cluster did not answer an SFTP request within the command timeout: 504."""
+
+    status = 504
+    location = "path"
+    name = "cluster"
+
+
+def link_failure(exc: BaseException, path: str, action: str) -> ServiceError | None:
+    """The typed error when ``exc`` is a failure of the SSH link rather than an answer of the server.
+
+    paramiko raises EOFError or SSHException when the transport dies, socket errors when the TCP
+    connection is reset, and ``socket.timeout`` (a TimeoutError, so an OSError without errno) when a
+    request waits past the channel's timeout. None of them is the file system's answer: before this,
+    a cut link gave a 500 (EOFError) and a blackholed one a 507 "no space left?" after 61 s.
+    """
+    if isinstance(exc, TimeoutError):
+        return LinkTimeout(f"the cluster did not answer in time while trying to {action} {path}")
+    if isinstance(exc, EOFError | paramiko.SSHException | ConnectionError):
+        return LinkLost(f"the connection to the cluster was lost while trying to {action} {path}")
+    return None
+
+
 # ----------------------------------------------------------------------------------------- path rules
 
 
@@ -664,7 +702,7 @@ def write_file(
     written = 0
     storing = True
     try:
-        with handle:
+        with _closing_unless_link_failed(handle, path):
             # Pipelined: paramiko sends WRITEs without waiting for each status, one round trip each.
             handle.set_pipelined(True)
             for data in chunks:
@@ -689,20 +727,55 @@ def write_file(
         else:
             sftp.rename(temp, target)
     except BaseException as exc:
+        failure = link_failure(exc, path, "write")
+        if failure is not None:
+            # the link is dead or silent: removing the temporary file over it would fail, or wait out
+            # another timeout; it is left to be cleaned up later
+            raise failure from None
+        # SSH_FX_FAILURE on WRITE/CLOSE of a file we just created is ENOSPC, EDQUOT, EFBIG or EIO on
+        # Linux, and SFTP v3 does not say which: ask the file system whether it is full, before the
+        # temporary file is removed and frees its space
+        full = (
+            storing and isinstance(exc, OSError) and exc.errno is None and _file_system_full(sftp, directory)
+        )
         _remove_quietly(sftp, temp)
         if isinstance(exc, OSError):
             if not overwrite and _lstat_or_none(sftp, target) is not None:
                 raise AlreadyExists(f"already exists: {path}", path=path) from None
             mapped = map_sftp_error(exc, path, "write")
             if storing and type(mapped) is RemoteFileError:
-                # SSH_FX_FAILURE on WRITE/CLOSE of a file we just created: on Linux that is ENOSPC,
-                # EDQUOT, EFBIG or EIO; SFTP v3 does not say which.
-                raise InsufficientStorage(
-                    f"the cluster failed to store {path} (no space left or quota exceeded?): {exc}", path=path
+                if full:
+                    raise InsufficientStorage(
+                        f"no space left on the device: the cluster could not store {path}", path=path
+                    ) from None
+                raise WriteFailed(
+                    f"the cluster failed to store {path} ({exc}; SFTP gives no reason, a full quota is one)",
+                    path=path,
                 ) from None
             raise mapped from None
         raise
     return created, get_metadata(sftp, path, run=run, sniff=False)
+
+
+@contextlib.contextmanager
+def _closing_unless_link_failed(handle: paramiko.SFTPFile, path: str) -> Iterator[paramiko.SFTPFile]:
+    """Close the handle after the block; after a link failure, only forget it.
+
+    Closing sends a CLOSE, which waits for room in the channel's window and then for the answer:
+    over a silent link each takes another whole timeout (a blackholed upload answered after 2x
+    command_timeout, even with paramiko's async close). The server drops the handle with the
+    channel, which the pool closes (a channel close needs no window).
+    """
+    try:
+        yield handle
+    except BaseException as exc:
+        if link_failure(exc, path, "write") is not None:
+            # paramiko's BufferedFile flag: also keeps __del__ from trying to close it later
+            handle._closed = True
+        else:
+            handle.close()
+        raise
+    handle.close()
 
 
 def _finish_pipelined_writes(handle: paramiko.SFTPFile) -> None:
@@ -718,6 +791,24 @@ def _finish_pipelined_writes(handle: paramiko.SFTPFile) -> None:
         kind, _ = handle.sftp._read_response(pending.popleft())
         if kind != CMD_STATUS:
             raise paramiko.SFTPError("expected a status for a WRITE")
+
+
+# Less free space than this, after a write failed, is taken for a full file system.
+FULL_MARGIN = 1024 * 1024
+
+
+def _file_system_full(sftp: paramiko.SFTPClient, directory: str) -> bool:
+    """Whether the file system holding ``directory`` is (nearly) full, by OpenSSH's
+    ``statvfs@openssh.com``; False when the server cannot tell."""
+    try:
+        kind, msg = sftp._request(CMD_EXTENDED, "statvfs@openssh.com", directory)
+    except (OSError, EOFError, paramiko.SSHException):
+        return False
+    if kind != CMD_EXTENDED_REPLY:
+        return False
+    # f_bsize f_frsize f_blocks f_bfree f_bavail f_files f_ffree f_favail (PROTOCOL, OpenSSH)
+    _bsize, frsize, _blocks, _bfree, bavail, _files, _ffree, favail = (msg.get_int64() for _ in range(8))
+    return bavail * frsize < FULL_MARGIN or favail == 0
 
 
 def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:
@@ -914,6 +1005,9 @@ def _has_entries(sftp: paramiko.SFTPClient, path: str) -> bool:
 
 def map_sftp_error(exc: OSError, path: str, action: str) -> ServiceError:
     """paramiko's errors (errno from the SFTP status) -> typed errors naming the path."""
+    failure = link_failure(exc, path, action)
+    if failure is not None:
+        return failure
     if isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOENT:
         return NoSuchPath(f"no such file or directory: {path}", path=path)
     if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM):

@@ -5,15 +5,62 @@ from __future__ import annotations
 import atexit
 from collections.abc import Callable, Sequence
 
+from .bulkhead import ReleasingBody, release_all
 from .clusters import Cluster, ClusterRegistry, identity_for
 from .remote import CommandResult, ConnectionPool, load_ca_key
 
 
+def hold_cluster(request, cluster: Cluster) -> None:
+    """Take one of the cluster's request slots (its bulkhead) for the rest of this request.
+
+    Raises ClusterBusy (503) when the cluster's share is in use. Idempotent per request; the
+    bulkhead tween gives the slot back when the response is made or, for a streamed body, when
+    the server closes it.
+    """
+    holds = request.__dict__.setdefault("hcc_cluster_holds", {})
+    if cluster.name in holds:
+        return
+    bulkhead = request.registry.hcc_clusters.bulkhead(cluster.name)
+    bulkhead.acquire()
+    holds[cluster.name] = bulkhead
+
+
 def cluster_identity(request, cluster: Cluster):
-    """The caller's SSH identity for a cluster, from the credential sealed in the session."""
+    """The caller's SSH identity for a cluster, from the credential sealed in the session.
+
+    Every use of a cluster for a caller starts here (runner, SFTP, downloads), so the cluster's
+    bulkhead is taken here too.
+    """
     session = request.identity
     credential = request.registry.hcc_sessions.credential(session)
-    return identity_for(cluster, session.username, credential)
+    identity = identity_for(cluster, session.username, credential)
+    hold_cluster(request, cluster)
+    return identity
+
+
+def bulkhead_tween_factory(handler, registry):
+    """Gives back the cluster slots a request took: when it ends, on every path, or when its
+    streamed body is closed (a download holds its cluster until its last byte)."""
+
+    def bulkhead_tween(request):
+        holds = request.__dict__.setdefault("hcc_cluster_holds", {})
+        try:
+            response = handler(request)
+        except BaseException:
+            release_all(list(holds.values()))
+            raise
+        if holds:
+            bulkheads = list(holds.values())
+            holds.clear()
+            if isinstance(response.app_iter, list | tuple):
+                release_all(bulkheads)
+            else:
+                length = response.content_length
+                response.app_iter = ReleasingBody(response.app_iter, bulkheads)
+                response.content_length = length
+        return response
+
+    return bulkhead_tween
 
 
 def cluster_runner(request, cluster: Cluster) -> Callable[..., CommandResult]:
@@ -45,6 +92,8 @@ def includeme(config) -> None:
     config.registry.hcc_clusters = ClusterRegistry(settings.clusters, settings.ssh, pool)
     # load (and check the mode of) the CA key at start-up, not at the first login
     config.registry.hcc_ca_key = load_ca_key(settings.ssh.ca_key) if settings.ssh.ca_key else None
+    config.add_tween("hcc_federation.routing.bulkhead_tween_factory")
+    config.add_request_method(hold_cluster, "hold_cluster")
     config.add_request_method(cluster_identity, "cluster_identity")
     config.add_request_method(cluster_runner, "cluster_runner")
     config.add_request_method(cluster_sftp, "cluster_sftp")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 
 TRUE = {"true", "yes", "on", "1"}
 FALSE = {"false", "no", "off", "0", ""}
@@ -96,6 +96,23 @@ class DatabaseSettings:
     url: str
     pool_size: int = 5
     echo: bool = False
+    # MySQL/MariaDB only: seconds to connect (and read the server's greeting), to wait for any one
+    # answer, and to send; without them a blackholed database held a request for ~140 s
+    connect_timeout: int = 5
+    read_timeout: int = 10
+    write_timeout: int = 10
+    # connections opened beyond pool_size when all are in use (closed when given back)
+    max_overflow: int = 10
+    # seconds a request waits for a pooled connection when all are in use
+    pool_timeout: float = 5.0
+    # MySQL/MariaDB only: at most this many threads wait on the database at once (connect, ping,
+    # query, commit); more wait up to call_queue_timeout, then get 503. Keep it below the server's
+    # threads, so that routes without the database (health, openapi.json) always find a free one.
+    max_concurrent_calls: int = 4
+    call_queue_timeout: float = 0.5
+    # after the database failed to answer (a timeout, a lost or refused connection), calls fail at
+    # once for this many seconds instead of each waiting out the timeouts again
+    failure_cooldown: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -156,6 +173,8 @@ CLUSTER_KEYS = {
     "env",
     "command_prefix",
     "filesystems",
+    "max_concurrent_requests",
+    "queue_timeout",
 }
 
 
@@ -177,6 +196,10 @@ class ClusterSettings:
     command_prefix: str
     # named file systems with $HOME, $USER and $GROUP resolved per person, in the order given
     filesystems: tuple[tuple[str, str], ...]
+    # requests using this cluster at once (its bulkhead), and how long one more waits before a 503;
+    # the shares of clusters that may hang together must stay below the server's threads
+    max_concurrent_requests: int = 4
+    queue_timeout: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -215,10 +238,20 @@ def parse_database(r: _Reader) -> DatabaseSettings:
     url = r.str("hcc.database.url")
     if "://" not in url:
         raise SettingsError(f"setting hcc.database.url is not a database URL: {url.split(':', 1)[0]!r}...")
+    d = DatabaseSettings(url=url)
+    key = "hcc.database."
     return DatabaseSettings(
         url=url,
-        pool_size=r.int("hcc.database.pool_size", 5, minimum=1),
-        echo=r.bool("hcc.database.echo", False),
+        pool_size=r.int(key + "pool_size", d.pool_size, minimum=1),
+        echo=r.bool(key + "echo", d.echo),
+        connect_timeout=r.int(key + "connect_timeout", d.connect_timeout, minimum=1),
+        read_timeout=r.int(key + "read_timeout", d.read_timeout, minimum=1),
+        write_timeout=r.int(key + "write_timeout", d.write_timeout, minimum=1),
+        max_overflow=r.int(key + "max_overflow", d.max_overflow, minimum=0),
+        pool_timeout=r.float(key + "pool_timeout", d.pool_timeout, minimum=0.1),
+        max_concurrent_calls=r.int(key + "max_concurrent_calls", d.max_concurrent_calls, minimum=1),
+        call_queue_timeout=r.float(key + "call_queue_timeout", d.call_queue_timeout, minimum=0.0),
+        failure_cooldown=r.float(key + "failure_cooldown", d.failure_cooldown, minimum=0.0),
     )
 
 
@@ -323,7 +356,14 @@ def parse_cluster(r: _Reader, name: str) -> ClusterSettings:
         env=_pairs(r, prefix + "env", re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")),
         command_prefix=r.str(prefix + "command_prefix", ""),
         filesystems=filesystems or (("HOME", "$HOME"),),
+        max_concurrent_requests=r.int(
+            prefix + "max_concurrent_requests", _CLUSTER_DEFAULTS["max_concurrent_requests"], minimum=1
+        ),
+        queue_timeout=r.float(prefix + "queue_timeout", _CLUSTER_DEFAULTS["queue_timeout"], minimum=0.0),
     )
+
+
+_CLUSTER_DEFAULTS = {f.name: f.default for f in fields(ClusterSettings) if f.default is not MISSING}
 
 
 def parse_clusters(r: _Reader) -> tuple[ClusterSettings, ...]:

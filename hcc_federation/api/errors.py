@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 from cornice.renderer import JSONError
 from pyramid.httpexceptions import HTTPException, HTTPForbidden, HTTPNotFound
 from pyramid.response import Response
 from pyramid.view import exception_view_config
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from ..auth.policy import bearer_token
 from ..errors import ServiceError
@@ -87,10 +89,20 @@ def http_error_view(exc: HTTPException, request) -> Response:
     return error_response(exc.code, location, name, str(description), headers)
 
 
+@exception_view_config(PoolTimeout, renderer=None)
 @exception_view_config(DBAPIError, renderer=None)
-def database_error_view(exc: DBAPIError, request) -> Response:
+def database_error_view(exc: Exception, request) -> Response:
+    # PoolTimeout: every pooled connection stayed in use for hcc.database.pool_timeout
     log.error("database error on %s %s: %s", request.method, request.path, exc.__class__.__name__)
-    return error_response(503, "body", "database", "the registry database is unavailable, try again later")
+    # the breaker fails calls fast for failure_cooldown seconds: trying sooner is pointless
+    retry_after = max(1, math.ceil(request.registry.hcc_settings.database.failure_cooldown))
+    return error_response(
+        503,
+        "body",
+        "database",
+        "the registry database is unavailable, try again later",
+        {"Retry-After": str(retry_after)},
+    )
 
 
 @exception_view_config(Exception, renderer=None)

@@ -350,6 +350,8 @@ def serve_file(
     streamed by ``dd`` (with ``count`` capped at the size announced, so a growing file cannot
     overrun Content-Length) on an exec channel that holds one session slot until the body ends.
     """
+    # a download link reaches here without cluster_identity: take the cluster's slot (idempotent)
+    request.hold_cluster(cluster)
     pool = request.registry.hcc_pool
     stack = contextlib.ExitStack()
     streaming = False

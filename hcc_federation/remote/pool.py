@@ -3,6 +3,7 @@
 import base64
 import contextlib
 import copy
+import functools
 import hashlib
 import logging
 import select
@@ -219,10 +220,23 @@ class ConnectionPool:
             try:
                 channel.invoke_subsystem("sftp")
                 sftp = paramiko.SFTPClient(channel)
+            except TimeoutError:
+                raise RemoteTimeout(endpoint.name, f"SFTP did not start within {timeout:g} s") from None
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 raise ClusterUnreachable(endpoint.name, f"SFTP could not start: {_reason(exc)}") from None
             with contextlib.closing(sftp):
-                yield sftp
+                try:
+                    yield sftp
+                except TimeoutError:  # socket.timeout: the channel's timeout passed without an answer
+                    raise RemoteTimeout(
+                        endpoint.name, f"an SFTP request got no answer within {timeout:g} s"
+                    ) from None
+                except (EOFError, paramiko.SSHException, ConnectionError) as exc:
+                    # what paramiko raises when the link breaks under a request; a file system's
+                    # own answers are OSErrors with an errno and pass through
+                    raise ClusterUnreachable(
+                        endpoint.name, f"the connection was lost during SFTP work: {_reason(exc)}"
+                    ) from None
 
     def probe(self, endpoint: ClusterEndpoint, timeout: float = 3.0) -> ProbeResult:
         """Check that the cluster's sshd answers with a trusted host key: no login, nothing pooled."""
@@ -337,6 +351,10 @@ class ConnectionPool:
                 self._channels_in_use += 1
             try:
                 channel = self._open_session(entry, endpoint, identity, transport, deadline)
+                # paramiko waits for the answer to exec and subsystem requests with no timeout at
+                # all (Channel._wait_for_event): over a blackholed link a job list or a listing
+                # hung until the client gave up (30 s and counting, with a 5 s command_timeout)
+                channel._wait_for_event = functools.partial(_wait_for_event_within, channel, timeout)
                 try:
                     yield channel, deadline
                 finally:
@@ -510,6 +528,10 @@ class ConnectionPool:
     def _exec(channel: paramiko.Channel, endpoint: ClusterEndpoint, command: str) -> None:
         try:
             channel.exec_command(command)
+        except TimeoutError:
+            raise RemoteTimeout(
+                endpoint.name, "the server did not answer the request to start the command"
+            ) from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
             # the request may have reached sshd: report, never retry
             raise ClusterUnreachable(endpoint.name, f"could not start the command: {_reason(exc)}") from None
@@ -587,6 +609,16 @@ def _interrupt(channel: paramiko.Channel) -> None:
         return
     with contextlib.suppress(Exception):
         send_signal(channel, "TERM")
+
+
+def _wait_for_event_within(channel: paramiko.Channel, seconds: float) -> None:
+    """paramiko's Channel._wait_for_event, bounded: socket.timeout when no answer came in time."""
+    if not channel.event.wait(seconds):
+        raise TimeoutError(f"no answer from the server within {seconds:g} s")
+    if channel.event_ready:
+        return
+    exc = channel.transport.get_exception()
+    raise exc if exc is not None else paramiko.SSHException("Channel closed.")
 
 
 def _reason(exc: BaseException) -> str:

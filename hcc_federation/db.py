@@ -79,9 +79,16 @@ class DatabaseGuard:
             self.counters["trips"] += 1
 
     @contextmanager
-    def call(self, *, connect: bool = False) -> Iterator[None]:
+    def call(self, *, connect: bool = False, queue: bool = True) -> Iterator[None]:
         """One round trip (``connect``: opening a connection): refused at once while the breaker is
-        open or when the queue is too long."""
+        open or when the queue is too long.
+
+        ``queue=False`` admits the call past the bulkhead: for a connection inside a transaction,
+        which may hold row locks that the queued calls are waiting for. Queueing it behind them
+        is a priority inversion: ten concurrent logins of one name (each locks the name's
+        throttle row) filled the four slots with lock waiters, and the holder's next statement
+        then waited out the queue timeout (503s for a burst the database could take).
+        """
         if getattr(self._local, "inside", False):
             # connecting runs queries of its own: they are part of the call already admitted
             yield
@@ -92,7 +99,7 @@ class DatabaseGuard:
             raise self._unavailable(
                 f"the database did not answer lately; not trying again for up to {self.cooldown:g} s"
             )
-        if not self._slots.acquire(timeout=self.queue_timeout):
+        if queue and not self._slots.acquire(timeout=self.queue_timeout):
             with self._lock:
                 self.counters["busy"] += 1
             raise self._unavailable(
@@ -115,7 +122,8 @@ class DatabaseGuard:
             self._local.inside = False
             with self._lock:
                 self.in_flight -= 1
-            self._slots.release()
+            if queue:
+                self._slots.release()
 
 
 def _mysql_guard(settings: DatabaseSettings) -> DatabaseGuard:
@@ -148,25 +156,36 @@ def _guarded_mysql_connection(guard: DatabaseGuard) -> type:
     from MySQLdb.connections import Connection
 
     class GuardedConnection(Connection):
+        # whether a statement ran since the last commit or rollback: the transaction may hold
+        # row locks, so its further calls do not queue behind calls that may wait for them
+        _hcc_in_transaction = False
+
         def __init__(self, *args, **kwargs):
             with guard.call(connect=True):
                 super().__init__(*args, **kwargs)
 
         def query(self, query):
-            with guard.call():
+            with guard.call(queue=not self._hcc_in_transaction):
+                self._hcc_in_transaction = True
                 return super().query(query)
 
         def ping(self, *args):
-            with guard.call():
+            with guard.call(queue=not self._hcc_in_transaction):
                 return super().ping(*args)
 
         def commit(self):
-            with guard.call():
-                return super().commit()
+            try:
+                with guard.call(queue=not self._hcc_in_transaction):
+                    return super().commit()
+            finally:
+                self._hcc_in_transaction = False
 
         def rollback(self):
-            with guard.call():
-                return super().rollback()
+            try:
+                with guard.call(queue=not self._hcc_in_transaction):
+                    return super().rollback()
+            finally:
+                self._hcc_in_transaction = False
 
     return GuardedConnection
 

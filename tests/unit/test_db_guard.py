@@ -134,3 +134,26 @@ def test_a_mysql_engine_times_out_on_a_silent_server_and_then_fails_fast():
             assert engine.hcc_guard.counters["trips"] == 1
         finally:
             engine.dispose()
+
+
+def test_a_call_inside_a_transaction_is_admitted_while_the_queue_is_full():
+    # the transaction may hold the row locks that the queued calls wait for: queueing it behind them
+    # would stall everyone until the queue timeout
+    guard = _guard(max_concurrent=1, queue_timeout=0.1)
+    inside, leave = threading.Barrier(2), threading.Event()
+
+    def hold():
+        with guard.call():
+            inside.wait()
+            leave.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    inside.wait()
+    started = time.monotonic()
+    with guard.call(queue=False):
+        pass
+    assert time.monotonic() - started < 0.05
+    leave.set()
+    holder.join()
+    assert guard.counters["busy"] == 0

@@ -1,8 +1,9 @@
-"""Tweens that act before routing: CORS and the request body size limit."""
+"""Tweens that act before routing: CORS, a URL that is not UTF-8, and the request body size limit."""
 
 from __future__ import annotations
 
 import re
+import urllib.parse
 
 from .errors import error_response
 from .responses import no_content
@@ -15,6 +16,45 @@ STREAMING_BODY_ROUTES = {
     "PUT": re.compile(r"^/api/v1/clusters/[^/]+/files/content$"),
     "POST": re.compile(r"^/api/v1/clusters/[^/]+/files/upload$"),
 }
+
+
+def undecodable_url(environ: dict) -> tuple[str, str, str] | None:
+    """(location, name, description) when the path or the query string is not UTF-8 once unescaped.
+
+    PEP 3333 hands the path over as latin-1 text of the raw bytes; WebOb decodes it as UTF-8 on
+    every ``request.path_info``/``request.path``/``request.GET`` and raises UnicodeDecodeError,
+    in the router and again in any error view that names the path (a ``%ff`` was a plain-text 500).
+    """
+    for key in ("SCRIPT_NAME", "PATH_INFO"):
+        try:
+            environ.get(key, "").encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            return "url", "path", "the URL path is not valid UTF-8 once its %-escapes are decoded"
+    # the same decoding as WebOb's request.GET, strict, one pair at a time to name the parameter
+    for pair in environ.get("QUERY_STRING", "").split("&"):
+        key, _, value = pair.partition("=")
+        try:
+            name = urllib.parse.unquote_to_bytes(key.replace("+", " ")).decode("utf-8")
+        except UnicodeError:
+            return "querystring", "querystring", "a parameter name is not valid UTF-8 once unescaped"
+        try:
+            urllib.parse.unquote_to_bytes(value.replace("+", " ")).decode("utf-8")
+        except UnicodeError:
+            name = name[:100]
+            return "querystring", name, f"{name} is not valid UTF-8 once its %-escapes are decoded"
+    return None
+
+
+def url_encoding_tween_factory(handler, registry):
+    """400 in the envelope for a URL that is not UTF-8, before routing or any tween reads the path."""
+
+    def url_encoding_tween(request):
+        problem = undecodable_url(request.environ)
+        if problem is not None:
+            return error_response(400, *problem)
+        return handler(request)
+
+    return url_encoding_tween
 
 
 def no_store_tween_factory(handler, registry):

@@ -1,0 +1,68 @@
+"""Hostile URLs and bodies get a 400 in the envelope, never a 500 or a crashed error view."""
+
+import pytest
+
+from tests.functional.test_api_basics import assert_envelope
+
+ORIGIN = "https://portal.example.org"  # allowed by the test settings' hcc.api.cors_origins
+
+# routes of every kind: public, authenticated, unknown, streaming (the body limit reads the path)
+PATHS_WITH_BAD_ESCAPE = [
+    ("GET", "/%ff"),
+    ("GET", "/api/v1/health%ff"),
+    ("GET", "/api/v1/openapi.json%FF"),
+    ("GET", "/api/v1/me%ff"),
+    ("GET", "/api/v1/clusters/alpha%ff"),
+    ("GET", "/api/v1/clusters/alpha/jobs/%ff"),
+    ("GET", "/api/v1/links/%c3%28"),  # a truncated two-byte sequence
+    ("POST", "/api/v1/sessions%ff"),
+    ("PUT", "/api/v1/clusters/alpha/files/content%ff"),
+    ("DELETE", "/api/v1/clusters/alpha/jobs/1%ff"),
+]
+
+
+@pytest.mark.parametrize("authenticated", [False, True], ids=["anonymous", "token"])
+@pytest.mark.parametrize(("method", "path"), PATHS_WITH_BAD_ESCAPE)
+def test_a_path_that_is_not_utf8_is_a_400_envelope(app, login, method, path, authenticated):
+    headers = {"Origin": ORIGIN, **(login("alice") if authenticated else {})}
+    r = app.request(path, method=method, headers=headers, body=b"{}", status="*")
+    assert_envelope(r, 400)
+    assert r.json["errors"][0]["location"] == "url"
+    assert r.json["errors"][0]["name"] == "path"
+    # the CORS headers are there, so a portal can read the error
+    assert r.headers["Access-Control-Allow-Origin"] == ORIGIN
+
+
+QUERIES_WITH_BAD_ESCAPE = [
+    ("GET", "/api/v1/clusters/alpha/jobs?since=%ff", "since"),
+    ("GET", "/api/v1/clusters/alpha/jobs?state=RUNNING%e9", "state"),
+    ("GET", "/api/v1/jobs?since=%ff", "since"),
+    ("GET", "/api/v1/clusters/alpha/files?path=/tmp/%ff", "path"),
+    ("GET", "/api/v1/me?x=%ff", "x"),
+    ("POST", "/api/v1/clusters/alpha/jobs?limit=%ff", "limit"),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "name"), QUERIES_WITH_BAD_ESCAPE)
+def test_a_query_string_that_is_not_utf8_is_a_400_naming_the_parameter(app, login, method, url, name):
+    r = app.request(url, method=method, headers=login("alice"), body=b"{}", status="*")
+    assert_envelope(r, 400)
+    assert (r.json["errors"][0]["location"], r.json["errors"][0]["name"]) == ("querystring", name)
+
+
+def test_login_with_a_query_string_that_is_not_utf8_is_a_400(app, users):
+    body = {"username": "alice", "password": users["alice"]["password"]}
+    r = app.post_json("/api/v1/sessions?next=%ff", body, status="*")
+    assert_envelope(r, 400)
+    assert r.json["errors"][0]["location"] == "querystring"
+    r = app.post_json("/api/v1/sessions?%ff=1", body, status="*")
+    assert_envelope(r, 400)
+
+
+def test_a_valid_utf8_path_still_reaches_the_router(app, login):
+    r = app.get("/api/v1/clusters/%C3%A9t%C3%A9", headers=login("alice"), status=404)
+    assert_envelope(r, 404)
+    assert "été" in r.json["errors"][0]["description"]
+    r = app.get("/api/v1/%C3%A9t%C3%A9", status=404)
+    # the description names the path as the client wrote it
+    assert "/api/v1/%C3%A9t%C3%A9" in r.json["errors"][0]["description"]

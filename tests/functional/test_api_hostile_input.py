@@ -66,3 +66,28 @@ def test_a_valid_utf8_path_still_reaches_the_router(app, login):
     r = app.get("/api/v1/%C3%A9t%C3%A9", status=404)
     # the description names the path as the client wrote it
     assert "/api/v1/%C3%A9t%C3%A9" in r.json["errors"][0]["description"]
+
+
+def test_deeply_nested_json_is_a_400_before_anything_parses_it(app):
+    # 100,000 "[" is under the 1 MiB body limit; Python's json recursed on it (RecursionError, 500)
+    r = app.post("/api/v1/sessions", "[" * 100_000, content_type="application/json", status="*")
+    assert_envelope(r, 400)
+    assert r.json["errors"][0]["location"] == "body"
+    assert "nested deeper" in r.json["errors"][0]["description"]
+
+
+def test_deeply_nested_json_is_a_400_on_authenticated_routes(app, login):
+    body = '{"path": ' + "[" * 5000 + "]" * 5000 + "}"
+    for url in ("/api/v1/clusters/alpha/files/mkdir", "/api/v1/clusters/alpha/jobs"):
+        r = app.post(url, body, headers=login("alice"), content_type="application/json", status="*")
+        assert_envelope(r, 400)
+        assert "nested deeper" in r.json["errors"][0]["description"]
+
+
+def test_json_as_deep_as_allowed_is_still_parsed(app):
+    from hcc_federation.api.tweens import MAX_JSON_DEPTH
+
+    # within the bound: the usual 400 from validation (not a list), not the depth refusal
+    body = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
+    r = app.post("/api/v1/sessions", body, content_type="application/json", status=400)
+    assert "nested deeper" not in r.text

@@ -4,7 +4,7 @@ from pyramid.httpexceptions import HTTPNotFound
 from webob import Request
 
 from hcc_federation.api.errors import http_error_view, internal_error_view, request_path
-from hcc_federation.api.tweens import undecodable_url
+from hcc_federation.api.tweens import json_too_deep, undecodable_url
 
 
 def _environ(path: str, query: str = "") -> dict:
@@ -18,6 +18,16 @@ def test_undecodable_url():
     assert undecodable_url(_environ("/api/v1/me\xff"))[:2] == ("url", "path")
     assert undecodable_url(_environ("/ok", "since=%ff"))[:2] == ("querystring", "since")
     assert undecodable_url(_environ("/ok", "a=1&%ff=2"))[:2] == ("querystring", "querystring")
+
+
+def test_json_depth():
+    assert not json_too_deep(b'{"a": [1, {"b": [2]}]}', limit=4)
+    assert json_too_deep(b'{"a": [1, {"b": [[2]]}]}', limit=4)
+    assert json_too_deep(b"[" * 100_000)
+    # brackets inside strings, escaped quotes included, are text
+    assert not json_too_deep(b'["[[[[[[", "\\"[[[[[[[[", "{{{{{{{"]', limit=2)
+    # siblings are not depth
+    assert not json_too_deep(b"[" + b"[[]]," * 1000 + b"[]]", limit=3)
 
 
 def test_error_views_do_not_crash_on_a_path_that_is_not_utf8():

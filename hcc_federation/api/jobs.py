@@ -8,7 +8,7 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import colander
 from cornice import Service
@@ -45,6 +45,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # The accounting database starts at the epoch; an earlier day is a client's mistake.
 EARLIEST_SINCE = date(1970, 1, 2)
+# The time zone farthest ahead of UTC (Kiribati's Line Islands): its today is the latest anywhere.
+LATEST_UTC_OFFSET = timedelta(hours=14)
 # A federated list waits for a cluster this long beyond its own connect and command timeouts.
 FEDERATED_GRACE_SECONDS = 2.0
 
@@ -68,6 +70,12 @@ class IsoDate(colander.SchemaType):
             raise colander.Invalid(node, f"{cstruct} is not a valid date") from None
         if value < EARLIEST_SINCE:
             raise colander.Invalid(node, f"must not be before {EARLIEST_SINCE.isoformat()}")
+        # A day that is today nowhere on Earth yet is a client's mistake (a mistyped year), not a
+        # filter that matches nothing: 400. A day that is today somewhere (up to UTC+14) is
+        # accepted, and where it has not begun on the cluster the history is simply empty.
+        latest = (datetime.now(UTC) + LATEST_UTC_OFFSET).date()
+        if value > latest:
+            raise colander.Invalid(node, f"must not be in the future (after {latest.isoformat()})")
         return value
 
     def serialize(self, node, appstruct):

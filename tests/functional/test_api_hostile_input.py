@@ -91,3 +91,30 @@ def test_json_as_deep_as_allowed_is_still_parsed(app):
     body = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
     r = app.post("/api/v1/sessions", body, content_type="application/json", status=400)
     assert "nested deeper" not in r.text
+
+
+def test_a_since_after_today_everywhere_is_a_400_naming_since(app, login):
+    from datetime import UTC, datetime, timedelta
+
+    from tests.functional.test_api_jobs import commands_run
+
+    alice = login("alice")
+    before = commands_run(app)
+    # the day after the last time zone's today (UTC+14) has begun nowhere: a mistake (it was a 502)
+    too_late = (datetime.now(UTC) + timedelta(hours=14, days=1)).date().isoformat()
+    for url in ("/api/v1/clusters/alpha/jobs", "/api/v1/jobs"):
+        r = app.get(url, {"since": too_late}, headers=alice, status=400)
+        assert_envelope(r, 400)
+        assert (r.json["errors"][0]["location"], r.json["errors"][0]["name"]) == ("querystring", "since")
+    assert commands_run(app) == before
+    r = app.get("/api/v1/clusters/alpha/jobs", {"since": "2999-01-01"}, headers=alice, status=400)
+    assert "future" in r.json["errors"][0]["description"]
+
+
+def test_a_since_that_is_today_somewhere_answers_200(app, login):
+    from datetime import UTC, datetime, timedelta
+
+    # today in UTC+14 may be tomorrow on the cluster: the history is empty then, never a 502
+    latest = (datetime.now(UTC) + timedelta(hours=14)).date().isoformat()
+    r = app.get("/api/v1/clusters/alpha/jobs", {"since": latest}, headers=login("alice"), status=200)
+    assert isinstance(r.json["jobs"], list)

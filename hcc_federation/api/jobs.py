@@ -23,7 +23,7 @@ from ..errors import ServiceError
 from ..models import JobSubmission
 from .docs import documented
 from .responses import no_content
-from .schemas import StrictSchema, StrictString
+from .schemas import PathString, StrictSchema, StrictString
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ FEDERATED_GRACE_SECONDS = 2.0
 class IsoDate(colander.SchemaType):
     """Exactly ``YYYY-MM-DD`` (colander.Date also takes datetimes and other ISO 8601 forms)."""
 
+    json_schema = {"format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+
     def deserialize(self, node, cstruct):
         if cstruct is colander.null:
             return colander.null
@@ -84,6 +86,12 @@ class IsoDate(colander.SchemaType):
 
 class StateList(colander.SchemaType):
     """A comma-separated list of Slurm job states, case-insensitive: ``RUNNING,pending``."""
+
+    # the documented form, upper case (lower case and spaces are accepted too)
+    json_schema = {
+        "maxLength": 1000,
+        "pattern": "^({0})(,({0}))*$".format("|".join(sorted(slurm.JOB_STATES))),
+    }
 
     def deserialize(self, node, cstruct):
         if cstruct is colander.null:
@@ -155,7 +163,7 @@ def _job_name(node, value: str) -> None:
 
 class SubmitJobSchema(StrictSchema):
     script_path = colander.SchemaNode(
-        StrictString(),
+        PathString(),
         missing=colander.drop,
         validator=_absolute_path,
         description="a script on the cluster; sbatch runs it in its own directory",
@@ -167,7 +175,7 @@ class SubmitJobSchema(StrictSchema):
         description="the script's text (sent to sbatch on stdin); needs work_dir",
     )
     work_dir = colander.SchemaNode(
-        StrictString(),
+        PathString(),
         missing=colander.drop,
         validator=_absolute_path,
         description="where the inline script runs",

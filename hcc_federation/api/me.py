@@ -61,7 +61,7 @@ class PasswordChangeSchema(StrictSchema):
     validators=(colander_body_validator,),
     content_type="application/json",
 )
-@documented(204, 400, 401, 413, 415, 503, tag="me")
+@documented(204, 400, 401, 413, 415, 429, 503, tag="me")
 def change_password(request):
     """Change the caller's password in the directory; every session of the caller then ends."""
     username = request.identity.username

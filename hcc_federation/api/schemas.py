@@ -14,6 +14,15 @@ class StrictString(colander.String):
         return super().deserialize(node, cstruct)
 
 
+class PathString(StrictString):
+    """An absolute path on a cluster, as the OpenAPI document describes it.
+
+    The views check it further (files.validate_path), each with its own messages.
+    """
+
+    json_schema = {"pattern": r"^/[^\x00]*$"}  # absolute, no NUL
+
+
 class StrictSchema(colander.MappingSchema):
     """A mapping that refuses fields it does not know: a typo is an error, not a silent no-op."""
 

@@ -14,7 +14,8 @@ import math
 from dataclasses import dataclass, field
 
 import ldap3
-from ldap3.core.exceptions import LDAPException, LDAPSocketOpenError
+from ldap3.core.exceptions import LDAPException, LDAPSASLPrepError, LDAPSocketOpenError
+from ldap3.protocol.sasl.sasl import sasl_prep
 from pyramid_ldap3 import ConnectionManager, escape_for_search
 
 from ..errors import BadRequest, Forbidden, ServiceError
@@ -54,6 +55,15 @@ class DirectoryUnavailable(ServiceError):
 
 class PasswordRefused(BadRequest):
     name = "new_password"
+
+
+def _sasl_preparable(password: str) -> bool:
+    """Whether ldap3 can prepare ``password`` for a simple bind (RFC 4013 SASLprep)."""
+    try:
+        sasl_prep(password)
+    except LDAPSASLPrepError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -257,6 +267,16 @@ class Directory:
 
     def change_password(self, username: str, current: str, new: str) -> None:
         """Change a password through the Password Modify extended operation, bound as the person."""
+        # ldap3 runs SASLprep on every bind's password and raises LDAPSASLPrepError (a NUL, U+0007,
+        # U+FFFE, a lone surrogate...), which was a 503 "unreachable". Such a current password is
+        # nobody's; such a new one could never be used to log in. Both are refused before any bind.
+        if current and not _sasl_preparable(current):
+            raise BadRequest("the current password is wrong", name="current_password")
+        if not _sasl_preparable(new):
+            raise PasswordRefused(
+                "the new password holds characters that a directory login refuses (control, "
+                "non-character or surrogate code points)"
+            )
         person = self.profile(username)
         if person is None:
             raise InvalidCredentials("unknown user")

@@ -18,7 +18,7 @@ from ..errors import ServiceError
 from ..models.meta import as_utc
 from .docs import documented
 from .responses import no_content
-from .schemas import StrictSchema, StrictString
+from .schemas import PasswordString, StrictSchema, StrictString
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class TooManyAttempts(ServiceError):
 
 class LoginSchema(StrictSchema):
     username = colander.SchemaNode(StrictString(), validator=colander.Length(min=1, max=256))
-    password = colander.SchemaNode(StrictString(), validator=colander.Length(min=1, max=1024))
+    password = colander.SchemaNode(PasswordString(), validator=colander.Length(min=1, max=1024))
 
 
 def _record_failure(request, username: str, outcome: str, detail: str) -> None:

@@ -176,3 +176,46 @@ def test_a_new_password_saslprep_refuses_is_refused_before_the_directory(app, lo
     r = app.put_json("/api/v1/me/password", body, headers=login("alice"), status="*")
     assert_envelope(r, 400)
     assert r.json["errors"][0]["name"] == "new_password"
+
+
+def _json_with_escapes(body: dict) -> str:
+    # json.dumps writes a lone surrogate as the escape \ud800, as a hostile client would send it
+    return json.dumps(body, ensure_ascii=True)
+
+
+def test_a_lone_surrogate_in_a_login_name_is_a_400_not_a_500(app):
+    body = _json_with_escapes({"username": "al\ud800ice", "password": "x"})
+    r = app.post("/api/v1/sessions", body, content_type="application/json", status="*")
+    assert_envelope(r, 400)
+    assert (r.json["errors"][0]["location"], r.json["errors"][0]["name"]) == ("body", "username")
+
+
+# should a check ever let one through, sbatch refuses this script: no job can run
+REFUSED_SCRIPT = "#!/bin/sh\n#SBATCH --partition=hcc-no-such-partition\ntrue\n"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"script": REFUSED_SCRIPT, "work_dir": "/tmp", "name": "x\ud800"},
+        {"script": REFUSED_SCRIPT + "# \udfff\n", "work_dir": "/tmp"},
+        {"script_path": "/tmp/\ud800.sh"},
+        {"script": REFUSED_SCRIPT, "work_dir": "/tmp/\ud800"},
+    ],
+    ids=["name", "script", "script_path", "work_dir"],
+)
+def test_a_lone_surrogate_in_a_job_is_a_400_and_runs_nothing(app, login, body):
+    from tests.functional.test_api_jobs import commands_run
+
+    alice = login("alice")
+    before = commands_run(app)
+    r = app.post(
+        "/api/v1/clusters/alpha/jobs",
+        _json_with_escapes(body),
+        headers=alice,
+        content_type="application/json",
+        status="*",
+    )
+    assert_envelope(r, 400)
+    assert r.json["errors"][0]["name"] in body
+    assert commands_run(app) == before

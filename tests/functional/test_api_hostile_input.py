@@ -52,6 +52,15 @@ def test_a_query_string_that_is_not_utf8_is_a_400_naming_the_parameter(app, logi
     assert (r.json["errors"][0]["location"], r.json["errors"][0]["name"]) == ("querystring", name)
 
 
+@pytest.mark.parametrize(
+    "url", ["/api/v1/health?x=%ff", "/api/v1/openapi.json?%ff", "/api/v1/links/abc?x=%C3", "/api/v1/me?x=%ff"]
+)
+def test_a_query_string_that_is_not_utf8_is_a_400_without_a_token_too(app, url):
+    r = app.get(url, status="*")
+    assert_envelope(r, 400)
+    assert r.json["errors"][0]["location"] == "querystring"
+
+
 def test_login_with_a_query_string_that_is_not_utf8_is_a_400(app, users):
     body = {"username": "alice", "password": users["alice"]["password"]}
     r = app.post_json("/api/v1/sessions?next=%ff", body, status="*")

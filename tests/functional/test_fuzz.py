@@ -37,7 +37,35 @@ from tests.conftest import login_token
 from tests.helpers import alice_work_dir, live_server
 
 EXAMPLES = int(os.environ.get("HCC_FUZZ_EXAMPLES", "20"))
-NOT_FUZZED: set[tuple[str, str]] = set()
+# Every operation, listed on purpose: a new one fails the test until someone decides here how it
+# may be fuzzed on a shared bed (a route that starts something real needs a confinement first).
+FUZZED = {
+    ("GET", "/api/v1/health"),
+    ("GET", "/api/v1/openapi.json"),
+    ("POST", "/api/v1/sessions"),
+    ("GET", "/api/v1/sessions/current"),
+    ("DELETE", "/api/v1/sessions/current"),
+    ("GET", "/api/v1/me"),
+    ("PUT", "/api/v1/me/password"),
+    ("GET", "/api/v1/clusters"),
+    ("GET", "/api/v1/clusters/{cluster}"),
+    ("GET", "/api/v1/jobs"),
+    ("GET", "/api/v1/clusters/{cluster}/jobs"),
+    ("POST", "/api/v1/clusters/{cluster}/jobs"),
+    ("GET", "/api/v1/clusters/{cluster}/jobs/{job_id}"),
+    ("DELETE", "/api/v1/clusters/{cluster}/jobs/{job_id}"),
+    ("GET", "/api/v1/clusters/{cluster}/files"),
+    ("DELETE", "/api/v1/clusters/{cluster}/files"),
+    ("GET", "/api/v1/clusters/{cluster}/files/content"),
+    ("PUT", "/api/v1/clusters/{cluster}/files/content"),
+    ("POST", "/api/v1/clusters/{cluster}/files/upload"),
+    ("POST", "/api/v1/clusters/{cluster}/files/mkdir"),
+    ("POST", "/api/v1/clusters/{cluster}/files/touch"),
+    ("POST", "/api/v1/clusters/{cluster}/files/move"),
+    ("POST", "/api/v1/clusters/{cluster}/files/copy"),
+    ("POST", "/api/v1/clusters/{cluster}/files/links"),
+    ("GET", "/api/v1/links/{token}"),
+}
 # these end the caller's session(s) when they succeed: each example gets a fresh one
 OWN_SESSION = {("DELETE", "/api/v1/sessions/current"), ("PUT", "/api/v1/me/password")}
 PATH_FIELDS = ("path", "to", "work_dir")
@@ -172,16 +200,16 @@ def test_every_operation_holds_up_under_generated_requests(live_service, users):
                 headers = {"Authorization": f"Bearer {fresh_token(base_url, users)}"}
             return case.call(base_url=base_url, session=session, headers=headers, timeout=60), headers
 
-        for result in schema.get_all_operations():
-            operation = result.ok()
-            key = (operation.method.upper(), operation.path)
-            if key not in NOT_FUZZED:
-                fuzzed.append(" ".join(key))
-                fuzz_operation(operation, send, failures)
+        operations = [result.ok() for result in schema.get_all_operations()]
+        documented = {(op.method.upper(), op.path) for op in operations}
+        assert documented == FUZZED, f"decide how to fuzz {documented - FUZZED}; drop {FUZZED - documented}"
+        for operation in operations:
+            fuzzed.append(f"{operation.method.upper()} {operation.path}")
+            fuzz_operation(operation, send, failures)
         # the shared session is still alive: nothing the fuzzer sent with it ended it
         alive = requests.get(base_url + "/api/v1/sessions/current", headers=auth, timeout=30)
         assert alive.status_code == 200
-    assert len(fuzzed) == sum(len(item) for item in doc["paths"].values()), fuzzed
+    assert len(fuzzed) == len(FUZZED)
     assert not failures, "\n".join(failures[:30])
 
 

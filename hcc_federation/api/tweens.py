@@ -108,6 +108,7 @@ def cors_tween_factory(handler, registry):
 # nests more than three levels.
 MAX_JSON_DEPTH = 64
 _JSON_CONTENT_TYPE = re.compile(r"^application/(.*?)json$")
+_CHARSET = re.compile(r';\s*charset\s*=\s*"?([^";\s]*)', re.IGNORECASE)
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
@@ -165,11 +166,18 @@ def body_limit_tween_factory(handler, registry):
             not getattr(request, "hcc_streaming_body", False)
             and request.is_body_readable
             and _JSON_CONTENT_TYPE.match(request.content_type or "application/json")
-            and json_too_deep(request.body)
         ):
-            return error_response(
-                400, "body", "body", f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels"
-            )
+            charset = _CHARSET.search(request.environ.get("CONTENT_TYPE", ""))
+            if charset and charset.group(1).lower() not in ("utf-8", "utf8"):
+                # RFC 8259 8.1: JSON between systems is UTF-8. WebOb decodes by the declared charset,
+                # and an unknown one raised LookupError (a 500).
+                return error_response(
+                    415, "header", "Content-Type", "a JSON body is UTF-8; declare charset=utf-8 or none"
+                )
+            if json_too_deep(request.body):
+                return error_response(
+                    400, "body", "body", f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels"
+                )
         return handler(request)
 
     return body_limit_tween

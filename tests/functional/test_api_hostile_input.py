@@ -228,3 +228,21 @@ def test_a_lone_surrogate_in_a_job_is_a_400_and_runs_nothing(app, login, body):
     assert_envelope(r, 400)
     assert r.json["errors"][0]["name"] in body
     assert commands_run(app) == before
+
+
+@pytest.mark.parametrize("charset", ["bogus", "\xff", "utf-16", "latin-1"])
+def test_a_json_body_in_another_charset_is_a_415(app, users, charset):
+    # RFC 8259: JSON between systems is UTF-8; an unknown charset made WebOb's decode raise (500)
+    body = json.dumps({"username": "alice", "password": users["alice"]["password"]})
+    r = app.post(
+        "/api/v1/sessions", body, headers={"Content-Type": f"application/json; charset={charset}"}, status="*"
+    )
+    assert_envelope(r, 415)
+    assert (r.json["errors"][0]["location"], r.json["errors"][0]["name"]) == ("header", "Content-Type")
+
+
+def test_a_json_body_declared_utf8_is_fine(app, users):
+    body = json.dumps({"username": "alice", "password": users["alice"]["password"]})
+    for charset in ("utf-8", "UTF-8", '"utf8"'):
+        headers = {"Content-Type": f"application/json; charset={charset}"}
+        app.post("/api/v1/sessions", body, headers=headers, status=201)

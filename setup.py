@@ -27,6 +27,8 @@ tests_require = [
     "pytest-timeout>=2.3",
     "WebTest>=3.0,<4",
     "ruff>=0.6",
+    # fuzzing from the OpenAPI document (tests/functional/test_fuzz.py)
+    "schemathesis>=4.3,<5",
 ]
 
 setup(

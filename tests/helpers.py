@@ -1,9 +1,11 @@
 """Pieces that several test modules share, imported where they are needed (the session-wide fixtures
 stay in conftest.py). Nothing here touches the test bed at import, so unit tests may use it too."""
 
+import configparser
 import contextlib
 import os
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -74,3 +76,27 @@ def jobs_cancelled_afterwards(clusters: dict) -> Iterator[list[tuple[str, str]]]
         for cluster, job_id in jobs:
             env = {**os.environ, "SLURM_CONF": clusters[cluster]["slurm_conf"]}
             subprocess.run(["scancel", job_id], env=env, capture_output=True, timeout=30)
+
+
+def ini_server_options(ini: Path) -> dict[str, str]:
+    """The waitress adjustments of an ini's [server:main], without where it listens."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(ini)
+    return {k: v for k, v in parser["server:main"].items() if k not in ("use", "listen")}
+
+
+@contextlib.contextmanager
+def live_server(app, **adjustments) -> Iterator[str]:
+    """``app`` under a real waitress on a free loopback port, in a thread: yields its base URL."""
+    from waitress import wasyncore
+    from waitress.server import create_server
+
+    server = create_server(app, host="127.0.0.1", port=0, **adjustments)
+    thread = threading.Thread(target=server.run, name="live-waitress", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        server.task_dispatcher.shutdown()
+        wasyncore.close_all(server._map)
+        thread.join(10)

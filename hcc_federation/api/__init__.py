@@ -27,4 +27,11 @@ def includeme(config) -> None:
     config.add_tween("hcc_federation.api.tweens.body_limit_tween_factory")
     config.add_tween("hcc_federation.api.tweens.cors_tween_factory")
     config.add_tween("hcc_federation.api.tweens.no_store_tween_factory")
+    # Above everything that reads the path or the query string (the body limit, the router, the
+    # views), below CORS and no-store, which read neither, so that its 400 carries their headers.
+    config.add_tween(
+        "hcc_federation.api.tweens.url_encoding_tween_factory",
+        under="hcc_federation.api.tweens.cors_tween_factory",
+        over="hcc_federation.api.tweens.body_limit_tween_factory",
+    )
     config.scan(".")

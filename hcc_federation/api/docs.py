@@ -5,16 +5,29 @@ from __future__ import annotations
 from collections.abc import Callable
 
 
-def documented(*statuses: int, response: dict | None = None, tag: str | None = None) -> Callable:
+def documented(
+    *statuses: int,
+    response: dict | None = None,
+    tag: str | None = None,
+    headers: tuple[str, ...] = (),
+    body: dict | None = None,
+    content: dict | None = None,
+) -> Callable:
     """Record a view's possible statuses and the JSON schema of its success body.
 
-    The first line of the view's docstring becomes the operation's summary.
+    ``headers`` names the request headers the view acts on (Range, If-Match...); ``body`` is the
+    request body's ``content`` map when it is not a colander JSON schema (a file's bytes, a form);
+    ``content`` is the success body's ``content`` map when it is not JSON. The first line of the
+    view's docstring becomes the operation's summary.
     """
 
     def decorate(view):
         view.hcc_statuses = statuses
         view.hcc_response = response
         view.hcc_tag = tag
+        view.hcc_headers = headers
+        view.hcc_body = body
+        view.hcc_content = content
         return view
 
     return decorate

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import urllib.parse
 
 from cornice.renderer import JSONError
 from pyramid.httpexceptions import HTTPException, HTTPForbidden, HTTPNotFound
@@ -12,6 +13,7 @@ from pyramid.response import Response
 from pyramid.view import exception_view_config
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from webob.request import PATH_SAFE
 
 from ..auth.policy import bearer_token
 from ..errors import ServiceError
@@ -48,6 +50,18 @@ def unauthorized(request, description: str = "a valid bearer token is required")
     return error_response(401, "header", "Authorization", description, {"WWW-Authenticate": challenge})
 
 
+def request_path(request) -> str:
+    """The request's path, %-escaped as ``request.path`` gives it, whatever bytes the client sent.
+
+    ``request.path`` first decodes the path as UTF-8 and raises on ``%ff``: an error view that used
+    it crashed, and the client got the server's plain-text 500. Escaping the raw bytes gives the
+    same text for a valid path, and keeps a CR or LF out of log lines.
+    """
+    environ = request.environ
+    raw = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1", "replace")
+    return urllib.parse.quote(raw, safe=PATH_SAFE)[:2000]
+
+
 def _has_identity(request) -> bool:
     try:
         return request.identity is not None
@@ -58,7 +72,7 @@ def _has_identity(request) -> bool:
 @exception_view_config(ServiceError, renderer=None)
 def service_error_view(exc: ServiceError, request) -> Response:
     if exc.status >= 500:
-        log.warning("%s %s -> %d: %s", request.method, request.path, exc.status, exc.description)
+        log.warning("%s %s -> %d: %s", request.method, request_path(request), exc.status, exc.description)
     if exc.status == 401:
         return unauthorized(request, exc.description)
     return error_response(exc.status, exc.location, exc.name, exc.description, exc.headers)
@@ -80,7 +94,7 @@ def http_error_view(exc: HTTPException, request) -> Response:
         return exc
     location, name = _HTTP_LOCATIONS.get(exc.code, ("url", "path"))
     if exc.code == 404:
-        description = f"no such resource: {request.path}"
+        description = f"no such resource: {request_path(request)}"
     elif exc.code == 405:
         description = f"method {request.method} is not allowed here"
     else:
@@ -93,7 +107,7 @@ def http_error_view(exc: HTTPException, request) -> Response:
 @exception_view_config(DBAPIError, renderer=None)
 def database_error_view(exc: Exception, request) -> Response:
     # PoolTimeout: every pooled connection stayed in use for hcc.database.pool_timeout
-    log.error("database error on %s %s: %s", request.method, request.path, exc.__class__.__name__)
+    log.error("database error on %s %s: %s", request.method, request_path(request), exc.__class__.__name__)
     # the breaker fails calls fast for failure_cooldown seconds: trying sooner is pointless
     retry_after = max(1, math.ceil(request.registry.hcc_settings.database.failure_cooldown))
     return error_response(
@@ -107,6 +121,6 @@ def database_error_view(exc: Exception, request) -> Response:
 
 @exception_view_config(Exception, renderer=None)
 def internal_error_view(exc: Exception, request) -> Response:
-    log.exception("unexpected error on %s %s", request.method, request.path)
+    log.exception("unexpected error on %s %s", request.method, request_path(request))
     # never echo the exception: it may carry paths, commands or secrets
     return error_response(500, "body", "server", "internal error; it has been logged")

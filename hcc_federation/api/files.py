@@ -24,7 +24,7 @@ from ..clusters import Cluster
 from ..errors import BadRequest, ServiceError
 from .docs import documented
 from .responses import no_content
-from .schemas import StrictSchema, StrictString
+from .schemas import PathString, StrictSchema
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def _path_node(
     name: str = "path", description: str = "an absolute path on the cluster"
 ) -> colander.SchemaNode:
     return colander.SchemaNode(
-        StrictString(),
+        PathString(),
         name=name,
         validator=colander.Length(min=1, max=files.MAX_PATH_BYTES),
         description=description,
@@ -636,8 +636,28 @@ def delete_file(request):
 delete_file.hcc_querystring = DeleteQuery()
 
 
+# A file's bytes: their media type is guessed from the name, so any type may come back.
+FILE_CONTENT = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+
+
 @file_content.get(permission=AUTHENTICATED)
-@documented(200, 206, 304, 400, 401, 403, 404, 409, 416, 502, 503, 504, tag="files")
+@documented(
+    200,
+    206,
+    304,
+    400,
+    401,
+    403,
+    404,
+    409,
+    416,
+    502,
+    503,
+    504,
+    tag="files",
+    headers=("Range", "If-Range", "If-None-Match"),
+    content=FILE_CONTENT,
+)
 def download_file(request):
     """The file's bytes, streamed; Range (one range), ETag and If-None-Match are honoured."""
     query = parse_query(request, PathQuery())
@@ -650,7 +670,25 @@ download_file.hcc_querystring = PathQuery()
 
 
 @file_content.put(permission=AUTHENTICATED)
-@documented(200, 201, 400, 401, 403, 404, 409, 412, 413, 502, 503, 504, 507, response=ENTRY_OUT, tag="files")
+@documented(
+    200,
+    201,
+    400,
+    401,
+    403,
+    404,
+    409,
+    412,
+    413,
+    502,
+    503,
+    504,
+    507,
+    response=ENTRY_OUT,
+    tag="files",
+    headers=("If-Match",),
+    body={"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+)
 def put_file(request):
     """Create or replace a file with the body, atomically; If-Match guards against a change meanwhile."""
     query = parse_query(request, PathQuery())
@@ -674,8 +712,44 @@ def put_file(request):
 put_file.hcc_querystring = PathQuery()
 
 
+UPLOAD_FORM = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                "file": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "string", "format": "binary"},
+                    "description": "one part per file, named by the part's filename (or filename*)",
+                }
+            },
+        },
+        "encoding": {"file": {"contentType": "application/octet-stream"}},
+    }
+}
+
+
 @file_upload.post(permission=AUTHENTICATED)
-@documented(200, 201, 400, 401, 403, 404, 409, 413, 415, 502, 503, 504, 507, response=UPLOAD_OUT, tag="files")
+@documented(
+    200,
+    201,
+    400,
+    401,
+    403,
+    404,
+    409,
+    413,
+    415,
+    502,
+    503,
+    504,
+    507,
+    response=UPLOAD_OUT,
+    tag="files",
+    body=UPLOAD_FORM,
+)
 def upload_files(request):
     """Upload the ``file`` parts of a multipart form into a directory, each atomically.
 

@@ -8,7 +8,7 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import colander
 from cornice import Service
@@ -23,7 +23,7 @@ from ..errors import ServiceError
 from ..models import JobSubmission
 from .docs import documented
 from .responses import no_content
-from .schemas import StrictSchema, StrictString
+from .schemas import PathString, StrictSchema, StrictString
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # The accounting database starts at the epoch; an earlier day is a client's mistake.
 EARLIEST_SINCE = date(1970, 1, 2)
+# The time zone farthest ahead of UTC (Kiribati's Line Islands): its today is the latest anywhere.
+LATEST_UTC_OFFSET = timedelta(hours=14)
 # A federated list waits for a cluster this long beyond its own connect and command timeouts.
 FEDERATED_GRACE_SECONDS = 2.0
 
@@ -57,6 +59,8 @@ FEDERATED_GRACE_SECONDS = 2.0
 class IsoDate(colander.SchemaType):
     """Exactly ``YYYY-MM-DD`` (colander.Date also takes datetimes and other ISO 8601 forms)."""
 
+    json_schema = {"format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+
     def deserialize(self, node, cstruct):
         if cstruct is colander.null:
             return colander.null
@@ -68,6 +72,12 @@ class IsoDate(colander.SchemaType):
             raise colander.Invalid(node, f"{cstruct} is not a valid date") from None
         if value < EARLIEST_SINCE:
             raise colander.Invalid(node, f"must not be before {EARLIEST_SINCE.isoformat()}")
+        # A day that is today nowhere on Earth yet is a client's mistake (a mistyped year), not a
+        # filter that matches nothing: 400. A day that is today somewhere (up to UTC+14) is
+        # accepted, and where it has not begun on the cluster the history is simply empty.
+        latest = (datetime.now(UTC) + LATEST_UTC_OFFSET).date()
+        if value > latest:
+            raise colander.Invalid(node, f"must not be in the future (after {latest.isoformat()})")
         return value
 
     def serialize(self, node, appstruct):
@@ -76,6 +86,12 @@ class IsoDate(colander.SchemaType):
 
 class StateList(colander.SchemaType):
     """A comma-separated list of Slurm job states, case-insensitive: ``RUNNING,pending``."""
+
+    # the documented form, upper case (lower case and spaces are accepted too)
+    json_schema = {
+        "maxLength": 1000,
+        "pattern": "^({0})(,({0}))*$".format("|".join(sorted(slurm.JOB_STATES))),
+    }
 
     def deserialize(self, node, cstruct):
         if cstruct is colander.null:
@@ -147,7 +163,7 @@ def _job_name(node, value: str) -> None:
 
 class SubmitJobSchema(StrictSchema):
     script_path = colander.SchemaNode(
-        StrictString(),
+        PathString(),
         missing=colander.drop,
         validator=_absolute_path,
         description="a script on the cluster; sbatch runs it in its own directory",
@@ -159,7 +175,7 @@ class SubmitJobSchema(StrictSchema):
         description="the script's text (sent to sbatch on stdin); needs work_dir",
     )
     work_dir = colander.SchemaNode(
-        StrictString(),
+        PathString(),
         missing=colander.drop,
         validator=_absolute_path,
         description="where the inline script runs",

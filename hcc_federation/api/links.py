@@ -18,7 +18,7 @@ from ..errors import NotFound
 from ..models import DownloadLink, UserSession
 from ..models.meta import as_utc, utcnow
 from .docs import documented
-from .files import PathBody, body_locations, checked_path, serve_file
+from .files import FILE_CONTENT, PathBody, body_locations, checked_path, serve_file
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,20 @@ def _live_link(request, token_text: str) -> tuple[DownloadLink, dict | None]:
 
 
 @download_link.get()
-@documented(200, 206, 304, 403, 404, 416, 502, 503, 504, tag="files")
+@documented(
+    200,
+    206,
+    304,
+    403,
+    404,
+    416,
+    502,
+    503,
+    504,
+    tag="files",
+    headers=("Range", "If-Range", "If-None-Match"),
+    content=FILE_CONTENT,
+)
 def follow_link(request):
     """Download the linked file (no Authorization needed); Range and ETag work as for /files/content."""
     link, credential = _live_link(request, request.matchdict["token"])

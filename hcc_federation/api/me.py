@@ -15,7 +15,7 @@ from ..db import independent_session
 from ..errors import NotFound
 from .docs import documented
 from .responses import no_content
-from .schemas import StrictSchema, StrictString
+from .schemas import PasswordString, StrictSchema
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ def get_me(request):
 
 
 class PasswordChangeSchema(StrictSchema):
-    current_password = colander.SchemaNode(StrictString(), validator=colander.Length(min=1, max=1024))
-    new_password = colander.SchemaNode(StrictString(), validator=colander.Length(min=1, max=1024))
+    current_password = colander.SchemaNode(PasswordString(), validator=colander.Length(min=1, max=1024))
+    new_password = colander.SchemaNode(PasswordString(), validator=colander.Length(min=1, max=1024))
 
 
 @my_password.put(

@@ -37,6 +37,7 @@ STATUS_TEXT = {
     201: "Created",
     204: "No content",
     206: "Partial content",
+    304: "Not modified",
     400: "Invalid input",
     401: "No valid bearer token",
     403: "Forbidden",
@@ -46,6 +47,7 @@ STATUS_TEXT = {
     412: "Precondition failed",
     413: "Body too large",
     415: "Unsupported content type",
+    416: "Range not satisfiable",
     429: "Too many attempts",
     500: "Internal error",
     502: "Bad gateway",
@@ -53,6 +55,42 @@ STATUS_TEXT = {
     504: "Timeout",
     507: "Insufficient storage",
 }
+
+
+# Request headers that views act on, by name (documented(headers=...) picks them).
+HEADER_PARAMETERS = {
+    "Range": {
+        "description": "one byte range: bytes=first-last, first- or -suffix (several: the whole file)",
+        "schema": {"type": "string", "pattern": r"^bytes=[0-9]*-[0-9]*(,[0-9]*-[0-9]*)*$"},
+    },
+    "If-Range": {
+        "description": "the ETag the Range applies to; another ETag gets the whole file",
+        "schema": {"type": "string"},
+    },
+    "If-None-Match": {
+        "description": "ETags (or *) the client has: 304 when the file still has one of them",
+        "schema": {"type": "string"},
+    },
+    "If-Match": {
+        "description": "the ETag (or *) the file must still have, else 412",
+        "schema": {"type": "string"},
+    },
+}
+# Path parameters other than {cluster} (whose names come from this deployment), as the views check them.
+PATH_PARAMETERS = {
+    "job_id": {
+        "type": "string",
+        "pattern": r"^[0-9]{1,10}(_[0-9]{1,10}|\+[0-9]{1,5})?$",
+        "description": "a Slurm job id: 123, 123_4 (array task) or 123+1 (heterogeneous component)",
+    },
+    "token": {"type": "string", "description": "the download link's token, as its url gives it"},
+}
+
+
+def _validators(validator) -> list:
+    if isinstance(validator, colander.All):
+        return [v for inner in validator.validators for v in _validators(inner)]
+    return [validator] if validator is not None else []
 
 
 def _node_schema(node: colander.SchemaNode) -> dict:
@@ -80,22 +118,24 @@ def _node_schema(node: colander.SchemaNode) -> dict:
         out = {"type": "string", "format": "date"}
     else:
         out = {"type": "string"}
-    validator = node.validator
-    if isinstance(validator, colander.Length):
-        key = "Length" if out["type"] == "string" else "Items"
-        if validator.min is not None:
-            out[f"min{key}"] = validator.min
-        if validator.max is not None:
-            out[f"max{key}"] = validator.max
-    elif isinstance(validator, colander.Range):
-        if validator.min is not None:
-            out["minimum"] = validator.min
-        if validator.max is not None:
-            out["maximum"] = validator.max
-    elif isinstance(validator, colander.OneOf):
-        out["enum"] = list(validator.choices)
-    elif isinstance(validator, colander.Regex):
-        out["pattern"] = validator.match_object.pattern
+    # a type of ours says what it accepts (IsoDate: a date's pattern; StateList: its names)
+    out.update(getattr(typ, "json_schema", {}))
+    for validator in _validators(node.validator):
+        if isinstance(validator, colander.Length):
+            key = "Length" if out["type"] == "string" else "Items"
+            if validator.min is not None:
+                out[f"min{key}"] = validator.min
+            if validator.max is not None:
+                out[f"max{key}"] = validator.max
+        elif isinstance(validator, colander.Range):
+            if validator.min is not None:
+                out["minimum"] = validator.min
+            if validator.max is not None:
+                out["maximum"] = validator.max
+        elif isinstance(validator, colander.OneOf):
+            out["enum"] = list(validator.choices)
+        elif isinstance(validator, colander.Regex):
+            out["pattern"] = validator.match_object.pattern
     if node.description:
         out["description"] = str(node.description)
     if node.default is not colander.null and not isinstance(node.default, colander._drop):
@@ -110,42 +150,62 @@ def _parameters(schema: colander.SchemaNode, location: str) -> list[dict]:
     ]
 
 
+def _statuses(view, args: dict, json_body: bool) -> list[int]:
+    """The view's own statuses and those that the layers around every view add."""
+    statuses = set(getattr(view, "hcc_statuses", (200,)))
+    # any route: a URL that is not UTF-8 (the url-encoding tween)
+    statuses.add(400)
+    if args.get("permission"):
+        # the token is looked up in the registry database: 401 without a valid one, 503 when it is down
+        statuses |= {401, 503}
+    if json_body:
+        # the body limit, the JSON depth bound and Cornice's content-type check
+        statuses |= {400, 413, 415}
+    return sorted(statuses)
+
+
 def _operation(service: Service, method: str, view, args: dict, path_enums: dict[str, list[str]]) -> dict:
     summary = (view.__doc__ or "").strip().splitlines()[0] if view.__doc__ else service.description
-    statuses = getattr(view, "hcc_statuses", (200,))
     operation: dict = {"summary": summary, "operationId": f"{service.name}_{method.lower()}", "responses": {}}
     tag = getattr(view, "hcc_tag", None)
     if tag:
         operation["tags"] = [tag]
     if args.get("permission"):
         operation["security"] = [{"bearer": []}]
-    params = [
-        {
-            "name": name,
-            "in": "path",
-            "required": True,
-            "schema": {"type": "string", **({"enum": path_enums[name]} if name in path_enums else {})},
-        }
-        for name in re.findall(r"{(\w+)", service.path)
-    ]
+    params = []
+    for name in re.findall(r"{(\w+)", service.path):
+        schema = {"type": "string"}
+        if name in path_enums:
+            schema["enum"] = path_enums[name]
+        schema.update(PATH_PARAMETERS.get(name, {}))
+        params.append({"name": name, "in": "path", "required": True, "schema": schema})
     schema = args.get("schema")
     querystring = getattr(view, "hcc_querystring", None)
     if querystring is not None:
         params += _parameters(querystring, "query")
-    if schema is not None and method in ("POST", "PUT", "PATCH"):
+    json_body = schema is not None and method in ("POST", "PUT", "PATCH")
+    if json_body:
         operation["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": _node_schema(schema)}},
         }
     elif schema is not None:
         params += _parameters(schema, "query")
+    if getattr(view, "hcc_body", None):
+        operation["requestBody"] = {"required": True, "content": view.hcc_body}
+    for name in getattr(view, "hcc_headers", ()):
+        params.append({"name": name, "in": "header", "required": False, **HEADER_PARAMETERS[name]})
     if params:
         operation["parameters"] = params
-    for status in statuses:
+    for status in _statuses(view, args, json_body):
         entry: dict = {"description": STATUS_TEXT.get(status, str(status))}
         if status >= 400:
             entry["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-        elif status != 204 and getattr(view, "hcc_response", None):
+        elif status in (204, 304):
+            pass
+        elif getattr(view, "hcc_content", None):
+            entry["content"] = view.hcc_content
+        elif getattr(view, "hcc_response", None):
             entry["content"] = {"application/json": {"schema": view.hcc_response}}
         operation["responses"][str(status)] = entry
     return operation

@@ -6,12 +6,40 @@ import colander
 
 
 class StrictString(colander.String):
-    """A string that refuses numbers, lists and objects rather than turning them into text."""
+    """A string that refuses numbers, lists and objects rather than turning them into text.
+
+    It also refuses a lone surrogate (JSON allows the escape ``\\ud800``; UTF-8 cannot hold it):
+    the database, paramiko's argv and sbatch's stdin all encode to UTF-8 and raised
+    UnicodeEncodeError, a 500. Passwords (PasswordString) are left to the directory, whose rules
+    for them (SASLprep) decide.
+    """
+
+    unicode_only = True
 
     def deserialize(self, node, cstruct):
         if cstruct is not colander.null and not isinstance(cstruct, str):
             raise colander.Invalid(node, f"must be a string, not {type(cstruct).__name__}")
+        if self.unicode_only and isinstance(cstruct, str):
+            try:
+                cstruct.encode("utf-8")
+            except UnicodeEncodeError:
+                raise colander.Invalid(node, "must be Unicode text (it holds a lone surrogate)") from None
         return super().deserialize(node, cstruct)
+
+
+class PasswordString(StrictString):
+    """A password: any string; what the directory accepts is the directory's business."""
+
+    unicode_only = False
+
+
+class PathString(StrictString):
+    """An absolute path on a cluster, as the OpenAPI document describes it.
+
+    The views check it further (files.validate_path), each with its own messages.
+    """
+
+    json_schema = {"pattern": r"^/[^\x00]*$"}  # absolute, no NUL
 
 
 class StrictSchema(colander.MappingSchema):

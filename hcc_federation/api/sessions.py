@@ -17,7 +17,7 @@ from ..db import independent_session
 from ..models.meta import as_utc
 from .docs import documented
 from .responses import no_content
-from .schemas import StrictSchema, StrictString
+from .schemas import PasswordString, StrictSchema, StrictString
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ LOGIN_OUT = {"type": "object", "properties": {"token": {"type": "string"}, **SES
 
 class LoginSchema(StrictSchema):
     username = colander.SchemaNode(StrictString(), validator=colander.Length(min=1, max=256))
-    password = colander.SchemaNode(StrictString(), validator=colander.Length(min=1, max=1024))
+    password = colander.SchemaNode(PasswordString(), validator=colander.Length(min=1, max=1024))
 
 
 def _audit_now(request, username: str, outcome: str, detail: str) -> None:

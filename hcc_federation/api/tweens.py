@@ -1,8 +1,9 @@
-"""Tweens that act before routing: CORS and the request body size limit."""
+"""Tweens that act before routing: CORS, a URL that is not UTF-8, and the request body size limit."""
 
 from __future__ import annotations
 
 import re
+import urllib.parse
 
 from .errors import error_response
 from .responses import no_content
@@ -15,6 +16,45 @@ STREAMING_BODY_ROUTES = {
     "PUT": re.compile(r"^/api/v1/clusters/[^/]+/files/content$"),
     "POST": re.compile(r"^/api/v1/clusters/[^/]+/files/upload$"),
 }
+
+
+def undecodable_url(environ: dict) -> tuple[str, str, str] | None:
+    """(location, name, description) when the path or the query string is not UTF-8 once unescaped.
+
+    PEP 3333 hands the path over as latin-1 text of the raw bytes; WebOb decodes it as UTF-8 on
+    every ``request.path_info``/``request.path``/``request.GET`` and raises UnicodeDecodeError,
+    in the router and again in any error view that names the path (a ``%ff`` was a plain-text 500).
+    """
+    for key in ("SCRIPT_NAME", "PATH_INFO"):
+        try:
+            environ.get(key, "").encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            return "url", "path", "the URL path is not valid UTF-8 once its %-escapes are decoded"
+    # the same decoding as WebOb's request.GET, strict, one pair at a time to name the parameter
+    for pair in environ.get("QUERY_STRING", "").split("&"):
+        key, _, value = pair.partition("=")
+        try:
+            name = urllib.parse.unquote_to_bytes(key.replace("+", " ")).decode("utf-8")
+        except UnicodeError:
+            return "querystring", "querystring", "a parameter name is not valid UTF-8 once unescaped"
+        try:
+            urllib.parse.unquote_to_bytes(value.replace("+", " ")).decode("utf-8")
+        except UnicodeError:
+            name = name[:100]
+            return "querystring", name, f"{name} is not valid UTF-8 once its %-escapes are decoded"
+    return None
+
+
+def url_encoding_tween_factory(handler, registry):
+    """400 in the envelope for a URL that is not UTF-8, before routing or any tween reads the path."""
+
+    def url_encoding_tween(request):
+        problem = undecodable_url(request.environ)
+        if problem is not None:
+            return error_response(400, *problem)
+        return handler(request)
+
+    return url_encoding_tween
 
 
 def no_store_tween_factory(handler, registry):
@@ -63,6 +103,35 @@ def cors_tween_factory(handler, registry):
     return cors_tween
 
 
+# Deeper JSON is refused before anything parses it: Python's json recurses once per level and a
+# 200 KB body of "[" (under the 1 MiB limit) raised RecursionError, a 500. No request of this API
+# nests more than three levels.
+MAX_JSON_DEPTH = 64
+_JSON_CONTENT_TYPE = re.compile(r"^application/(.*?)json$")
+_CHARSET = re.compile(r';\s*charset\s*=\s*"?([^";\s]*)', re.IGNORECASE)
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a JSON text opens more than ``limit`` arrays or objects inside one another.
+
+    A scan of the bytes, not a parse: strings (where brackets are text) are cut out, then only the
+    brackets are walked. Malformed JSON is left to the parser to refuse.
+    """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False  # the usual case, at C speed
+    depth = 0
+    for byte in _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS):
+        if byte in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
 def _close_copied_body(request) -> None:
     """Close WebOb's copy of a body read into a temporary file (over 10 KiB), which it never closes.
 
@@ -92,6 +161,23 @@ def body_limit_tween_factory(handler, registry):
         length = request.content_length
         if length is not None and length > limit:
             return error_response(413, "body", "body", f"the request body is larger than {limit} bytes")
+        # what Cornice parses as JSON: a JSON media type, or none at all
+        if (
+            not getattr(request, "hcc_streaming_body", False)
+            and request.is_body_readable
+            and _JSON_CONTENT_TYPE.match(request.content_type or "application/json")
+        ):
+            charset = _CHARSET.search(request.environ.get("CONTENT_TYPE", ""))
+            if charset and charset.group(1).lower() not in ("utf-8", "utf8"):
+                # RFC 8259 8.1: JSON between systems is UTF-8. WebOb decodes by the declared charset,
+                # and an unknown one raised LookupError (a 500).
+                return error_response(
+                    415, "header", "Content-Type", "a JSON body is UTF-8; declare charset=utf-8 or none"
+                )
+            if json_too_deep(request.body):
+                return error_response(
+                    400, "body", "body", f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels"
+                )
         return handler(request)
 
     return body_limit_tween

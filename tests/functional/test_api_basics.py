@@ -1,6 +1,7 @@
 """The error envelope, CORS, health, the OpenAPI document, the audit log and secrets at rest."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,39 @@ def test_openapi_documents_every_service_and_method(app):
         "password",
     }
     assert {"201", "401", "403", "429"} <= set(login["responses"])
+    paths = doc["paths"]
+
+    def params(path, method):
+        return {(p["in"], p["name"]): p for p in paths[path][method].get("parameters", [])}
+
+    files = "/api/v1/clusters/{cluster}/files"
+    # bodies that are not JSON: a file's bytes, and a multipart form of file parts
+    put = paths[files + "/content"]["put"]
+    assert put["requestBody"]["content"]["application/octet-stream"]["schema"]["format"] == "binary"
+    upload = paths[files + "/upload"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert upload["schema"]["properties"]["file"]["items"]["format"] == "binary"
+    # the conditional and range headers where the views act on them
+    assert {("header", "If-Match")} <= set(params(files + "/content", "put"))
+    for path in (files + "/content", "/api/v1/links/{token}"):
+        assert {("header", "Range"), ("header", "If-Range"), ("header", "If-None-Match")} <= set(
+            params(path, "get")
+        )
+        assert {"206", "304", "416"} <= set(paths[path]["get"]["responses"])
+    # patterns for what the views check
+    assert params(files, "get")[("query", "path")]["schema"]["pattern"].startswith("^/")
+    job_id = params("/api/v1/clusters/{cluster}/jobs/{job_id}", "get")[("path", "job_id")]["schema"]
+    assert re.fullmatch(job_id["pattern"].strip("^$"), "123_4") and not re.search(job_id["pattern"], "1;id")
+    since = params("/api/v1/jobs", "get")[("query", "since")]["schema"]
+    assert since["format"] == "date" and since["pattern"]
+    # every route may refuse a URL that is not UTF-8; every authenticated one needs the database
+    for path, item in paths.items():
+        for method, op in item.items():
+            assert "400" in op["responses"], f"{method} {path}"
+            if op.get("security"):
+                assert {"401", "503"} <= set(op["responses"]), f"{method} {path}"
+            if "application/json" in op.get("requestBody", {}).get("content", {}):
+                assert {"400", "413", "415"} <= set(op["responses"]), f"{method} {path}"
+    assert "429" in paths["/api/v1/me/password"]["put"]["responses"]
 
 
 def test_audit_log_records_logins_logouts_and_failures_without_secrets(app, login, users, database_url):

@@ -20,7 +20,17 @@ from typing import Any
 
 import paramiko
 from paramiko.message import Message
-from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY, CMD_STATUS
+from paramiko.sftp import (
+    CMD_EXTENDED,
+    CMD_EXTENDED_REPLY,
+    CMD_HANDLE,
+    CMD_OPEN,
+    CMD_STATUS,
+    SFTP_FLAG_CREATE,
+    SFTP_FLAG_EXCL,
+    SFTP_FLAG_WRITE,
+)
+from paramiko.sftp_file import SFTPFile
 
 from hcc_federation.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceError
 from hcc_federation.remote.result import CommandResult
@@ -51,6 +61,9 @@ READ_WINDOW = 4 * 1024 * 1024
 SNIFF_BYTES = 4096
 # Temporary upload files: hidden, unique, and of fixed length, so a 255-byte target name still works.
 TEMP_PREFIX = ".hcc-upload-"
+# A temporary file older than this was left by a dead link (a live upload writes to it all the time):
+# the next write into its directory by its owner removes it (see sweep_stale_temp_files).
+STALE_TEMP_MINUTES = 24 * 60
 
 _MESSAGE_CAP = 300
 
@@ -635,7 +648,10 @@ def write_file(
     check and the rename is not caught (SFTP has no conditional rename). ``overwrite=False`` uses
     OpenSSH's plain rename, which links and so never replaces an existing file. On any failure,
     including the caller's iterator raising (a client that went away), the temporary file is
-    removed; if the connection itself died, a ``.hcc-upload-*`` file may remain.
+    removed; if the connection itself died, the ``.hcc-upload-*`` file remains until a later write
+    into the same directory by the same user sweeps it (once a day old). The temporary file is
+    created with the target's owner bits only (0600 for a new file), never readable by others
+    before the final chmod; a new file then gets the mode a plain create would give it.
     """
     path = validate_path(path)
     if path == "/":
@@ -657,8 +673,11 @@ def write_file(
 
     directory = posixpath.dirname(target)
     temp = posixpath.join(directory, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+    # Never more readable than the file it replaces, from its first byte: the target's owner bits
+    # only (0600 for a new file); group and other bits come with the final chmod, after the data.
+    private = stat.S_IMODE(attr.st_mode or 0) & 0o600 if attr is not None else 0o600
     try:
-        handle = sftp.open(temp, "wbx")
+        handle = create_exclusive(sftp, temp, private)
     except OSError as exc:
         raise _classify_failure(sftp, exc, directory, "create a file in") from None
     written = 0
@@ -674,12 +693,14 @@ def write_file(
                 handle.write(data)
             _finish_pipelined_writes(handle)
         # Belt and braces, as paramiko's own putfo(confirm=True) does: the size must be what we sent.
-        stored = sftp.stat(temp).st_size
+        stored_attr = sftp.stat(temp)
+        stored = stored_attr.st_size
         if stored != written:
             raise InsufficientStorage(f"the cluster stored {stored} of {written} bytes of {path}", path=path)
         storing = False
-        if attr is not None:
-            sftp.chmod(temp, stat.S_IMODE(attr.st_mode or 0o644))
+        final = stat.S_IMODE(attr.st_mode or 0) if attr is not None else _new_file_mode(sftp, directory)
+        if final != private:
+            sftp.chmod(temp, final)
         current = _lstat_or_none(sftp, target)
         if not overwrite and current is not None:
             raise AlreadyExists(f"already exists: {path}", path=path)
@@ -702,7 +723,77 @@ def write_file(
                 ) from None
             raise mapped from None
         raise
+    if run is not None and stored_attr.st_uid is not None:
+        sweep_stale_temp_files(run, directory, stored_attr.st_uid)
     return created, get_metadata(sftp, path, run=run, sniff=False)
+
+
+def create_exclusive(sftp: paramiko.SFTPClient, path: str, mode: int) -> SFTPFile:
+    """Create ``path`` for writing with permission bits ``mode`` from the start (O_CREAT|O_EXCL).
+
+    paramiko's ``open`` sends an empty attrs block, so the server's umask decides (0644 here) and a
+    chmod after the data comes too late: another user could read a private file's new content
+    while it was uploaded. SFTP v3's OPEN carries the permissions, which OpenSSH's sftp-server hands
+    to open(2) (the umask can only take bits away). O_EXCL: an existing name, or a symlink planted
+    under it, is never reused. paramiko has no public call for this; ``_request`` is what its own
+    ``open`` uses.
+    """
+    attrs = paramiko.SFTPAttributes()
+    attrs.st_mode = mode
+    kind, msg = sftp._request(CMD_OPEN, path, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL, attrs)
+    if kind != CMD_HANDLE:
+        raise paramiko.SFTPError("expected a handle")
+    return SFTPFile(sftp, msg.get_binary(), "wb")
+
+
+def _new_file_mode(sftp: paramiko.SFTPClient, directory: str) -> int:
+    """The mode that a plain create gives a new file in ``directory`` (0666 less the server's umask).
+
+    What an upload of a new file got before temporary files were created 0600, and what ``touch``
+    gives: learnt from an empty probe file, created and removed at once (four SFTP round trips),
+    because the umask is the server's (sshd, PAM, ``sftp-server -u``) and a default ACL may differ
+    per directory.
+    """
+    probe = posixpath.join(directory, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+    with sftp.open(probe, "wbx") as handle:
+        mode = stat.S_IMODE(handle.stat().st_mode or 0o644)
+    _remove_quietly(sftp, probe)
+    return mode
+
+
+def sweep_stale_temp_argv(directory: str, uid: int) -> list[str]:
+    """``find`` deleting the user's own ``.hcc-upload-*`` files of one directory untouched for a day.
+
+    ``-type f`` skips symlinks (find never follows them, and ``-delete`` unlinks the name itself);
+    ``-uid`` keeps other people's files out even where the user may delete them; ``/.`` makes find
+    enter ``directory`` even if it is reached through a symlink. ``directory`` is absolute, so it is
+    never read as an option.
+    """
+    return [
+        "find",
+        directory.rstrip("/") + "/.",
+        "-maxdepth",
+        "1",
+        "-name",
+        f"{TEMP_PREFIX}*",
+        "-type",
+        "f",
+        "-uid",
+        str(uid),
+        "-mmin",
+        f"+{STALE_TEMP_MINUTES}",
+        "-delete",
+    ]
+
+
+def sweep_stale_temp_files(run: Runner, directory: str, uid: int) -> None:
+    """Remove what dead links left in ``directory``: best effort, never failing the write that calls it.
+
+    A live upload writes its temporary file all the time, so one untouched for a day is an orphan of
+    a connection that died mid-write (where the temporary file could not be removed).
+    """
+    with contextlib.suppress(Exception):
+        run(sweep_stale_temp_argv(directory, uid))
 
 
 def _finish_pipelined_writes(handle: paramiko.SFTPFile) -> None:

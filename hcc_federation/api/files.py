@@ -253,6 +253,15 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# No file is 10**19 bytes (a 64-bit off_t ends at 9.2 * 10**18): a longer number is "beyond any end".
+# int() of more than 4300 digits raises ValueError (Python's CVE-2020-10735 guard): a 500, before.
+_POSITION_DIGITS = 19
+
+
+def _position(digits: str) -> int:
+    """A byte position of a Range header, however many digits it has (leading zeros are allowed)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _POSITION_DIGITS else 10**_POSITION_DIGITS
 
 
 def parse_range(header: str, size: int, path: str) -> tuple[int, int] | None:
@@ -270,12 +279,12 @@ def parse_range(header: str, size: int, path: str) -> tuple[int, int] | None:
     if match and (match.group(1) or match.group(2)):
         first, last = match.group(1), match.group(2)
         if first:
-            start = int(first)
-            end = min(size, int(last) + 1) if last else size
-            if last and int(last) < start:
+            start = _position(first)
+            end = min(size, _position(last) + 1) if last else size
+            if last and _position(last) < start:
                 start = None
         else:
-            suffix = int(last)
+            suffix = _position(last)
             if suffix > 0:
                 start, end = max(0, size - suffix), size
     if start is None or end is None or start >= size:

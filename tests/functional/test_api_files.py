@@ -526,6 +526,21 @@ def test_if_match_guards_against_a_change_meanwhile(app, alice, cluster, scratch
     assert names(app, cluster, alice, scratch) == ["doc.txt"]
 
 
+def test_ranges_with_absurdly_long_numbers_are_answered_not_500(app, alice, cluster, scratch, sqlite_only):
+    # Python's int() refuses over 4300 digits: such a Range was an unhandled ValueError (500)
+    path = f"{scratch}/ten.txt"
+    put(app, cluster, alice, path, b"0123456789", status=201)
+    huge = "9" * 5000
+    r = download(app, cluster, alice, path, status=416, extra={"Range": f"bytes={huge}-"})
+    assert r.headers["Content-Range"] == "bytes */10" and r.json["errors"][0]["name"] == "Range"
+    r = download(app, cluster, alice, path, status=206, extra={"Range": f"bytes=4-{huge}"})
+    assert r.body == b"456789" and r.headers["Content-Range"] == "bytes 4-9/10"
+    assert (
+        download(app, cluster, alice, path, status=206, extra={"Range": f"bytes=-{huge}"}).body
+        == b"0123456789"
+    )
+
+
 def test_upload_limit_is_413(settings, users, sqlite_only):
     small = make_app({**settings, "hcc.files.max_upload_bytes": "1000"})
     token = login_token(small, users, "alice")

@@ -194,7 +194,10 @@ ENTRY_PROPERTIES = {
     "group": {"type": ["string", "null"]},
     "mtime": {"type": ["string", "null"], "format": "date-time"},
     "target": {"type": ["string", "null"], "description": "a symlink's target"},
-    "etag": {"type": "string", "description": "a file's entity tag, for If-Match"},
+    "etag": {
+        "type": "string",
+        "description": "a file's strong entity tag, for If-Match (in a file's metadata, not in listings)",
+    },
     "mime": {"type": "string", "description": "a file's MIME type, guessed"},
     "text": {"type": ["boolean", "null"], "description": "a file looks like UTF-8 text (null: not read)"},
 }
@@ -364,9 +367,11 @@ def serve_file(
     streaming = False
     try:
         sftp = stack.enter_context(pool.open_sftp(cluster.endpoint, identity))
-        attr = _stat_regular(sftp, path)
-        size = attr.st_size or 0
-        etag = files.etag_of(attr)
+        _stat_regular(sftp, path)
+        # the size that goes with the etag: both from the one stat of the file's version
+        version = files.file_version(lambda argv: pool.run(cluster.endpoint, identity, argv), path)
+        size = version.size
+        etag = version.etag
         if _etag_matches(request.headers.get("If-None-Match"), etag):
             not_modified = Response(status=304, headers={"ETag": etag, "Cache-Control": CONTENT_CACHING})
             del not_modified.content_type
@@ -383,8 +388,7 @@ def serve_file(
                 "Cache-Control": CONTENT_CACHING,
             },
         )
-        if attr.st_mtime is not None:
-            response.last_modified = attr.st_mtime
+        response.last_modified = version.mtime_ns // 10**9
         start, end = 0, size
         range_header = request.headers.get("Range")
         if_range = request.headers.get("If-Range")

@@ -515,7 +515,6 @@ def test_cut_off_uploads_leave_no_file(app, alice, cluster, scratch, sqlite_only
 def test_if_match_guards_against_a_change_meanwhile(app, alice, cluster, scratch, sqlite_only):
     path = f"{scratch}/doc.txt"
     etag = put(app, cluster, alice, path, b"version 1", status=201).headers["ETag"]
-    # the same size in the same second would keep the etag (SFTP v3 times are whole seconds)
     put(app, cluster, alice, path, b"version 2 by a job", status=200)
     r = put(app, cluster, alice, path, b"version 2 by me", status=412, extra={"If-Match": etag})
     assert r.json["errors"][0]["name"] == "If-Match"
@@ -539,6 +538,44 @@ def test_ranges_with_absurdly_long_numbers_are_answered_not_500(app, alice, clus
         download(app, cluster, alice, path, status=206, extra={"Range": f"bytes=-{huge}"}).body
         == b"0123456789"
     )
+
+
+def test_same_size_writes_in_the_same_second_get_different_etags(app, alice, cluster, scratch, sqlite_only):
+    # SFTP v3 shows whole seconds and sizes only: an etag made of them stayed the same, so a stale
+    # If-Match replaced newer content. Two PUTs of one size take a few ms; a pair that straddles a
+    # second boundary proves nothing, so try again (at most 5 pairs; one straddles ~1 time in 50).
+    path = f"{scratch}/doc.txt"
+    for _ in range(5):
+        first = put(app, cluster, alice, path, b"version A")
+        second = put(app, cluster, alice, path, b"version B", status=200)
+        if (first.json["mtime"], first.json["size"]) == (second.json["mtime"], second.json["size"]):
+            break
+    else:
+        pytest.fail("five pairs of PUTs each straddled a second boundary")
+    assert second.headers["ETag"] != first.headers["ETag"]
+    assert download(app, cluster, alice, path).headers["ETag"] == second.headers["ETag"]
+    # the first writer's etag is stale: its edit must not replace the second's
+    r = put(app, cluster, alice, path, b"version C", status=412, extra={"If-Match": first.headers["ETag"]})
+    assert r.json["errors"][0]["name"] == "If-Match"
+    assert download(app, cluster, alice, path).body == b"version B"
+    r = download(
+        app,
+        cluster,
+        alice,
+        path,
+        status=206,
+        extra={"Range": "bytes=0-2", "If-Range": second.headers["ETag"]},
+    )
+    assert r.body == b"ver"
+    # a stale If-Range gets the whole (current) file, not a piece of it mixed with the old one
+    r = download(
+        app, cluster, alice, path, status=200, extra={"Range": "bytes=0-2", "If-Range": first.headers["ETag"]}
+    )
+    assert r.body == b"version B"
+    download(app, cluster, alice, path, status=200, extra={"If-None-Match": first.headers["ETag"]})
+    download(app, cluster, alice, path, status=304, extra={"If-None-Match": second.headers["ETag"]})
+    put(app, cluster, alice, path, b"version D", status=200, extra={"If-Match": second.headers["ETag"]})
+    assert download(app, cluster, alice, path).body == b"version D"
 
 
 def test_upload_limit_is_413(settings, users, sqlite_only):

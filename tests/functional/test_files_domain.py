@@ -348,6 +348,11 @@ def test_an_overwrite_never_shows_the_new_content_to_others(alice, bob, scratch)
     alice.sftp.chmod(secret, 0o640)
     files.write_file(alice.sftp, secret, private_while_in_flight(bob, scratch, seen), run=alice.run)
     assert seen["mode"] == 0o600 and stat.S_IMODE(os.stat(secret).st_mode) == 0o640
+    # a read-only target: the temporary file is created 0400 (open(2) may still write what it creates)
+    alice.sftp.chmod(secret, 0o400)
+    files.write_file(alice.sftp, secret, private_while_in_flight(bob, scratch, seen), run=alice.run)
+    assert seen["mode"] == 0o400 and stat.S_IMODE(os.stat(secret).st_mode) == 0o400
+    assert read_all(alice, secret).endswith(b"the end\n")
     assert temp_files(scratch) == []
 
 

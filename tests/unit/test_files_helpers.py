@@ -168,3 +168,22 @@ def test_statuses():
     }
     for error, status in expected.items():
         assert error("x", path="/p").status == status
+
+
+def test_the_sweep_of_stale_temp_files_touches_only_the_users_own_regular_files():
+    argv = files.sweep_stale_temp_argv("/home/a b/-x/", 10001)
+    assert argv[:2] == ["find", "/home/a b/-x/."]  # entered even through a symlink; never an option
+    assert argv[2:] == [
+        "-maxdepth",
+        "1",
+        "-name",
+        ".hcc-upload-*",
+        "-type",
+        "f",
+        "-uid",
+        "10001",
+        "-mmin",
+        "+1440",
+        "-delete",
+    ]
+    assert files.sweep_stale_temp_argv("/", 0)[1] == "/."

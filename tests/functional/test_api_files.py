@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import threading
 import time
 import urllib.parse
 import uuid
@@ -13,7 +14,7 @@ from webob import Request
 
 from hcc_federation.remote import PasswordIdentity
 from tests.conftest import login_token, make_app
-from tests.helpers import HOSTILE_NAMES
+from tests.helpers import HOSTILE_NAMES, wait_for
 
 CLUSTERS = ["alpha", "beta"]
 
@@ -356,6 +357,58 @@ def test_bob_is_refused_alices_private_files(app, alice, bob, cluster, scratch, 
     # bob may see that the file exists (its directory is world-readable), not read it
     assert listing(app, cluster, bob, f"{scratch}/secret.txt")["text"] is None
     assert download(app, cluster, alice, f"{scratch}/secret.txt").body == b"alice only"
+
+
+def test_bob_cannot_read_an_upload_over_alices_private_file_while_it_is_in_flight(
+    app, alice, bob, cluster, scratch, users, sqlite_only
+):
+    # The temporary file once got the server's umask (0644) until all data was in: bob read it (206).
+    secret = f"{scratch}/secret.txt"
+    put(app, cluster, alice, secret, b"old", status=201)
+    run_as(app, cluster, users["alice"], ["chmod", "0600", "--", secret])
+    first_half, go_on = threading.Event(), threading.Event()
+
+    class PausingBody:
+        """The upload's body: 512 KiB, then a pause until the test has looked, then the end.
+
+        webob takes a read shorter than asked for a disconnection: parts are whole 256 KiB reads.
+        """
+
+        def __init__(self):
+            self.parts = [b"new secret\n" * 47662 + b"x" * 6, b"the end\n"]
+
+        def read(self, size=-1):
+            if not self.parts:
+                return b""
+            if len(self.parts) == 1 and not first_half.is_set():
+                first_half.set()
+                go_on.wait(30)
+            size = len(self.parts[0]) if size is None or size < 0 else size
+            out, rest = self.parts[0][:size], self.parts[0][size:]
+            self.parts = ([rest] if rest else []) + self.parts[1:]
+            return out
+
+    req = Request.blank(files_url(cluster, "/content") + "?" + q(secret), method="PUT", headers=alice)
+    req.environ["wsgi.input"] = PausingBody()
+    req.environ["CONTENT_LENGTH"] = str(2 * 256 * 1024 + 8)
+    req.is_body_seekable = False
+    req.remote_addr = "127.0.0.1"
+    result: dict = {}
+    writer = threading.Thread(target=lambda: result.setdefault("r", req.get_response(app.app)))
+    writer.start()
+    try:
+        assert first_half.wait(30), result.get("r") and result["r"].body
+        temps = wait_for(lambda: [n for n in os.listdir(scratch) if n.startswith(".hcc-upload-")], timeout=10)
+        temp = f"{scratch}/{temps[0]}"
+        wait_for(lambda: os.stat(temp).st_size > 0, timeout=10, interval=0.01)
+        r = download(app, cluster, bob, temp, status=403, extra={"Range": "bytes=0-99"})
+        assert "permission denied" in r.json["errors"][0]["description"]
+    finally:
+        go_on.set()
+        writer.join(60)
+    assert result["r"].status_int == 200 and result["r"].json["mode"] == "0600"
+    assert download(app, cluster, alice, secret).body.endswith(b"the end\n")
+    assert names(app, cluster, alice, scratch) == ["secret.txt"]
 
 
 # ------------------------------------------------------------------------------------- bad input

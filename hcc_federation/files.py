@@ -12,6 +12,7 @@ import re
 import stat
 import struct
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -64,9 +65,13 @@ READ_WINDOW = 4 * 1024 * 1024
 SNIFF_BYTES = 4096
 # Temporary upload files: hidden, unique, and of fixed length, so a 255-byte target name still works.
 TEMP_PREFIX = ".hcc-upload-"
-# A temporary file older than this was left by a dead link (a live upload writes to it all the time):
-# the next write into its directory by its owner removes it (see sweep_stale_temp_files).
-STALE_TEMP_MINUTES = 24 * 60
+# A temporary file untouched for a day was left by a dead link (a live upload writes to it all the
+# time): the owner's next write into its directory removes it. That costs a `find` (4 ms on an idle
+# bed), so a connection sweeps a directory at most once per SWEEP_INTERVAL, and sweeps what is older
+# than a day less that interval (and a minute, as find counts whole minutes): whatever is a day old
+# at a write was already that old at the last sweep, so after every write none is left.
+SWEEP_INTERVAL = 3600
+STALE_TEMP_MINUTES = 24 * 60 - SWEEP_INTERVAL // 60 - 1
 
 _MESSAGE_CAP = 300
 
@@ -777,7 +782,7 @@ def write_file(
                 ) from None
             raise mapped from None
         raise
-    if run is not None and stored_attr.st_uid is not None:
+    if run is not None and stored_attr.st_uid is not None and _sweep_due(sftp, directory):
         sweep_stale_temp_files(run, directory, stored_attr.st_uid)
     return created, get_metadata(sftp, path, run=run, sniff=False)
 
@@ -815,8 +820,29 @@ def _new_file_mode(sftp: paramiko.SFTPClient, directory: str) -> int:
     return mode
 
 
+# SSH transport (one per user and cluster in the pool) -> {directory: when it was last swept}
+_SWEPT: weakref.WeakKeyDictionary[object, dict[str, float]] = weakref.WeakKeyDictionary()
+_SWEPT_LOCK = threading.Lock()
+_SWEPT_MAX = 4096
+
+
+def _sweep_due(sftp: paramiko.SFTPClient, directory: str) -> bool:
+    """True (and remembered) if this connection has not swept ``directory`` in SWEEP_INTERVAL."""
+    transport = sftp.get_channel().get_transport()
+    now = time.monotonic()
+    with _SWEPT_LOCK:
+        swept = _SWEPT.setdefault(transport, {})
+        last = swept.get(directory)
+        if last is not None and now - last < SWEEP_INTERVAL:
+            return False
+        if len(swept) >= _SWEPT_MAX:
+            swept.clear()  # forgetting only makes the next sweeps come sooner
+        swept[directory] = now
+        return True
+
+
 def sweep_stale_temp_argv(directory: str, uid: int) -> list[str]:
-    """``find`` deleting the user's own ``.hcc-upload-*`` files of one directory untouched for a day.
+    """``find`` deleting the user's own ``.hcc-upload-*`` files of one directory left untouched.
 
     ``-type f`` skips symlinks (find never follows them, and ``-delete`` unlinks the name itself);
     ``-uid`` keeps other people's files out even where the user may delete them; ``/.`` makes find

@@ -400,10 +400,20 @@ def test_a_dead_link_leaves_a_private_temp_file_that_a_later_write_sweeps(alice,
     os.chown(link, users["alice"]["uid"], -1, follow_symlinks=False)
     os.utime(link, (two_days_ago, two_days_ago), follow_symlinks=False)
 
-    files.write_file(alice.sftp, f"{scratch}/next.txt", [b"next"], run=alice.run)
+    commands: list[str] = []
+
+    def counted(argv):
+        commands.append(argv[0])
+        return alice.run(argv)
+
+    files.write_file(alice.sftp, f"{scratch}/next.txt", [b"next"], run=counted)
     assert temp_files(scratch) == sorted([young, theirs, link])
     with open(precious, "rb") as handle:
         assert handle.read() == b"keep"
+    # one sweep per directory and connection per interval: the next write there runs no find
+    assert commands.count("find") == 1
+    files.write_file(alice.sftp, f"{scratch}/again.txt", [b"again"], run=counted)
+    assert commands.count("find") == 1
 
 
 @contextlib.contextmanager

@@ -183,7 +183,9 @@ def test_the_sweep_of_stale_temp_files_touches_only_the_users_own_regular_files(
         "-uid",
         "10001",
         "-mmin",
-        "+1440",
+        f"+{files.STALE_TEMP_MINUTES}",
         "-delete",
     ]
+    # swept at most once per interval, so what is a day old at a write was old enough at the last sweep
+    assert (files.STALE_TEMP_MINUTES + 1) * 60 + files.SWEEP_INTERVAL <= 86400
     assert files.sweep_stale_temp_argv("/", 0)[1] == "/."

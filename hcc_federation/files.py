@@ -671,19 +671,54 @@ def _lstat_or_none(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPAttribu
         raise map_sftp_error(exc, path, "look at") from None
 
 
+_ETAG_RE = re.compile(r'^"([0-9a-f]+)-([0-9a-f]+)-([0-9a-f]+)-([0-9a-f]+)"$')
+
+
+def _may_match(attr: paramiko.SFTPAttributes, tag: str) -> bool:
+    """Whether ``tag`` may be the etag of a file with these SFTP attributes (size, whole seconds).
+
+    A cheap first look, before the upload: a tag whose size or second differs is stale for sure,
+    so the client hears 412 without sending its body; the stat that decides comes before the rename.
+    A tag that is not ours (or has a time before 1970) is left to that check.
+    """
+    match = _ETAG_RE.match(tag)
+    if match is None:
+        return True
+    size, mtime_ns = int(match.group(2), 16), int(match.group(3), 16)
+    return size == (attr.st_size or 0) and mtime_ns // 10**9 == (attr.st_mtime or 0)
+
+
+def _if_match_tags(if_match: str) -> set[str]:
+    return {tag.strip() for tag in if_match.split(",")}
+
+
+def _precheck_if_match(
+    run: Runner | None, attr: paramiko.SFTPAttributes | None, if_match: str | None, path: str
+) -> None:
+    if if_match is None:
+        return
+    if attr is None:
+        raise PreconditionFailed(f"{path} does not exist (If-Match {if_match[:200]})", path=path)
+    if if_match.strip() == "*":
+        return
+    if run is None:
+        raise TypeError("If-Match with an etag needs a runner (etags come from stat on the cluster)")
+    if not any(_may_match(attr, tag) for tag in _if_match_tags(if_match)):
+        raise PreconditionFailed(f"{path} changed (If-Match {if_match[:200]})", path=path)
+
+
 def _check_if_match(run: Runner | None, target: str, exists: bool, if_match: str | None, path: str) -> None:
     if if_match is None:
         return
     if not exists:
-        raise PreconditionFailed(f"{path} does not exist (If-Match {if_match})", path=path)
+        raise PreconditionFailed(f"{path} does not exist (If-Match {if_match[:200]})", path=path)
     if if_match.strip() == "*":
         return
     if run is None:
         raise TypeError("If-Match with an etag needs a runner (etags come from stat on the cluster)")
     # strong comparison (RFC 9110 13.1.1): a weak W/"..." tag never matches
-    wanted = {tag.strip() for tag in if_match.split(",")}
     current = file_etag(run, target)
-    if current not in wanted:
+    if current not in _if_match_tags(if_match):
         raise PreconditionFailed(f"{path} changed (its etag is now {current})", path=path)
 
 
@@ -702,9 +737,10 @@ def write_file(
     The data goes to a hidden temporary file in the same directory, which then replaces the target
     in one rename: readers see the old or the new file, never a mix. An existing file keeps its
     permission bits (not its owner or group: a user cannot give files away). A symlink is written
-    through (its target is replaced). ``if_match`` (an etag, a list of them, or ``*``) is checked
-    before the upload and again just before the rename; a change in the last instant between that
-    check and the rename is not caught (SFTP has no conditional rename). ``overwrite=False`` uses
+    through (its target is replaced). ``if_match`` (an etag, a list of them, or ``*``) is looked at
+    before the upload (cheaply, see ``_may_match``) and checked by a stat just before the rename; a
+    change in the last instant between that check and the rename is not caught (SFTP has no
+    conditional rename). ``overwrite=False`` uses
     OpenSSH's plain rename, which links and so never replaces an existing file. On any failure,
     including the caller's iterator raising (a client that went away), the temporary file is
     removed; if the connection itself died, the ``.hcc-upload-*`` file remains until a later write
@@ -727,7 +763,7 @@ def write_file(
         require_regular(attr, path)
         if not overwrite:
             raise AlreadyExists(f"already exists: {path}", path=path)
-    _check_if_match(run, target, attr is not None, if_match, path)
+    _precheck_if_match(run, attr, if_match, path)
     created = attr is None
 
     directory = posixpath.dirname(target)

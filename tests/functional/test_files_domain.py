@@ -266,6 +266,24 @@ def test_replace_keeps_mode_and_if_match(alice, scratch):
         files.write_file(alice.sftp, path, [b"three\n"], if_match=etag, run=alice.run)
     assert info.value.status == 412
     assert read_all(alice, path) == b"two, longer\n"
+    # a stale etag whose size differs is refused before the body is read (nothing sent for nothing)
+    sent: list[bytes] = []
+
+    def body() -> Iterator[bytes]:
+        sent.append(b"three\n")
+        yield b"three\n"
+
+    with pytest.raises(files.PreconditionFailed):
+        files.write_file(alice.sftp, path, body(), if_match=etag, run=alice.run)
+    assert sent == []
+    # the current etag, and one of a list, match
+    current = files.file_etag(alice.run, path)
+    files.write_file(alice.sftp, path, [b"2.5\n"], if_match=f'"x", {current}', run=alice.run)
+    # If-Match uses the strong comparison: a weak tag never matches
+    with pytest.raises(files.PreconditionFailed):
+        weak = "W/" + files.file_etag(alice.run, path)
+        files.write_file(alice.sftp, path, [b"2.6\n"], if_match=weak, run=alice.run)
+    assert read_all(alice, path) == b"2.5\n"
     files.write_file(alice.sftp, path, [b"four\n"], if_match="*")
     with pytest.raises(files.PreconditionFailed):
         files.write_file(alice.sftp, f"{scratch}/new.txt", [b"x"], if_match="*")

@@ -12,15 +12,27 @@ import re
 import stat
 import struct
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import paramiko
 from paramiko.message import Message
-from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY, CMD_STATUS
+from paramiko.sftp import (
+    CMD_EXTENDED,
+    CMD_EXTENDED_REPLY,
+    CMD_HANDLE,
+    CMD_OPEN,
+    CMD_STATUS,
+    SFTP_FLAG_CREATE,
+    SFTP_FLAG_EXCL,
+    SFTP_FLAG_WRITE,
+)
+from paramiko.sftp_file import SFTPFile
 
 from hcc_federation.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceError
 from hcc_federation.remote.result import CommandResult
@@ -28,10 +40,12 @@ from hcc_federation.remote.result import CommandResult
 # Metadata of a path (get_metadata, and each entry of list_directory):
 #   path, name, type ("file" | "directory" | "symlink" | "other"), size, mode ("0644"), owner, group
 #   (names), mtime (ISO 8601 UTC, whole seconds: SFTP v3 has no finer time); a symlink adds target;
-#   a file adds etag, mime and text. Paths are never followed for metadata (lstat): a symlink is shown
-#   as one. Owner and group names come from OpenSSH's users-groups-by-id extension (one round trip
-#   for all new ids, cached per SFTP connection), else from ``getent`` through the runner, else the
-#   number. Parsing ``longname`` of listings was rejected: its format is the server's choice and it
+#   a file adds mime and text, and etag where a runner is given (get_metadata: one ``stat`` on the
+#   cluster, see FileVersion; entries of a listing carry none, as that would cost a command per page).
+#   Paths are never followed for metadata (lstat): a symlink is shown as one. Owner and group names
+#   come from OpenSSH's users-groups-by-id extension (one round trip for all new ids, cached per SFTP
+#   connection), else from ``getent`` through the runner, else the number. Parsing ``longname`` of
+#   listings was rejected: its format is the server's choice and it
 #   is not there for a single stat.
 #
 # Every remote command gets an argv (``--`` before paths), never a shell string, and runs as the user.
@@ -51,6 +65,13 @@ READ_WINDOW = 4 * 1024 * 1024
 SNIFF_BYTES = 4096
 # Temporary upload files: hidden, unique, and of fixed length, so a 255-byte target name still works.
 TEMP_PREFIX = ".hcc-upload-"
+# A temporary file untouched for a day was left by a dead link (a live upload writes to it all the
+# time): the owner's next write into its directory removes it. That costs a `find` (4 ms on an idle
+# bed), so a connection sweeps a directory at most once per SWEEP_INTERVAL, and sweeps what is older
+# than a day less that interval (and a minute, as find counts whole minutes): whatever is a day old
+# at a write was already that old at the last sweep, so after every write none is left.
+SWEEP_INTERVAL = 3600
+STALE_TEMP_MINUTES = 24 * 60 - SWEEP_INTERVAL // 60 - 1
 
 _MESSAGE_CAP = 300
 
@@ -265,14 +286,67 @@ def file_type(mode: int | None) -> str:
     return "other"
 
 
-def etag_of(attr: paramiko.SFTPAttributes) -> str:
-    """A strong-format entity tag from what SFTP v3 tells: size and whole-second mtime.
+@dataclass(frozen=True)
+class FileVersion:
+    """What identifies one version of a regular file's content: see ``version_argv``."""
 
-    Strength: SFTP v3 carries no inode and no sub-second time, so two writes of the same size within
-    the same second share an etag. Good enough to catch an edit made meanwhile by a person or a
-    job in the common case; not a content hash.
-    """
-    return f'"{attr.st_mtime or 0:x}-{attr.st_size or 0:x}"'
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    mode: int
+
+    @property
+    def etag(self) -> str:
+        """A strong entity tag: it changes whenever the content may have changed.
+
+        Writes through the service rename a new file over the old one (a new inode; a freed inode
+        number may come back, but with a new ctime). Writes in place change mtime and ctime, in
+        nanoseconds (kernel clock ticks, ~4 ms: two same-size writes in place within one tick are
+        the case left); ctime cannot be set back by users, as mtime can (touch -d).
+        """
+        return f'"{self.inode:x}-{self.size:x}-{self.mtime_ns:x}-{self.ctime_ns:x}"'
+
+
+# inode, size, mtime and ctime with nanoseconds, raw mode in hex: one line, fields split by spaces
+_VERSION_FORMAT = "%i %s %.9Y %.9Z %f\\n"
+
+
+def version_argv(path: str) -> list[str]:
+    """GNU ``stat`` of a file (following symlinks) for its version: SFTP v3 has no inode and no
+    sub-second times, so its attributes cannot tell two same-size writes in one second apart."""
+    return ["env", "LC_ALL=C", "stat", "-L", f"--printf={_VERSION_FORMAT}", "--", path]
+
+
+def _nanoseconds(text: str) -> int:
+    seconds, _, fraction = text.partition(".")
+    sign = -1 if seconds.startswith("-") else 1
+    return int(seconds) * 10**9 + sign * int(fraction.ljust(9, "0")[:9] or "0")
+
+
+def parse_version(output: str) -> FileVersion:
+    """The output of ``version_argv`` -> FileVersion; ValueError if it is not that."""
+    inode, size, mtime, ctime, mode = output.strip().split(" ")
+    return FileVersion(int(inode), int(size), _nanoseconds(mtime), _nanoseconds(ctime), int(mode, 16))
+
+
+def file_version(run: Runner, path: str) -> FileVersion:
+    """The version of a regular file (following symlinks), by one ``stat`` on the cluster (~3 ms)."""
+    path = validate_path(path)
+    result = run(version_argv(path))
+    if not result.ok:
+        raise map_command_error(result, path)
+    try:
+        version = parse_version(result.text())
+    except ValueError:
+        raise RemoteFileError(
+            f"unexpected stat output for {path}: {result.text()[:100]!r}", path=path
+        ) from None
+    if stat.S_ISDIR(version.mode):
+        raise IsADirectory(f"is a directory: {path}", path=path)
+    if not stat.S_ISREG(version.mode):
+        raise NotARegularFile(f"not a regular file: {path}", path=path)
+    return version
 
 
 def iso_time(timestamp: int | None) -> str | None:
@@ -404,8 +478,6 @@ def _metadata(path: str, attr: paramiko.SFTPAttributes, names: _IdNames) -> dict
         "group": names.groups.get(attr.st_gid, str(attr.st_gid)) if attr.st_gid is not None else None,
         "mtime": iso_time(attr.st_mtime),
     }
-    if kind == "file":
-        meta["etag"] = etag_of(attr)
     return meta
 
 
@@ -437,6 +509,8 @@ def get_metadata(
     if meta["type"] == "symlink":
         meta["target"] = _readlink(sftp, path)
     elif meta["type"] == "file":
+        if run is not None:
+            meta["etag"] = file_etag(run, path)
         text = _sniff_text(sftp, path) if sniff else None
         meta["mime"] = guess_mime(meta["name"], text)
         meta["text"] = text
@@ -451,15 +525,9 @@ def _readlink(sftp: paramiko.SFTPClient, path: str) -> str | None:
         return None
 
 
-def file_etag(sftp: paramiko.SFTPClient, path: str) -> str:
-    """The etag of a regular file (following symlinks), for ``If-Match``."""
-    path = validate_path(path)
-    try:
-        attr = sftp.stat(path)
-    except OSError as exc:
-        raise map_sftp_error(exc, path, "look at") from None
-    require_regular(attr, path)
-    return etag_of(attr)
+def file_etag(run: Runner, path: str) -> str:
+    """The strong etag of a regular file (following symlinks), for ``If-Match``."""
+    return file_version(run, path).etag
 
 
 def require_regular(attr: paramiko.SFTPAttributes, path: str) -> None:
@@ -641,16 +709,55 @@ def _lstat_or_none(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPAttribu
         raise map_sftp_error(exc, path, "look at") from None
 
 
-def _check_if_match(attr: paramiko.SFTPAttributes | None, if_match: str | None, path: str) -> None:
+_ETAG_RE = re.compile(r'^"([0-9a-f]+)-([0-9a-f]+)-([0-9a-f]+)-([0-9a-f]+)"$')
+
+
+def _may_match(attr: paramiko.SFTPAttributes, tag: str) -> bool:
+    """Whether ``tag`` may be the etag of a file with these SFTP attributes (size, whole seconds).
+
+    A cheap first look, before the upload: a tag whose size or second differs is stale for sure,
+    so the client hears 412 without sending its body; the stat that decides comes before the rename.
+    A tag that is not ours (or has a time before 1970) is left to that check.
+    """
+    match = _ETAG_RE.match(tag)
+    if match is None:
+        return True
+    size, mtime_ns = int(match.group(2), 16), int(match.group(3), 16)
+    return size == (attr.st_size or 0) and mtime_ns // 10**9 == (attr.st_mtime or 0)
+
+
+def _if_match_tags(if_match: str) -> set[str]:
+    return {tag.strip() for tag in if_match.split(",")}
+
+
+def _precheck_if_match(
+    run: Runner | None, attr: paramiko.SFTPAttributes | None, if_match: str | None, path: str
+) -> None:
     if if_match is None:
         return
     if attr is None:
-        raise PreconditionFailed(f"{path} does not exist (If-Match {if_match})", path=path)
+        raise PreconditionFailed(f"{path} does not exist (If-Match {if_match[:200]})", path=path)
     if if_match.strip() == "*":
         return
-    wanted = {tag.strip() for tag in if_match.split(",")}
-    if etag_of(attr) not in wanted:
-        raise PreconditionFailed(f"{path} changed (its etag is now {etag_of(attr)})", path=path)
+    if run is None:
+        raise TypeError("If-Match with an etag needs a runner (etags come from stat on the cluster)")
+    if not any(_may_match(attr, tag) for tag in _if_match_tags(if_match)):
+        raise PreconditionFailed(f"{path} changed (If-Match {if_match[:200]})", path=path)
+
+
+def _check_if_match(run: Runner | None, target: str, exists: bool, if_match: str | None, path: str) -> None:
+    if if_match is None:
+        return
+    if not exists:
+        raise PreconditionFailed(f"{path} does not exist (If-Match {if_match[:200]})", path=path)
+    if if_match.strip() == "*":
+        return
+    if run is None:
+        raise TypeError("If-Match with an etag needs a runner (etags come from stat on the cluster)")
+    # strong comparison (RFC 9110 13.1.1): a weak W/"..." tag never matches
+    current = file_etag(run, target)
+    if current not in _if_match_tags(if_match):
+        raise PreconditionFailed(f"{path} changed (its etag is now {current})", path=path)
 
 
 def write_file(
@@ -668,12 +775,16 @@ def write_file(
     The data goes to a hidden temporary file in the same directory, which then replaces the target
     in one rename: readers see the old or the new file, never a mix. An existing file keeps its
     permission bits (not its owner or group: a user cannot give files away). A symlink is written
-    through (its target is replaced). ``if_match`` (an etag, a list of them, or ``*``) is checked
-    before the upload and again just before the rename; a change in the last instant between that
-    check and the rename is not caught (SFTP has no conditional rename). ``overwrite=False`` uses
+    through (its target is replaced). ``if_match`` (an etag, a list of them, or ``*``) is looked at
+    before the upload (cheaply, see ``_may_match``) and checked by a stat just before the rename; a
+    change in the last instant between that check and the rename is not caught (SFTP has no
+    conditional rename). ``overwrite=False`` uses
     OpenSSH's plain rename, which links and so never replaces an existing file. On any failure,
     including the caller's iterator raising (a client that went away), the temporary file is
-    removed; if the connection itself died, a ``.hcc-upload-*`` file may remain.
+    removed; if the connection itself died, the ``.hcc-upload-*`` file remains until a later write
+    into the same directory by the same user sweeps it (once a day old). The temporary file is
+    created with the target's owner bits only (0600 for a new file), never readable by others
+    before the final chmod; a new file then gets the mode a plain create would give it.
     """
     path = validate_path(path)
     if path == "/":
@@ -690,13 +801,16 @@ def write_file(
         require_regular(attr, path)
         if not overwrite:
             raise AlreadyExists(f"already exists: {path}", path=path)
-    _check_if_match(attr, if_match, path)
+    _precheck_if_match(run, attr, if_match, path)
     created = attr is None
 
     directory = posixpath.dirname(target)
     temp = posixpath.join(directory, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+    # Never more readable than the file it replaces, from its first byte: the target's owner bits
+    # only (0600 for a new file); group and other bits come with the final chmod, after the data.
+    private = stat.S_IMODE(attr.st_mode or 0) & 0o600 if attr is not None else 0o600
     try:
-        handle = sftp.open(temp, "wbx")
+        handle = create_exclusive(sftp, temp, private)
     except OSError as exc:
         raise _classify_failure(sftp, exc, directory, "create a file in") from None
     written = 0
@@ -712,16 +826,18 @@ def write_file(
                 handle.write(data)
             _finish_pipelined_writes(handle)
         # Belt and braces, as paramiko's own putfo(confirm=True) does: the size must be what we sent.
-        stored = sftp.stat(temp).st_size
+        stored_attr = sftp.stat(temp)
+        stored = stored_attr.st_size
         if stored != written:
             raise InsufficientStorage(f"the cluster stored {stored} of {written} bytes of {path}", path=path)
         storing = False
-        if attr is not None:
-            sftp.chmod(temp, stat.S_IMODE(attr.st_mode or 0o644))
+        final = stat.S_IMODE(attr.st_mode or 0) if attr is not None else _new_file_mode(sftp, directory)
+        if final != private:
+            sftp.chmod(temp, final)
         current = _lstat_or_none(sftp, target)
         if not overwrite and current is not None:
             raise AlreadyExists(f"already exists: {path}", path=path)
-        _check_if_match(current if attr is not None else None, if_match, path)
+        _check_if_match(run, target, attr is not None and current is not None, if_match, path)
         if overwrite:
             sftp.posix_rename(temp, target)
         else:
@@ -754,6 +870,8 @@ def write_file(
                 ) from None
             raise mapped from None
         raise
+    if run is not None and stored_attr.st_uid is not None and _sweep_due(sftp, directory):
+        sweep_stale_temp_files(run, directory, stored_attr.st_uid)
     return created, get_metadata(sftp, path, run=run, sniff=False)
 
 
@@ -776,6 +894,95 @@ def _closing_unless_link_failed(handle: paramiko.SFTPFile, path: str) -> Iterato
             handle.close()
         raise
     handle.close()
+
+
+def create_exclusive(sftp: paramiko.SFTPClient, path: str, mode: int) -> SFTPFile:
+    """Create ``path`` for writing with permission bits ``mode`` from the start (O_CREAT|O_EXCL).
+
+    paramiko's ``open`` sends an empty attrs block, so the server's umask decides (0644 here) and a
+    chmod after the data comes too late: another user could read a private file's new content
+    while it was uploaded. SFTP v3's OPEN carries the permissions, which OpenSSH's sftp-server hands
+    to open(2) (the umask can only take bits away). O_EXCL: an existing name, or a symlink planted
+    under it, is never reused. paramiko has no public call for this; ``_request`` is what its own
+    ``open`` uses.
+    """
+    attrs = paramiko.SFTPAttributes()
+    attrs.st_mode = mode
+    kind, msg = sftp._request(CMD_OPEN, path, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL, attrs)
+    if kind != CMD_HANDLE:
+        raise paramiko.SFTPError("expected a handle")
+    return SFTPFile(sftp, msg.get_binary(), "wb")
+
+
+def _new_file_mode(sftp: paramiko.SFTPClient, directory: str) -> int:
+    """The mode that a plain create gives a new file in ``directory`` (0666 less the server's umask).
+
+    What an upload of a new file got before temporary files were created 0600, and what ``touch``
+    gives: learnt from an empty probe file, created and removed at once (four SFTP round trips),
+    because the umask is the server's (sshd, PAM, ``sftp-server -u``) and a default ACL may differ
+    per directory.
+    """
+    probe = posixpath.join(directory, f"{TEMP_PREFIX}{uuid.uuid4().hex}")
+    with sftp.open(probe, "wbx") as handle:
+        mode = stat.S_IMODE(handle.stat().st_mode or 0o644)
+    _remove_quietly(sftp, probe)
+    return mode
+
+
+# SSH transport (one per user and cluster in the pool) -> {directory: when it was last swept}
+_SWEPT: weakref.WeakKeyDictionary[object, dict[str, float]] = weakref.WeakKeyDictionary()
+_SWEPT_LOCK = threading.Lock()
+_SWEPT_MAX = 4096
+
+
+def _sweep_due(sftp: paramiko.SFTPClient, directory: str) -> bool:
+    """True (and remembered) if this connection has not swept ``directory`` in SWEEP_INTERVAL."""
+    transport = sftp.get_channel().get_transport()
+    now = time.monotonic()
+    with _SWEPT_LOCK:
+        swept = _SWEPT.setdefault(transport, {})
+        last = swept.get(directory)
+        if last is not None and now - last < SWEEP_INTERVAL:
+            return False
+        if len(swept) >= _SWEPT_MAX:
+            swept.clear()  # forgetting only makes the next sweeps come sooner
+        swept[directory] = now
+        return True
+
+
+def sweep_stale_temp_argv(directory: str, uid: int) -> list[str]:
+    """``find`` deleting the user's own ``.hcc-upload-*`` files of one directory left untouched.
+
+    ``-type f`` skips symlinks (find never follows them, and ``-delete`` unlinks the name itself);
+    ``-uid`` keeps other people's files out even where the user may delete them; ``/.`` makes find
+    enter ``directory`` even if it is reached through a symlink. ``directory`` is absolute, so it is
+    never read as an option.
+    """
+    return [
+        "find",
+        directory.rstrip("/") + "/.",
+        "-maxdepth",
+        "1",
+        "-name",
+        f"{TEMP_PREFIX}*",
+        "-type",
+        "f",
+        "-uid",
+        str(uid),
+        "-mmin",
+        f"+{STALE_TEMP_MINUTES}",
+        "-delete",
+    ]
+
+
+def sweep_stale_temp_files(run: Runner, directory: str, uid: int) -> None:
+    """Remove what dead links left in ``directory``: best effort, never failing the write that calls it.
+
+    A live upload writes its temporary file all the time, so one untouched for a day is an orphan of
+    a connection that died mid-write (where the temporary file could not be removed).
+    """
+    with contextlib.suppress(Exception):
+        run(sweep_stale_temp_argv(directory, uid))
 
 
 def _finish_pipelined_writes(handle: paramiko.SFTPFile) -> None:

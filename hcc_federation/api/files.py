@@ -194,7 +194,10 @@ ENTRY_PROPERTIES = {
     "group": {"type": ["string", "null"]},
     "mtime": {"type": ["string", "null"], "format": "date-time"},
     "target": {"type": ["string", "null"], "description": "a symlink's target"},
-    "etag": {"type": "string", "description": "a file's entity tag, for If-Match"},
+    "etag": {
+        "type": "string",
+        "description": "a file's strong entity tag, for If-Match (in a file's metadata, not in listings)",
+    },
     "mime": {"type": "string", "description": "a file's MIME type, guessed"},
     "text": {"type": ["boolean", "null"], "description": "a file looks like UTF-8 text (null: not read)"},
 }
@@ -253,6 +256,15 @@ def _etag_matches(header: str | None, etag: str) -> bool:
 
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# No file is 10**19 bytes (a 64-bit off_t ends at 9.2 * 10**18): a longer number is "beyond any end".
+# int() of more than 4300 digits raises ValueError (Python's CVE-2020-10735 guard): a 500, before.
+_POSITION_DIGITS = 19
+
+
+def _position(digits: str) -> int:
+    """A byte position of a Range header, however many digits it has (leading zeros are allowed)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _POSITION_DIGITS else 10**_POSITION_DIGITS
 
 
 def parse_range(header: str, size: int, path: str) -> tuple[int, int] | None:
@@ -270,12 +282,12 @@ def parse_range(header: str, size: int, path: str) -> tuple[int, int] | None:
     if match and (match.group(1) or match.group(2)):
         first, last = match.group(1), match.group(2)
         if first:
-            start = int(first)
-            end = min(size, int(last) + 1) if last else size
-            if last and int(last) < start:
+            start = _position(first)
+            end = min(size, _position(last) + 1) if last else size
+            if last and _position(last) < start:
                 start = None
         else:
-            suffix = int(last)
+            suffix = _position(last)
             if suffix > 0:
                 start, end = max(0, size - suffix), size
     if start is None or end is None or start >= size:
@@ -357,9 +369,11 @@ def serve_file(
     streaming = False
     try:
         sftp = stack.enter_context(pool.open_sftp(cluster.endpoint, identity))
-        attr = _stat_regular(sftp, path)
-        size = attr.st_size or 0
-        etag = files.etag_of(attr)
+        _stat_regular(sftp, path)
+        # the size that goes with the etag: both from the one stat of the file's version
+        version = files.file_version(lambda argv: pool.run(cluster.endpoint, identity, argv), path)
+        size = version.size
+        etag = version.etag
         if _etag_matches(request.headers.get("If-None-Match"), etag):
             not_modified = Response(status=304, headers={"ETag": etag, "Cache-Control": CONTENT_CACHING})
             del not_modified.content_type
@@ -376,8 +390,7 @@ def serve_file(
                 "Cache-Control": CONTENT_CACHING,
             },
         )
-        if attr.st_mtime is not None:
-            response.last_modified = attr.st_mtime
+        response.last_modified = version.mtime_ns // 10**9
         start, end = 0, size
         range_header = request.headers.get("Range")
         if_range = request.headers.get("If-Range")

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import threading
 import time
 import urllib.parse
 import uuid
@@ -13,7 +14,7 @@ from webob import Request
 
 from hcc_federation.remote import PasswordIdentity
 from tests.conftest import login_token, make_app
-from tests.helpers import HOSTILE_NAMES
+from tests.helpers import HOSTILE_NAMES, wait_for
 
 CLUSTERS = ["alpha", "beta"]
 
@@ -358,6 +359,58 @@ def test_bob_is_refused_alices_private_files(app, alice, bob, cluster, scratch, 
     assert download(app, cluster, alice, f"{scratch}/secret.txt").body == b"alice only"
 
 
+def test_bob_cannot_read_an_upload_over_alices_private_file_while_it_is_in_flight(
+    app, alice, bob, cluster, scratch, users, sqlite_only
+):
+    # The temporary file once got the server's umask (0644) until all data was in: bob read it (206).
+    secret = f"{scratch}/secret.txt"
+    put(app, cluster, alice, secret, b"old", status=201)
+    run_as(app, cluster, users["alice"], ["chmod", "0600", "--", secret])
+    first_half, go_on = threading.Event(), threading.Event()
+
+    class PausingBody:
+        """The upload's body: 512 KiB, then a pause until the test has looked, then the end.
+
+        webob takes a read shorter than asked for a disconnection: parts are whole 256 KiB reads.
+        """
+
+        def __init__(self):
+            self.parts = [b"new secret\n" * 47662 + b"x" * 6, b"the end\n"]
+
+        def read(self, size=-1):
+            if not self.parts:
+                return b""
+            if len(self.parts) == 1 and not first_half.is_set():
+                first_half.set()
+                go_on.wait(30)
+            size = len(self.parts[0]) if size is None or size < 0 else size
+            out, rest = self.parts[0][:size], self.parts[0][size:]
+            self.parts = ([rest] if rest else []) + self.parts[1:]
+            return out
+
+    req = Request.blank(files_url(cluster, "/content") + "?" + q(secret), method="PUT", headers=alice)
+    req.environ["wsgi.input"] = PausingBody()
+    req.environ["CONTENT_LENGTH"] = str(2 * 256 * 1024 + 8)
+    req.is_body_seekable = False
+    req.remote_addr = "127.0.0.1"
+    result: dict = {}
+    writer = threading.Thread(target=lambda: result.setdefault("r", req.get_response(app.app)))
+    writer.start()
+    try:
+        assert first_half.wait(30), result.get("r") and result["r"].body
+        temps = wait_for(lambda: [n for n in os.listdir(scratch) if n.startswith(".hcc-upload-")], timeout=10)
+        temp = f"{scratch}/{temps[0]}"
+        wait_for(lambda: os.stat(temp).st_size > 0, timeout=10, interval=0.01)
+        r = download(app, cluster, bob, temp, status=403, extra={"Range": "bytes=0-99"})
+        assert "permission denied" in r.json["errors"][0]["description"]
+    finally:
+        go_on.set()
+        writer.join(60)
+    assert result["r"].status_int == 200 and result["r"].json["mode"] == "0600"
+    assert download(app, cluster, alice, secret).body.endswith(b"the end\n")
+    assert names(app, cluster, alice, scratch) == ["secret.txt"]
+
+
 # ------------------------------------------------------------------------------------- bad input
 
 BAD_PATHS = ["relative/path", "", "/home/alice/a\x00b", "/" + "a" * 4100, "/home/" + "b" * 256, "~/x"]
@@ -515,7 +568,6 @@ def test_cut_off_uploads_leave_no_file(app, alice, cluster, scratch, sqlite_only
 def test_if_match_guards_against_a_change_meanwhile(app, alice, cluster, scratch, sqlite_only):
     path = f"{scratch}/doc.txt"
     etag = put(app, cluster, alice, path, b"version 1", status=201).headers["ETag"]
-    # the same size in the same second would keep the etag (SFTP v3 times are whole seconds)
     put(app, cluster, alice, path, b"version 2 by a job", status=200)
     r = put(app, cluster, alice, path, b"version 2 by me", status=412, extra={"If-Match": etag})
     assert r.json["errors"][0]["name"] == "If-Match"
@@ -524,6 +576,59 @@ def test_if_match_guards_against_a_change_meanwhile(app, alice, cluster, scratch
     put(app, cluster, alice, path, b"version 3", status=200, extra={"If-Match": current})
     put(app, cluster, alice, f"{scratch}/new.txt", b"x", status=412, extra={"If-Match": current})
     assert names(app, cluster, alice, scratch) == ["doc.txt"]
+
+
+def test_ranges_with_absurdly_long_numbers_are_answered_not_500(app, alice, cluster, scratch, sqlite_only):
+    # Python's int() refuses over 4300 digits: such a Range was an unhandled ValueError (500)
+    path = f"{scratch}/ten.txt"
+    put(app, cluster, alice, path, b"0123456789", status=201)
+    huge = "9" * 5000
+    r = download(app, cluster, alice, path, status=416, extra={"Range": f"bytes={huge}-"})
+    assert r.headers["Content-Range"] == "bytes */10" and r.json["errors"][0]["name"] == "Range"
+    r = download(app, cluster, alice, path, status=206, extra={"Range": f"bytes=4-{huge}"})
+    assert r.body == b"456789" and r.headers["Content-Range"] == "bytes 4-9/10"
+    assert (
+        download(app, cluster, alice, path, status=206, extra={"Range": f"bytes=-{huge}"}).body
+        == b"0123456789"
+    )
+
+
+def test_same_size_writes_in_the_same_second_get_different_etags(app, alice, cluster, scratch, sqlite_only):
+    # SFTP v3 shows whole seconds and sizes only: an etag made of them stayed the same, so a stale
+    # If-Match replaced newer content. Two PUTs of one size take a few ms; a pair that straddles a
+    # second boundary proves nothing, so try again (at most 5 pairs; one straddles ~1 time in 50).
+    path = f"{scratch}/doc.txt"
+    for _ in range(5):
+        first = put(app, cluster, alice, path, b"version A")
+        second = put(app, cluster, alice, path, b"version B", status=200)
+        if (first.json["mtime"], first.json["size"]) == (second.json["mtime"], second.json["size"]):
+            break
+    else:
+        pytest.fail("five pairs of PUTs each straddled a second boundary")
+    assert second.headers["ETag"] != first.headers["ETag"]
+    assert download(app, cluster, alice, path).headers["ETag"] == second.headers["ETag"]
+    # the first writer's etag is stale: its edit must not replace the second's
+    r = put(app, cluster, alice, path, b"version C", status=412, extra={"If-Match": first.headers["ETag"]})
+    assert r.json["errors"][0]["name"] == "If-Match"
+    assert download(app, cluster, alice, path).body == b"version B"
+    r = download(
+        app,
+        cluster,
+        alice,
+        path,
+        status=206,
+        extra={"Range": "bytes=0-2", "If-Range": second.headers["ETag"]},
+    )
+    assert r.body == b"ver"
+    # a stale If-Range gets the whole (current) file, not a piece of it mixed with the old one
+    r = download(
+        app, cluster, alice, path, status=200, extra={"Range": "bytes=0-2", "If-Range": first.headers["ETag"]}
+    )
+    assert r.body == b"version B"
+    download(app, cluster, alice, path, status=200, extra={"If-None-Match": first.headers["ETag"]})
+    download(app, cluster, alice, path, status=304, extra={"If-None-Match": second.headers["ETag"]})
+    put(app, cluster, alice, path, b"version D", status=200, extra={"If-Match": second.headers["ETag"]})
+    assert download(app, cluster, alice, path).body == b"version D"
 
 
 def test_upload_limit_is_413(settings, users, sqlite_only):

@@ -1,11 +1,13 @@
 """hcc_federation.files against the real sshds of alpha and beta, as alice (and bob), over SFTP."""
 
 import contextlib
+import glob
 import hashlib
 import os
 import posixpath
 import shlex
 import socket
+import stat
 import subprocess
 import time
 import tracemalloc
@@ -17,10 +19,10 @@ import paramiko
 import pytest
 
 from hcc_federation import files
-from hcc_federation.errors import BadRequest
+from hcc_federation.errors import BadRequest, ServiceError
 from hcc_federation.remote import RemoteTimeout
 from hcc_federation.remote.result import CommandResult
-from tests.helpers import HOSTILE_NAMES
+from tests.helpers import HOSTILE_NAMES, wait_for
 
 
 @dataclass
@@ -167,7 +169,11 @@ def test_listing_sorts_directories_first_and_pages(alice, scratch):
     assert (link["type"], link["target"]) == ("symlink", "zdir")
     txt = listing["entries"][2]
     assert (txt["mime"], txt["text"], txt["owner"], txt["group"]) == ("text/plain", None, "alice", "hpcusers")
-    assert txt["etag"] == files.file_etag(alice.sftp, f"{scratch}/A.txt")
+    # an etag costs a stat on the cluster: a file's own metadata has it, a listing's entries do not
+    assert "etag" not in txt
+    assert files.get_metadata(alice.sftp, f"{scratch}/A.txt", run=alice.run)["etag"] == files.file_etag(
+        alice.run, f"{scratch}/A.txt"
+    )
     page = files.list_directory(alice.sftp, scratch, offset=2, limit=2)
     assert [e["name"] for e in page["entries"]] == ["A.txt", "b.txt"]
     assert (page["offset"], page["limit"], page["total"]) == (2, 2, 6)
@@ -252,14 +258,32 @@ def test_replace_keeps_mode_and_if_match(alice, scratch):
     created, _ = files.write_file(alice.sftp, path, [b"one\n"])
     assert created
     alice.sftp.chmod(path, 0o640)
-    etag = files.file_etag(alice.sftp, path)
-    created, meta = files.write_file(alice.sftp, path, [b"two, longer\n"], if_match=etag)
+    etag = files.file_etag(alice.run, path)
+    created, meta = files.write_file(alice.sftp, path, [b"two, longer\n"], if_match=etag, run=alice.run)
     assert not created and meta["mode"] == "0640" and meta["etag"] != etag
     assert read_all(alice, path) == b"two, longer\n"
     with pytest.raises(files.PreconditionFailed) as info:
-        files.write_file(alice.sftp, path, [b"three\n"], if_match=etag)
+        files.write_file(alice.sftp, path, [b"three\n"], if_match=etag, run=alice.run)
     assert info.value.status == 412
     assert read_all(alice, path) == b"two, longer\n"
+    # a stale etag whose size differs is refused before the body is read (nothing sent for nothing)
+    sent: list[bytes] = []
+
+    def body() -> Iterator[bytes]:
+        sent.append(b"three\n")
+        yield b"three\n"
+
+    with pytest.raises(files.PreconditionFailed):
+        files.write_file(alice.sftp, path, body(), if_match=etag, run=alice.run)
+    assert sent == []
+    # the current etag, and one of a list, match
+    current = files.file_etag(alice.run, path)
+    files.write_file(alice.sftp, path, [b"2.5\n"], if_match=f'"x", {current}', run=alice.run)
+    # If-Match uses the strong comparison: a weak tag never matches
+    with pytest.raises(files.PreconditionFailed):
+        weak = "W/" + files.file_etag(alice.run, path)
+        files.write_file(alice.sftp, path, [b"2.6\n"], if_match=weak, run=alice.run)
+    assert read_all(alice, path) == b"2.5\n"
     files.write_file(alice.sftp, path, [b"four\n"], if_match="*")
     with pytest.raises(files.PreconditionFailed):
         files.write_file(alice.sftp, f"{scratch}/new.txt", [b"x"], if_match="*")
@@ -299,6 +323,115 @@ def test_failed_uploads_leave_nothing(alice, scratch):
     assert info.value.status == 413
     assert names_in(alice, scratch) == {"kept.txt"}
     assert read_all(alice, f"{scratch}/kept.txt") == b"original"
+
+
+def temp_files(directory: str) -> list[str]:
+    """The service's temporary upload files in a directory, as root sees them on the cluster host."""
+    return sorted(f"{directory}/{n}" for n in os.listdir(directory) if n.startswith(files.TEMP_PREFIX))
+
+
+def open_anywhere(path: str) -> bool:
+    """Whether any process on this host (the cluster's login node) holds ``path`` open."""
+    for fd_dir in glob.glob("/proc/[0-9]*/fd"):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(fd_dir):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"{fd_dir}/{fd}") == path:
+                        return True
+    return False
+
+
+def private_while_in_flight(bob: Session, directory: str, seen: dict) -> Iterator[bytes]:
+    """Upload chunks that pause after the first to look, as root and as bob, at the temporary file."""
+    yield b"new private content\n" * 5000
+    (temp,) = temp_files(directory)
+    # the first bytes are on the cluster's disk: the upload is in flight
+    wait_for(lambda: os.stat(temp).st_size > 0, timeout=10, interval=0.01)
+    seen["mode"] = stat.S_IMODE(os.stat(temp).st_mode)
+    with pytest.raises(PermissionError):
+        bob.sftp.open(temp, "rb")
+    yield b"the end\n"
+
+
+def test_an_overwrite_never_shows_the_new_content_to_others(alice, bob, scratch):
+    secret = f"{scratch}/secret.txt"
+    files.write_file(alice.sftp, secret, [b"old"])
+    alice.sftp.chmod(secret, 0o600)
+    seen: dict = {}
+    files.write_file(alice.sftp, secret, private_while_in_flight(bob, scratch, seen), run=alice.run)
+    assert seen["mode"] == 0o600
+    assert stat.S_IMODE(os.stat(secret).st_mode) == 0o600
+    assert read_all(alice, secret).endswith(b"the end\n")
+    # a group-readable target: the temporary file is 0600 until the data is in, then gets 0640
+    alice.sftp.chmod(secret, 0o640)
+    files.write_file(alice.sftp, secret, private_while_in_flight(bob, scratch, seen), run=alice.run)
+    assert seen["mode"] == 0o600 and stat.S_IMODE(os.stat(secret).st_mode) == 0o640
+    # a read-only target: the temporary file is created 0400 (open(2) may still write what it creates)
+    alice.sftp.chmod(secret, 0o400)
+    files.write_file(alice.sftp, secret, private_while_in_flight(bob, scratch, seen), run=alice.run)
+    assert seen["mode"] == 0o400 and stat.S_IMODE(os.stat(secret).st_mode) == 0o400
+    assert read_all(alice, secret).endswith(b"the end\n")
+    assert temp_files(scratch) == []
+
+
+def test_a_new_file_is_private_until_written_then_gets_the_usual_mode(alice, bob, scratch):
+    # what a plain create gives in this directory (the server's umask): what a new upload got before
+    alice.sftp.open(f"{scratch}/plain", "wbx").close()
+    usual = stat.S_IMODE(os.stat(f"{scratch}/plain").st_mode)
+    seen: dict = {}
+    created, meta = files.write_file(
+        alice.sftp, f"{scratch}/new.txt", private_while_in_flight(bob, scratch, seen), run=alice.run
+    )
+    assert created and seen["mode"] == 0o600
+    assert meta["mode"] == f"{usual:04o}" == f"{stat.S_IMODE(os.stat(f'{scratch}/new.txt').st_mode):04o}"
+    assert temp_files(scratch) == []
+
+
+def test_a_dead_link_leaves_a_private_temp_file_that_a_later_write_sweeps(alice, scratch, clusters, users):
+    doomed = _connect(clusters[alice.cluster], users["alice"], alice.cluster)
+
+    def cut_mid_way() -> Iterator[bytes]:
+        yield b"x" * 300_000
+        doomed.client.close()
+        yield b"y" * 300_000
+
+    with pytest.raises((OSError, EOFError, paramiko.SSHException, ServiceError)):
+        files.write_file(doomed.sftp, f"{scratch}/cut.bin", cut_mid_way())
+    # nothing could remove it over the dead link; it stays, but private
+    (orphan,) = temp_files(scratch)
+    assert stat.S_IMODE(os.stat(orphan).st_mode) == 0o600
+    # the server may still be writing what it had received: let its sftp session end first
+    wait_for(lambda: not open_anywhere(orphan), timeout=15, interval=0.05)
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(orphan, (two_days_ago, two_days_ago))
+    # kept: a young one (an upload in flight), one of bob's, and a symlink (whose target must survive)
+    young = f"{scratch}/{files.TEMP_PREFIX}young"
+    theirs = f"{scratch}/{files.TEMP_PREFIX}bobs"
+    link = f"{scratch}/{files.TEMP_PREFIX}link"
+    precious = f"{scratch}/precious.txt"
+    for path, owner in ((young, "alice"), (theirs, "bob"), (precious, "alice")):
+        with open(path, "wb") as handle:
+            handle.write(b"keep")
+        os.chown(path, users[owner]["uid"], -1)
+    os.utime(theirs, (two_days_ago, two_days_ago))
+    os.symlink(precious, link)
+    os.chown(link, users["alice"]["uid"], -1, follow_symlinks=False)
+    os.utime(link, (two_days_ago, two_days_ago), follow_symlinks=False)
+
+    commands: list[str] = []
+
+    def counted(argv):
+        commands.append(argv[0])
+        return alice.run(argv)
+
+    files.write_file(alice.sftp, f"{scratch}/next.txt", [b"next"], run=counted)
+    assert temp_files(scratch) == sorted([young, theirs, link])
+    with open(precious, "rb") as handle:
+        assert handle.read() == b"keep"
+    # one sweep per directory and connection per interval: the next write there runs no find
+    assert commands.count("find") == 1
+    files.write_file(alice.sftp, f"{scratch}/again.txt", [b"again"], run=counted)
+    assert commands.count("find") == 1
 
 
 @contextlib.contextmanager

@@ -3,7 +3,6 @@
 import random
 import stat
 
-import paramiko
 import pytest
 
 from hcc_federation import files
@@ -27,18 +26,42 @@ def test_mime_guess_by_name_then_content():
     assert files.guess_mime("README") == "application/octet-stream"
 
 
-def _attr(size: int, mtime: int, mode: int = stat.S_IFREG | 0o644) -> paramiko.SFTPAttributes:
-    attr = paramiko.SFTPAttributes()
-    attr.st_size, attr.st_mtime, attr.st_mode = size, mtime, mode
-    return attr
+# recorded on the test bed: env LC_ALL=C stat -L --printf='%i %s %.9Y %.9Z %f\n' -- FILE (coreutils 9.1)
+RECORDED_STAT = "2146641 3 1796192776.911288816 1796192776.911288816 81a4\n"
 
 
-def test_etag_changes_with_size_or_mtime():
-    base = files.etag_of(_attr(10, 1_700_000_000))
-    assert base.startswith('"') and base.endswith('"') and not base.startswith("W/")
-    assert files.etag_of(_attr(10, 1_700_000_000)) == base
-    assert files.etag_of(_attr(11, 1_700_000_000)) != base
-    assert files.etag_of(_attr(10, 1_700_000_001)) != base
+def test_version_parses_recorded_stat_output():
+    version = files.parse_version(RECORDED_STAT)
+    assert version == files.FileVersion(2146641, 3, 1796192776_911288816, 1796192776_911288816, 0o100644)
+    assert stat.S_ISREG(version.mode)
+    assert files.version_argv("/home/a b/-x") == [
+        "env",
+        "LC_ALL=C",
+        "stat",
+        "-L",
+        "--printf=%i %s %.9Y %.9Z %f\\n",
+        "--",
+        "/home/a b/-x",
+    ]
+    # times before 1970 are negative; fewer than 9 digits of fraction are tenths, hundredths...
+    assert files.parse_version("1 0 -1.500000000 1.5 81a4").mtime_ns == -1_500_000_000
+    assert files.parse_version("1 0 0.5 1.5 81a4").ctime_ns == 1_500_000_000
+    with pytest.raises(ValueError):
+        files.parse_version("stat: cannot statx")
+
+
+def test_etag_is_strong_and_changes_with_any_part_of_the_version():
+    base = files.parse_version(RECORDED_STAT)
+    etag = base.etag
+    assert etag.startswith('"') and etag.endswith('"') and not etag.startswith("W/")
+    assert files.FileVersion(base.inode, base.size, base.mtime_ns, base.ctime_ns, 0o100600).etag == etag
+    changed = [
+        files.FileVersion(base.inode + 1, base.size, base.mtime_ns, base.ctime_ns, base.mode),
+        files.FileVersion(base.inode, base.size + 1, base.mtime_ns, base.ctime_ns, base.mode),
+        files.FileVersion(base.inode, base.size, base.mtime_ns + 1, base.ctime_ns, base.mode),
+        files.FileVersion(base.inode, base.size, base.mtime_ns, base.ctime_ns + 1, base.mode),
+    ]
+    assert len({v.etag for v in changed} | {etag}) == 5
 
 
 def test_file_types_and_times():
@@ -145,3 +168,24 @@ def test_statuses():
     }
     for error, status in expected.items():
         assert error("x", path="/p").status == status
+
+
+def test_the_sweep_of_stale_temp_files_touches_only_the_users_own_regular_files():
+    argv = files.sweep_stale_temp_argv("/home/a b/-x/", 10001)
+    assert argv[:2] == ["find", "/home/a b/-x/."]  # entered even through a symlink; never an option
+    assert argv[2:] == [
+        "-maxdepth",
+        "1",
+        "-name",
+        ".hcc-upload-*",
+        "-type",
+        "f",
+        "-uid",
+        "10001",
+        "-mmin",
+        f"+{files.STALE_TEMP_MINUTES}",
+        "-delete",
+    ]
+    # swept at most once per interval, so what is a day old at a write was old enough at the last sweep
+    assert (files.STALE_TEMP_MINUTES + 1) * 60 + files.SWEEP_INTERVAL <= 86400
+    assert files.sweep_stale_temp_argv("/", 0)[1] == "/."

@@ -195,6 +195,12 @@ class FaultProxy:
                     return
                 if self._mode == "slow":
                     time.sleep(self.delay)
+                # a blackhole that began while this chunk was held back holds it too: a frozen link
+                # lets nothing more through, not even what was already read from it
+                while self._mode == "blackhole" and not link.closed.is_set() and not self._stop.is_set():
+                    time.sleep(_POLL)
+                if link.closed.is_set():
+                    return
                 sink.sendall(data)
                 self.forwarded += 1
         except (OSError, ValueError):

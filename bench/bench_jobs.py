@@ -36,7 +36,9 @@ from concurrent.futures import ThreadPoolExecutor
 # bench/ is on sys.path as the running script's directory: see common.py
 from common import ENDPOINTS, Client, close_master, in_process, registry, settings, ssh_argv
 
-from hcc_federation import slurm
+from hcc_federation.jobs.commands import new_delimiter, sacct_list_argv, squeue_argv
+from hcc_federation.jobs.parsers import base_state
+from hcc_federation.jobs.validation import FINISHED_STATES, validate_since
 
 HISTORY_NAME = "hcc-bench-history"
 
@@ -72,11 +74,11 @@ def history_records(cluster: str, user: str) -> list[str]:
             "State",
         ],
     )
-    return [slurm.base_state(line) for line in out.splitlines() if line]
+    return [base_state(line) for line in out.splitlines() if line]
 
 
 def history_count(cluster: str, user: str) -> int:
-    return sum(1 for state in history_records(cluster, user) if state in slurm.FINISHED_STATES)
+    return sum(1 for state in history_records(cluster, user) if state in FINISHED_STATES)
 
 
 def make_history(cluster: str, user: str, wanted: int) -> float:
@@ -151,11 +153,11 @@ def measure(port: int, token: str, cluster: str, user: str, control: str, rounds
 
         return call
 
-    sacct = slurm.sacct_list_argv(user, slurm.validate_since(None), slurm.new_delimiter())
+    sacct = sacct_list_argv(user, validate_since(None), new_delimiter())
     operations = {f"list {name}": get(f"/api/v1/clusters/{name}/jobs") for name in ENDPOINTS["clusters"]}
     operations["federated"] = get("/api/v1/jobs")
     operations["sacct"] = ssh(sacct)
-    operations["sacct+squeue"] = ssh(sacct, slurm.squeue_argv(user))
+    operations["sacct+squeue"] = ssh(sacct, squeue_argv(user))
     for call in operations.values():
         call()  # warm: pooled connection and ControlMaster made, page cache hot
     samples: dict = {name: [] for name in operations}

@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 
 from .bulkhead import Bulkhead
 from .errors import NotFound, ServiceError
+from .jobs.parsers import parse_duration
 from .remote import CertificateIdentity, ClusterEndpoint, ConnectionPool, PasswordIdentity
 from .remote.result import CommandResult
 from .settings import ClusterSettings, SshSettings
-from .slurm import parse_duration
 
 # one line per (partition, node); names of either cannot hold "|"
 SINFO_FORMAT = "%P|%a|%l|%N|%T|%c|%m"

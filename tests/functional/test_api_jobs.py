@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
-from hcc_federation import slurm
+from hcc_federation.jobs.commands import JOB_FIELDS
 from hcc_federation.models import JobSubmission
 from tests.conftest import login_token, make_app, migrate, run_testbed_up, stop_testbed_daemon
 from tests.helpers import alice_work_dir, jobs_cancelled_afterwards, wait_for
@@ -114,7 +114,7 @@ def test_job_lifecycle(app, login, clusters, users, database_url, work_dir, subm
     assert r.json["cluster"] == cluster
     listed = {job["id"]: job for job in r.json["jobs"]}
     assert {by_path, inline} <= set(listed)
-    assert set(listed[inline]) == set(slurm.JOB_FIELDS)
+    assert set(listed[inline]) == set(JOB_FIELDS)
     assert listed[inline]["name"] == name
     assert listed[by_path]["work_dir"] == str(work_dir)  # sbatch ran in the script's own directory
     assert listed[inline]["user"] == "alice" and listed[inline]["partition"] == clusters[cluster]["partition"]
@@ -135,7 +135,7 @@ def test_job_lifecycle(app, login, clusters, users, database_url, work_dir, subm
     detail = wait_for(burning, timeout=90)
     assert detail["cluster"] == cluster and detail["id"] == inline and detail["state"] == "RUNNING"
     assert detail["name"] == name and detail["script"] == BURN and detail["work_dir"] == str(work_dir)
-    assert set(slurm.JOB_FIELDS) <= set(detail)
+    assert set(JOB_FIELDS) <= set(detail)
     [node] = detail["usage"]["nodes"]
     assert node["node"] == clusters[cluster]["node"]
     assert node["processes"][0]["command"] == "python3" and node["processes"][0]["cpu_percent"] > 10

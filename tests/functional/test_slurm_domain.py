@@ -1,4 +1,4 @@
-"""hcc_federation.slurm against the test bed's real Slurm clusters, as real users (runuser, not yet SSH)."""
+"""SlurmClient against the test bed's real Slurm clusters, as real users (runuser, not yet SSH)."""
 
 import os
 import subprocess
@@ -7,8 +7,10 @@ import uuid
 
 import pytest
 
-from hcc_federation import slurm
 from hcc_federation.errors import BadRequest
+from hcc_federation.jobs.client import SlurmClient
+from hcc_federation.jobs.commands import JOB_FIELDS
+from hcc_federation.jobs.errors import JobFinished, JobForbidden, JobNotFound, SlurmRefused
 from hcc_federation.remote.result import CommandResult
 from tests.helpers import alice_work_dir, jobs_cancelled_afterwards, wait_for
 
@@ -72,9 +74,9 @@ def started(clusters):
 
 @pytest.mark.parametrize("cluster", CLUSTERS)
 def test_job_lifecycle(cluster, runners, clusters, users, work_dir, started):
-    alice = slurm.SlurmClient(runners[(cluster, "alice")])
-    bob = slurm.SlurmClient(runners[(cluster, "bob")])
-    other = slurm.SlurmClient(runners[(next(c for c in CLUSTERS if c != cluster), "alice")])
+    alice = SlurmClient(runners[(cluster, "alice")])
+    bob = SlurmClient(runners[(cluster, "bob")])
+    other = SlurmClient(runners[(next(c for c in CLUSTERS if c != cluster), "alice")])
     tag = uuid.uuid4().hex[:8]
     name = f'a|b "c" ü {tag}'
 
@@ -93,7 +95,7 @@ def test_job_lifecycle(cluster, runners, clusters, users, work_dir, started):
     assert listed[by_path]["work_dir"] == str(work_dir)  # ran in the script's own directory
     assert listed[inline]["user"] == "alice" and listed[inline]["partition"] == clusters[cluster]["partition"]
     assert listed[inline]["memory"] == 100 and listed[inline]["time_limit_seconds"] == 60
-    assert set(slurm.JOB_FIELDS) <= set(listed[inline])
+    assert set(JOB_FIELDS) <= set(listed[inline])
 
     detail = alice.get_job("alice", inline, with_usage=False)
     assert detail["name"] == name and detail["work_dir"] == str(work_dir)
@@ -119,9 +121,9 @@ def test_job_lifecycle(cluster, runners, clusters, users, work_dir, started):
     assert node["processes"][0]["command"] == "python3"
 
     # Another user gets 403 for both reading and cancelling; the other cluster does not know it.
-    with pytest.raises(slurm.JobForbidden):
+    with pytest.raises(JobForbidden):
         bob.get_job("bob", inline)
-    with pytest.raises(slurm.JobForbidden):
+    with pytest.raises(JobForbidden):
         bob.cancel_job("bob", inline)
     assert all(job["name"] != name for job in other.list_jobs("alice"))
 
@@ -129,7 +131,7 @@ def test_job_lifecycle(cluster, runners, clusters, users, work_dir, started):
     alice.cancel_job("alice", by_path)
     for job_id in (inline, by_path):
         wait_for(lambda job_id=job_id: alice.get_job("alice", job_id)["state"] == "CANCELLED", timeout=30)
-    with pytest.raises(slurm.JobFinished):
+    with pytest.raises(JobFinished):
         alice.cancel_job("alice", inline)
 
     cancelled = alice.list_jobs("alice", states=["cancelled"], limit=50)
@@ -140,13 +142,13 @@ def test_job_lifecycle(cluster, runners, clusters, users, work_dir, started):
 
 @pytest.mark.parametrize("cluster", CLUSTERS)
 def test_slurm_refusals_carry_slurms_message(cluster, runners, work_dir):
-    alice = slurm.SlurmClient(runners[(cluster, "alice")])
+    alice = SlurmClient(runners[(cluster, "alice")])
     script = "#!/bin/sh\n#SBATCH --partition=nosuchpartition\ntrue\n"
-    with pytest.raises(slurm.SlurmRefused) as caught:
+    with pytest.raises(SlurmRefused) as caught:
         alice.submit_script("alice", script, str(work_dir))
     assert caught.value.status == 400
     assert "Invalid partition name specified" in caught.value.description
-    with pytest.raises(slurm.SlurmRefused) as caught:
+    with pytest.raises(SlurmRefused) as caught:
         alice.submit_script_path("alice", str(work_dir / "missing.sh"))
     assert "missing.sh" in caught.value.description
 
@@ -154,10 +156,10 @@ def test_slurm_refusals_carry_slurms_message(cluster, runners, work_dir):
 @pytest.mark.parametrize("cluster", CLUSTERS)
 def test_unknown_and_hostile_job_ids(cluster, runners):
     runner = runners[(cluster, "alice")]
-    alice = slurm.SlurmClient(runner)
-    with pytest.raises(slurm.JobNotFound):
+    alice = SlurmClient(runner)
+    with pytest.raises(JobNotFound):
         alice.get_job("alice", "999999999")
-    with pytest.raises(slurm.JobNotFound):
+    with pytest.raises(JobNotFound):
         alice.cancel_job("alice", "999999999")
     before = len(runner.calls)
     for job_id in ["1;id", "$(id)", "../", "1\n2", ""]:
@@ -169,7 +171,7 @@ def test_unknown_and_hostile_job_ids(cluster, runners):
 
 
 def test_list_is_quick(runners):
-    alice = slurm.SlurmClient(runners[("alpha", "alice")])
+    alice = SlurmClient(runners[("alpha", "alice")])
     alice.list_jobs("alice")
     started = time.perf_counter()
     alice.list_jobs("alice")

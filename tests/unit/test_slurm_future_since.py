@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
-from hcc_federation import slurm
+from hcc_federation.jobs.client import SlurmClient
+from hcc_federation.jobs.errors import SlurmError
+from hcc_federation.jobs.parsers import parse_squeue_json
 from hcc_federation.remote.result import CommandResult
 
 DATA = Path(__file__).parent / "data" / "slurm"
@@ -22,10 +24,10 @@ class FutureSinceRunner:
 
 
 def test_a_since_after_the_clusters_today_lists_only_the_queue():
-    client = slurm.SlurmClient(FutureSinceRunner(), clock=lambda: 1796002600.0)
+    client = SlurmClient(FutureSinceRunner(), clock=lambda: 1796002600.0)
     jobs = client.list_jobs("alice", since="2030-01-01")
     # no history can start after now; the live queue is listed whatever the day, as for any since
-    queued = slurm.parse_squeue_json((DATA / "squeue.json").read_text(), 1796002600, user="alice")
+    queued = parse_squeue_json((DATA / "squeue.json").read_text(), 1796002600, user="alice")
     assert sorted(job["id"] for job in jobs) == sorted(job["id"] for job in queued)
 
 
@@ -36,10 +38,10 @@ def test_other_sacct_failures_still_fail():
                 return CommandResult(tuple(argv), 1, b"", b"sacct: error: Problem talking to the database")
             return super().__call__(argv, stdin, timeout)
 
-    client = slurm.SlurmClient(Broken(), clock=lambda: 1796002600.0)
+    client = SlurmClient(Broken(), clock=lambda: 1796002600.0)
     try:
         client.list_jobs("alice", since="2030-01-01")
-    except slurm.SlurmError as exc:
+    except SlurmError as exc:
         assert exc.status >= 500
     else:
         raise AssertionError("a broken sacct must not give an empty list")

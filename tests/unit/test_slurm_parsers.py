@@ -1,11 +1,29 @@
-"""Parsers of hcc_federation.slurm on real Slurm 22.05 output (recorded by data/slurm/capture.py)."""
+"""Parsers of hcc_federation.jobs on real Slurm 22.05 output (recorded by data/slurm/capture.py)."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from hcc_federation import slurm
+from hcc_federation.jobs.commands import JOB_FIELDS
+from hcc_federation.jobs.errors import SlurmError, SlurmUnavailable
+from hcc_federation.jobs.parsers import (
+    command_error,
+    merge_jobs,
+    newest_first,
+    parse_duration,
+    parse_probe,
+    parse_sacct,
+    parse_sbatch,
+    parse_squeue_json,
+    parse_sstat,
+    restore_recorded_names,
+    size_to_bytes,
+    size_to_mb,
+    slurm_message,
+    split_records,
+    tres_memory_mb,
+)
 from hcc_federation.remote.result import CommandResult
 
 DATA = Path(__file__).parent / "data" / "slurm"
@@ -18,7 +36,7 @@ def read(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def sacct_list():
-    return slurm.parse_sacct(read("sacct_list.txt"), DELIMITER)
+    return parse_sacct(read("sacct_list.txt"), DELIMITER)
 
 
 def by_id(jobs):
@@ -32,7 +50,7 @@ def test_sacct_list_reads_every_allocation_with_hostile_names(sacct_list):
     assert {"nl\nx", "tab\tx", "us\x1fx", "rs\x1ex", "bell\x07x", "dollar$(id)"} <= names
     # slurmdbd stores double quotes as backticks: accounting cannot give the original back.
     assert "a|b `c` ü" in names
-    assert all(set(job) == set(slurm.JOB_FIELDS) for job in jobs)
+    assert all(set(job) == set(JOB_FIELDS) for job in jobs)
     assert steps == []  # --allocations
 
 
@@ -57,7 +75,7 @@ def test_sacct_job_fields(sacct_list):
 
 
 def test_sacct_job_with_steps():
-    jobs, steps = slurm.parse_sacct(read("sacct_job_running.txt"), DELIMITER)
+    jobs, steps = parse_sacct(read("sacct_job_running.txt"), DELIMITER)
     assert len(jobs) == 1
     job_id = jobs[0]["id"]
     assert {step["id"] for step in steps} >= {f"{job_id}.batch", f"{job_id}.0"}
@@ -68,20 +86,20 @@ def test_sacct_job_with_steps():
 def test_split_records_handles_newlines_in_last_and_middle_fields():
     d = "<D>"
     text = f"1{d}a\nb{d}x\n2{d}c{d}y\nz\n3{d}e{d}w\n"
-    assert slurm.split_records(text, d, 3) == [["1", "a\nb", "x"], ["2", "c", "y\nz"], ["3", "e", "w"]]
-    assert slurm.split_records("", d, 3) == []
+    assert split_records(text, d, 3) == [["1", "a\nb", "x"], ["2", "c", "y\nz"], ["3", "e", "w"]]
+    assert split_records("", d, 3) == []
 
 
 @pytest.mark.parametrize("text", ["1<D>a\n", "1<D>a<D>b<D>c\n", "x<D>a<D>b\n"])
 def test_split_records_refuses_what_it_cannot_read(text):
-    with pytest.raises(slurm.SlurmError):
-        slurm.split_records(text, "<D>", 3)
+    with pytest.raises(SlurmError):
+        split_records(text, "<D>", 3)
 
 
 def test_squeue_json_filters_user_and_formats_ids():
     now = 1796002600
-    everyone = slurm.parse_squeue_json(read("squeue.json"), now)
-    alice = slurm.parse_squeue_json(read("squeue.json"), now, user="alice")
+    everyone = parse_squeue_json(read("squeue.json"), now)
+    alice = parse_squeue_json(read("squeue.json"), now, user="alice")
     assert alice and all(job["user"] == "alice" for job in alice)
     assert len(everyone) >= len(alice)
     jobs = by_id(alice)
@@ -99,33 +117,33 @@ def test_squeue_json_filters_user_and_formats_ids():
 
 def test_merge_prefers_the_queue_and_keeps_accounted_exit_codes(sacct_list):
     accounted = sacct_list[0]
-    queued = slurm.parse_squeue_json(read("squeue.json"), 1796002600, user="alice")
-    merged = by_id(slurm.merge_jobs(accounted, queued))
+    queued = parse_squeue_json(read("squeue.json"), 1796002600, user="alice")
+    merged = by_id(merge_jobs(accounted, queued))
     assert merged["1"]["name"] == 'a|b "c" ü'
     assert merged["15"]["state"] == "PENDING"  # held: only squeue knows it
     assert merged["13"]["exit_code"] == "0:0"  # sacct's, not squeue's 0:15
-    ordered = slurm.newest_first(merged.values())
+    ordered = newest_first(merged.values())
     submits = [job["submit_time"] or "" for job in ordered]
     assert submits == sorted(submits, reverse=True)
 
 
 def test_merge_lagging_accounting():
-    accounted = [{**dict.fromkeys(slurm.JOB_FIELDS), "id": "5", "state": "PENDING", "reason": "Priority"}]
+    accounted = [{**dict.fromkeys(JOB_FIELDS), "id": "5", "state": "PENDING", "reason": "Priority"}]
     accounted[0]["work_dir"] = "/w"
-    queued = [{**dict.fromkeys(slurm.JOB_FIELDS), "id": "5", "state": "RUNNING"}]
-    (job,) = slurm.merge_jobs(accounted, queued)
+    queued = [{**dict.fromkeys(JOB_FIELDS), "id": "5", "state": "RUNNING"}]
+    (job,) = merge_jobs(accounted, queued)
     assert job["state"] == "RUNNING" and job["reason"] is None and job["work_dir"] == "/w"
 
 
 def test_sstat():
-    steps = slurm.parse_sstat(read("sstat_running.txt"))
+    steps = parse_sstat(read("sstat_running.txt"))
     python = next(step for step in steps if step["id"].endswith(".0"))
     assert python["max_rss_bytes"] > 50 * 1024 * 1024  # the job holds a 50 MB bytearray
     assert python["cpu_seconds"] > 0 and python["max_rss_node"] == "alpha-n1"
 
 
 def test_probe_keeps_the_jobs_processes_only():
-    (node,) = slurm.parse_probe(read("probe_running.txt"))
+    (node,) = parse_probe(read("probe_running.txt"))
     assert node["node"] == "alpha-n1" and node["scope"] == "job"
     commands = [p["command"] for p in node["processes"]]
     assert commands[0] == "python3"
@@ -136,7 +154,7 @@ def test_probe_keeps_the_jobs_processes_only():
 
 def test_probe_without_listpids_falls_back_to_the_users_processes():
     text = "0: node n1\n0: step 3\n0: --pids--\n0: --ps--\n0:  42 12.5 2048 01:02:03 my prog\n"
-    (node,) = slurm.parse_probe(text)
+    (node,) = parse_probe(text)
     assert node["scope"] == "user"
     assert node["processes"] == [
         {
@@ -150,23 +168,23 @@ def test_probe_without_listpids_falls_back_to_the_users_processes():
 
 
 def test_sbatch_output_and_errors():
-    assert slurm.parse_sbatch(read("sbatch_ok.txt")).isdigit()
-    assert slurm.parse_sbatch("123;alpha\n") == "123"
-    with pytest.raises(slurm.SlurmError):
-        slurm.parse_sbatch("")
-    message = slurm.slurm_message(read("sbatch_bad_partition.stderr"))
+    assert parse_sbatch(read("sbatch_ok.txt")).isdigit()
+    assert parse_sbatch("123;alpha\n") == "123"
+    with pytest.raises(SlurmError):
+        parse_sbatch("")
+    message = slurm_message(read("sbatch_bad_partition.stderr"))
     assert "Invalid partition name specified" in message and "sbatch: error:" not in message
-    assert "no-such-option" in slurm.slurm_message(read("sbatch_bad_directive.stderr"))
+    assert "no-such-option" in slurm_message(read("sbatch_bad_directive.stderr"))
 
 
 def test_command_error_maps_a_down_controller_to_503():
     down = CommandResult(
         ("squeue",), 1, b"", b"squeue: error: Unable to contact slurm controller (connect failure)"
     )
-    assert isinstance(slurm.command_error(down), slurm.SlurmUnavailable)
-    assert slurm.command_error(down).status == 503
+    assert isinstance(command_error(down), SlurmUnavailable)
+    assert command_error(down).status == 503
     other = CommandResult(("env", "X=1", "sacct"), 1, b"", b"sacct: error: something odd")
-    error = slurm.command_error(other)
+    error = command_error(other)
     assert error.status == 502 and "sacct" in error.description
 
 
@@ -174,15 +192,15 @@ def test_command_error_maps_a_down_controller_to_503():
     ("text", "seconds"), [("00:00:04", 4), ("1-02:03:04", 93784), ("05:06", 306), ("00:01.500", 1.5)]
 )
 def test_durations(text, seconds):
-    assert slurm.parse_duration(text) == seconds
+    assert parse_duration(text) == seconds
 
 
 def test_sizes():
-    assert slurm.size_to_mb("1G") == 1024
-    assert slurm.size_to_mb("100M") == 100
-    assert slurm.size_to_bytes("3316K") == 3316 * 1024
-    assert slurm.tres_memory_mb("billing=1,cpu=1,mem=2G,node=1") == 2048
-    assert slurm.tres_memory_mb("cpu=1") is None
+    assert size_to_mb("1G") == 1024
+    assert size_to_mb("100M") == 100
+    assert size_to_bytes("3316K") == 3316 * 1024
+    assert tres_memory_mb("billing=1,cpu=1,mem=2G,node=1") == 2048
+    assert tres_memory_mb("cpu=1") is None
 
 
 def test_squeue_fixture_is_real_22_05_output():
@@ -197,5 +215,5 @@ def test_recorded_names_undo_what_accounting_did_to_quotes():
         {"id": "3", "name": "x `y`"},  # an id reused by another job: the names differ otherwise
         {"id": "4", "name": "real `backticks`"},  # not submitted through the service
     ]
-    slurm.restore_recorded_names(jobs, {"1": 'a "b" ü', "2": "plain", "3": 'other "y"'})
+    restore_recorded_names(jobs, {"1": 'a "b" ü', "2": "plain", "3": 'other "y"'})
     assert [job["name"] for job in jobs] == ['a "b" ü', "plain", "x `y`", "real `backticks`"]

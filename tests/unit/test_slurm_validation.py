@@ -1,11 +1,36 @@
-"""Arguments of hcc_federation.slurm are checked before anything reaches argv."""
+"""Arguments of hcc_federation.jobs are checked before anything reaches argv."""
 
 from datetime import date
 
 import pytest
 
-from hcc_federation import slurm
 from hcc_federation.errors import BadRequest
+from hcc_federation.jobs.client import SlurmClient
+from hcc_federation.jobs.commands import (
+    new_delimiter,
+    probe_argv,
+    sacct_list_argv,
+    sbatch_path_argv,
+    sbatch_stdin_argv,
+    sstat_argv,
+)
+from hcc_federation.jobs.errors import (
+    JobFinished,
+    JobForbidden,
+    JobNotFound,
+    SlurmError,
+    SlurmRefused,
+    SlurmUnavailable,
+)
+from hcc_federation.jobs.validation import (
+    MAX_LIMIT,
+    validate_absolute_path,
+    validate_job_id,
+    validate_job_name,
+    validate_limit,
+    validate_since,
+    validate_states,
+)
 from hcc_federation.remote.result import CommandResult
 
 HOSTILE_IDS = [
@@ -29,13 +54,13 @@ HOSTILE_IDS = [
 
 @pytest.mark.parametrize("job_id", ["1", "123", "123_4", "123+1", "4294967294"])
 def test_valid_job_ids(job_id):
-    assert slurm.validate_job_id(job_id) == job_id
+    assert validate_job_id(job_id) == job_id
 
 
 @pytest.mark.parametrize("job_id", HOSTILE_IDS)
 def test_hostile_job_ids_are_a_400_on_the_path(job_id):
     with pytest.raises(BadRequest) as caught:
-        slurm.validate_job_id(job_id)
+        validate_job_id(job_id)
     assert caught.value.status == 400
     assert (caught.value.location, caught.value.name) == ("path", "job_id")
 
@@ -54,7 +79,7 @@ class RecordingRunner:
 @pytest.mark.parametrize("job_id", HOSTILE_IDS)
 def test_client_runs_nothing_for_a_hostile_id(job_id):
     runner = RecordingRunner()
-    client = slurm.SlurmClient(runner)
+    client = SlurmClient(runner)
     with pytest.raises(BadRequest):
         client.get_job("alice", job_id)
     with pytest.raises(BadRequest):
@@ -63,53 +88,53 @@ def test_client_runs_nothing_for_a_hostile_id(job_id):
 
 
 def test_since():
-    assert slurm.validate_since("2026-01-31") == "2026-01-31"
-    assert slurm.validate_since(date(2026, 2, 1)) == "2026-02-01"
-    assert slurm.validate_since(None, today=date(2026, 11, 30)) == "2026-11-23"
+    assert validate_since("2026-01-31") == "2026-01-31"
+    assert validate_since(date(2026, 2, 1)) == "2026-02-01"
+    assert validate_since(None, today=date(2026, 11, 30)) == "2026-11-23"
     for bad in ["2026-02-30", "2026-1-1", "now-7days", "2026-01-01;id", "2026-01-01\n"]:
         with pytest.raises(BadRequest) as caught:
-            slurm.validate_since(bad)
+            validate_since(bad)
         assert caught.value.name == "since"
 
 
 def test_states():
-    assert slurm.validate_states(["running", " PENDING "]) == {"RUNNING", "PENDING"}
-    assert slurm.validate_states(None) is None
+    assert validate_states(["running", " PENDING "]) == {"RUNNING", "PENDING"}
+    assert validate_states(None) is None
     for bad in [["RUN"], ["R"], ["RUNNING;id"]]:
         with pytest.raises(BadRequest) as caught:
-            slurm.validate_states(bad)
+            validate_states(bad)
         assert caught.value.name == "states"
 
 
 def test_limit_and_paths_and_names():
-    assert slurm.validate_limit(5) == 5
-    for bad in [0, -1, True, "5", slurm.MAX_LIMIT + 1]:
+    assert validate_limit(5) == 5
+    for bad in [0, -1, True, "5", MAX_LIMIT + 1]:
         with pytest.raises(BadRequest):
-            slurm.validate_limit(bad)
-    assert slurm.validate_absolute_path("/home/a b/x.sh", name="script_path") == "/home/a b/x.sh"
+            validate_limit(bad)
+    assert validate_absolute_path("/home/a b/x.sh", name="script_path") == "/home/a b/x.sh"
     for bad in ["x.sh", "", "/a\x00b", None]:
         with pytest.raises(BadRequest):
-            slurm.validate_absolute_path(bad, name="script_path")
-    assert slurm.validate_job_name('a|b "c" ü') == 'a|b "c" ü'
+            validate_absolute_path(bad, name="script_path")
+    assert validate_job_name('a|b "c" ü') == 'a|b "c" ü'
     for bad in ["", "a\nb", "x" * 201]:
         with pytest.raises(BadRequest):
-            slurm.validate_job_name(bad)
+            validate_job_name(bad)
 
 
 def test_argv_builders():
-    assert slurm.sbatch_path_argv("/home/alice/run dir/job.sh") == [
+    assert sbatch_path_argv("/home/alice/run dir/job.sh") == [
         "sbatch",
         "--parsable",
         "--chdir=/home/alice/run dir",
         "/home/alice/run dir/job.sh",
     ]
-    assert slurm.sbatch_stdin_argv("/w", 'a "b"') == [
+    assert sbatch_stdin_argv("/w", 'a "b"') == [
         "sbatch",
         "--parsable",
         "--chdir=/w",
         '--job-name=a "b"',
     ]
-    argv = slurm.sacct_list_argv("alice", "2026-11-01", "|#x#|", frozenset({"RUNNING"}))
+    argv = sacct_list_argv("alice", "2026-11-01", "|#x#|", frozenset({"RUNNING"}))
     assert argv[:3] == ["env", "SLURM_TIME_FORMAT=%s", "sacct"]
     assert {
         "--allocations",
@@ -121,23 +146,21 @@ def test_argv_builders():
         "--endtime=now",
     } <= set(argv)
     # COMPLETING is no sacct state: filter on our side only.
-    assert not any(
-        a.startswith("--state") for a in slurm.sacct_list_argv("a", "2026-11-01", "|", {"COMPLETING"})
-    )
-    assert slurm.sstat_argv("7")[:2] == ["sstat", "--allsteps"]
-    with pytest.raises(slurm.SlurmError):
-        slurm.probe_argv("7", "n1;id", 1)
+    assert not any(a.startswith("--state") for a in sacct_list_argv("a", "2026-11-01", "|", {"COMPLETING"}))
+    assert sstat_argv("7")[:2] == ["sstat", "--allsteps"]
+    with pytest.raises(SlurmError):
+        probe_argv("7", "n1;id", 1)
 
 
 def test_delimiters_are_fresh_and_printable():
-    first, second = slurm.new_delimiter(), slurm.new_delimiter()
+    first, second = new_delimiter(), new_delimiter()
     assert first != second and first.isprintable()
 
 
 def test_error_statuses():
-    assert slurm.JobNotFound("x").status == 404
-    assert slurm.JobForbidden("x").status == 403
-    assert slurm.JobFinished("x").status == 409
-    assert slurm.SlurmRefused("x").status == 400
-    assert slurm.SlurmError("x").status == 502
-    assert slurm.SlurmUnavailable("x").status == 503
+    assert JobNotFound("x").status == 404
+    assert JobForbidden("x").status == 403
+    assert JobFinished("x").status == 409
+    assert SlurmRefused("x").status == 400
+    assert SlurmError("x").status == 502
+    assert SlurmUnavailable("x").status == 503

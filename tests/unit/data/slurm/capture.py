@@ -12,7 +12,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
 
-from hcc_federation import slurm  # noqa: E402
+from hcc_federation.jobs.commands import (  # noqa: E402
+    batch_script_argv,
+    probe_argv,
+    sacct_job_argv,
+    sacct_list_argv,
+    sbatch_stdin_argv,
+    squeue_argv,
+    sstat_argv,
+)
 
 HERE = Path(__file__).parent
 DELIMITER = "|#0123456789abcdef#|"
@@ -45,7 +53,7 @@ def main():
     job = (
         run(
             "alice",
-            slurm.sbatch_stdin_argv(str(work), "capture-burn") + ["--mem=100M", "-t", "1"],
+            sbatch_stdin_argv(str(work), "capture-burn") + ["--mem=100M", "-t", "1"],
             burn.encode(),
         )
         .stdout.decode()
@@ -54,7 +62,7 @@ def main():
     name_job = (
         run(
             "alice",
-            slurm.sbatch_stdin_argv(str(work), 'a|b "c" ü') + ["--mem=10M", "-t", "1", "--hold"],
+            sbatch_stdin_argv(str(work), 'a|b "c" ü') + ["--mem=10M", "-t", "1", "--hold"],
             b"#!/bin/sh\nsleep 1\n",
         )
         .stdout.decode()
@@ -67,20 +75,18 @@ def main():
             break
         time.sleep(0.3)
     time.sleep(4)  # let jobacct_gather sample (every 2 s) and the step start
-    save("squeue.json", run("alice", slurm.squeue_argv("alice")).stdout)
-    save("sstat_running.txt", run("alice", slurm.sstat_argv(job)).stdout)
+    save("squeue.json", run("alice", squeue_argv("alice")).stdout)
+    save("sstat_running.txt", run("alice", sstat_argv(job)).stdout)
     nodes = [j for j in q["jobs"] if str(j["job_id"]) == job][0]["nodes"]
-    save("probe_running.txt", run("alice", slurm.probe_argv(job, nodes, 1)).stdout)
-    save("sacct_list.txt", run("alice", slurm.sacct_list_argv("alice", "2026-11-01", DELIMITER)).stdout)
-    save("sacct_job_running.txt", run("alice", slurm.sacct_job_argv(job, DELIMITER)).stdout)
-    save("batch_script.txt", run("alice", slurm.batch_script_argv(job)).stdout)
-    bad = run(
-        "alice", [*slurm.sbatch_stdin_argv(str(work)), "--partition=nosuchpartition"], b"#!/bin/sh\ntrue\n"
-    )
+    save("probe_running.txt", run("alice", probe_argv(job, nodes, 1)).stdout)
+    save("sacct_list.txt", run("alice", sacct_list_argv("alice", "2026-11-01", DELIMITER)).stdout)
+    save("sacct_job_running.txt", run("alice", sacct_job_argv(job, DELIMITER)).stdout)
+    save("batch_script.txt", run("alice", batch_script_argv(job)).stdout)
+    bad = run("alice", [*sbatch_stdin_argv(str(work)), "--partition=nosuchpartition"], b"#!/bin/sh\ntrue\n")
     save("sbatch_bad_partition.stderr", bad.stderr)
-    bad = run("alice", slurm.sbatch_stdin_argv(str(work)), b"#!/bin/sh\n#SBATCH --no-such-option\ntrue\n")
+    bad = run("alice", sbatch_stdin_argv(str(work)), b"#!/bin/sh\n#SBATCH --no-such-option\ntrue\n")
     save("sbatch_bad_directive.stderr", bad.stderr)
-    ok = run("alice", slurm.sbatch_stdin_argv(str(work)) + ["--hold"], b"#!/bin/sh\ntrue\n").stdout
+    ok = run("alice", sbatch_stdin_argv(str(work)) + ["--hold"], b"#!/bin/sh\ntrue\n").stdout
     save("sbatch_ok.txt", ok)
     run("alice", ["scancel", job, name_job, ok.decode().strip()])
     print("job", job, "named job", name_job, "work dir", work)

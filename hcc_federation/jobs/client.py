@@ -1,0 +1,245 @@
+"""SlurmClient: Slurm for one cluster, its I/O through a runner that executes argv as the user."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from hcc_federation.remote.result import CommandResult
+
+from .commands import (
+    batch_script_argv,
+    new_delimiter,
+    probe_argv,
+    sacct_job_argv,
+    sacct_list_argv,
+    sbatch_path_argv,
+    sbatch_stdin_argv,
+    scancel_argv,
+    squeue_argv,
+    sstat_argv,
+)
+from .errors import JobFinished, JobForbidden, JobNotFound, SlurmBadRequest, SlurmRefused, SlurmUnavailable
+from .parsers import (
+    UNAVAILABLE,
+    Job,
+    command_error,
+    id_key,
+    iso_time,
+    merge_jobs,
+    newest_first,
+    parse_probe,
+    parse_sacct,
+    parse_sbatch,
+    parse_squeue_json,
+    parse_sstat,
+    slurm_message,
+)
+from .validation import (
+    FINISHED_STATES,
+    validate_absolute_path,
+    validate_job_id,
+    validate_job_name,
+    validate_limit,
+    validate_since,
+    validate_states,
+    validate_user,
+)
+
+# Runs argv as the user on the cluster's login node: (argv, stdin, timeout) -> result.
+Runner = Callable[[Sequence[str], bytes | None, float | None], CommandResult]
+
+_START_AFTER_NOW = re.compile(r"Start time \(.*\) requested is after end time")
+
+MAX_SCRIPT_BYTES = 4 * 1024 * 1024  # Slurm's default max_script_size
+
+
+@dataclass(frozen=True)
+class _Located:
+    job: Job
+    steps: list[Job]
+    in_queue: bool
+
+
+class SlurmClient:
+    """Slurm for one cluster, through a runner that executes argv as the user on a login node.
+
+    Every call validates its arguments before anything runs and raises ``SlurmError``
+    subclasses carrying their HTTP status; the runner's own errors (unreachable, timeout)
+    pass through.
+    """
+
+    def __init__(self, run: Runner, *, timeout: float = 30.0, clock: Callable[[], float] | None = None):
+        self._run_argv = run
+        self.timeout = timeout
+        self._clock = clock or (lambda: datetime.now(UTC).timestamp())
+
+    def _run(self, argv: Sequence[str], stdin: bytes | None = None) -> CommandResult:
+        return self._run_argv(argv, stdin, self.timeout)
+
+    def _checked(self, argv: Sequence[str]) -> CommandResult:
+        result = self._run(argv)
+        if not result.ok:
+            raise command_error(result)
+        return result
+
+    def _history(self, argv: Sequence[str]) -> str:
+        """sacct's records; none when the start day has not begun on the cluster yet.
+
+        sacct 22.05 refuses a start after its own clock ("Start time (...) requested is after end
+        time (...)", exit 1), which was a 502: no job can have started then, so nothing matches.
+        """
+        result = self._run(argv)
+        if not result.ok and _START_AFTER_NOW.search(result.error_text()):
+            return ""
+        if not result.ok:
+            raise command_error(result)
+        return result.text()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def list_jobs(
+        self,
+        user: str,
+        since: date | str | None = None,
+        states: Iterable[str] | None = None,
+        limit: int | None = None,
+    ) -> list[Job]:
+        """The user's jobs since a day (default: 7 days ago), newest first."""
+        user = validate_user(user)
+        since_text = validate_since(since)
+        wanted = validate_states(states)
+        limit = validate_limit(limit)
+        delimiter = new_delimiter()
+        # the history and the live queue are independent reads: run them at once (two channels on
+        # the user's connection), so a list costs the slower of the two rather than their sum
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="slurm-list") as both:
+            history = both.submit(self._history, sacct_list_argv(user, since_text, delimiter, wanted))
+            queue = both.submit(self._checked, squeue_argv(user))
+            accounted, _ = parse_sacct(history.result(), delimiter)
+            queued = parse_squeue_json(queue.result().text(), self._clock(), user=user)
+        jobs = merge_jobs(accounted, queued)
+        if wanted is not None:
+            jobs = [job for job in jobs if job["state"] in wanted]
+        jobs = newest_first(jobs)
+        return jobs[:limit] if limit else jobs
+
+    def _locate(self, user: str, job_id: str) -> _Located:
+        """Find one job in the queue and in accounting; 404 if neither knows it, 403 if not ours."""
+        delimiter = new_delimiter()
+        accounted, steps = parse_sacct(self._checked(sacct_job_argv(job_id, delimiter)).text(), delimiter)
+        queued = parse_squeue_json(self._checked(squeue_argv()).text(), self._clock())
+        candidates = merge_jobs(accounted, queued)
+        job = _pick(job_id, candidates)
+        if job is None:
+            raise JobNotFound(f"no job {job_id} on this cluster")
+        if job.get("user") != user:
+            # Checked before anything else is read or done: another user's job says nothing more.
+            raise JobForbidden(f"job {job_id} belongs to another user")
+        own_steps = [s for s in steps if s["id"].split(".", 1)[0] == job["id"]]
+        in_queue = any(q["id"] == job["id"] for q in queued)
+        return _Located(job=job, steps=own_steps, in_queue=in_queue)
+
+    def get_job(self, user: str, job_id: str, with_usage: bool = True) -> Job:
+        """One job with ``steps``, ``script`` (while slurmctld has it) and, if running, ``usage``."""
+        job_id = validate_job_id(job_id)
+        user = validate_user(user)
+        located = self._locate(user, job_id)
+        job = dict(located.job)
+        job["steps"] = located.steps
+        job["script"] = self._batch_script(job["id"]) if located.in_queue else None
+        job["usage"] = self._usage(job) if with_usage and job["state"] == "RUNNING" else None
+        return job
+
+    def _batch_script(self, job_id: str) -> str | None:
+        if "[" in job_id:
+            return None
+        result = self._run(batch_script_argv(job_id))
+        # scontrol exits 0 even when it could not fetch the script: stdout is the only signal.
+        if not result.ok or not result.stdout:
+            return None
+        return result.text()
+
+    def _usage(self, job: Job) -> Job:
+        sstat = self._run(sstat_argv(job["id"]))
+        # A job that ends between our calls has "No steps running": an empty sample, not an error.
+        if not sstat.ok and "No steps running" not in sstat.error_text():
+            raise command_error(sstat)
+        steps = parse_sstat(sstat.text()) if sstat.ok else []
+        nodes: list[Job] = []
+        if job.get("nodes") and job.get("node_count"):
+            probe = self._run(probe_argv(job["id"], job["nodes"], job["node_count"]))
+            # A job that ends between the two calls refuses new steps: report what sstat had.
+            if probe.ok:
+                nodes = parse_probe(probe.text())
+        return {"sampled_at": iso_time(int(self._clock())), "nodes": nodes, "steps": steps}
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def submit_script_path(self, user: str, path: str) -> str:
+        """Submit a script already on the cluster; it runs in its own directory. Returns the job id."""
+        validate_user(user)
+        path = validate_absolute_path(path, name="script_path")
+        return self._submit(sbatch_path_argv(path), None)
+
+    def submit_script(self, user: str, script: str, work_dir: str, name: str | None = None) -> str:
+        """Submit script text (sent on stdin) to run in ``work_dir``. Returns the job id."""
+        validate_user(user)
+        work_dir = validate_absolute_path(work_dir, name="work_dir")
+        if name is not None:
+            name = validate_job_name(name)
+        if not isinstance(script, str) or not script.strip():
+            raise SlurmBadRequest("script must not be empty", location="body", name="script")
+        body = script.encode("utf-8")
+        if len(body) > MAX_SCRIPT_BYTES or "\x00" in script:
+            raise SlurmBadRequest(
+                f"script must be text of at most {MAX_SCRIPT_BYTES} bytes", location="body", name="script"
+            )
+        return self._submit(sbatch_stdin_argv(work_dir, name), body)
+
+    def _submit(self, argv: list[str], stdin: bytes | None) -> str:
+        # Never retried: a second sbatch would be a second job.
+        result = self._run(argv, stdin)
+        if not result.ok:
+            message = slurm_message(result.error_text() or result.text())
+            if UNAVAILABLE.search(message):
+                raise SlurmUnavailable(f"Slurm is not answering (sbatch): {message}")
+            raise SlurmRefused(message)
+        return parse_sbatch(result.text())
+
+    def cancel_job(self, user: str, job_id: str) -> None:
+        """Cancel one of the user's jobs: 404 unknown, 403 someone else's, 409 already finished."""
+        job_id = validate_job_id(job_id)
+        user = validate_user(user)
+        job = self._locate(user, job_id).job
+        if job["state"] in FINISHED_STATES:
+            raise JobFinished(f"job {job_id} already finished ({job['state']})")
+        result = self._run(scancel_argv(job_id))
+        message = result.error_text()
+        # scancel may say why on stderr and still exit 0, so read both.
+        if "already completing or completed" in message:
+            raise JobFinished(f"job {job_id} already finished")
+        if "Invalid job id" in message:
+            raise JobNotFound(f"no job {job_id} on this cluster")
+        if "Access/permission denied" in message:
+            raise JobForbidden(f"job {job_id} belongs to another user")
+        if not result.ok:
+            raise command_error(result)
+
+
+def _pick(job_id: str, jobs: Sequence[Job]) -> Job | None:
+    """The record for ``job_id``; for an array's or het job's own id, its first task or component."""
+    for job in jobs:
+        if job["id"] == job_id:
+            return job
+    related = [job for job in jobs if re.match(rf"{re.escape(job_id)}[_+]", job["id"])]
+    return min(related, key=lambda job: id_key(job["id"])) if related else None
+
+
+def format_argv(argv: Sequence[str]) -> str:
+    """For logs: how the argv reads in a shell (never executed as such)."""
+    return shlex.join(argv)

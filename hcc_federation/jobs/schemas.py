@@ -1,0 +1,266 @@
+"""The jobs API's colander schemas for requests, and its response documents for the OpenAPI document."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+
+import colander
+
+from ..api.schemas import PathString, StrictSchema, StrictString
+from .validation import DEFAULT_SINCE_DAYS, JOB_STATES, MAX_LIMIT, MAX_NAME_LENGTH
+
+# Below the API's request body limit (hcc.api.max_body_bytes, 1 MiB by default, which answers 413
+# first) and well below Slurm's own max_script_size (4 MiB): a batch script is a page of shell.
+MAX_SCRIPT_BYTES = 1024 * 1024
+MAX_PATH_LENGTH = 4096
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# The accounting database starts at the epoch; an earlier day is a client's mistake.
+EARLIEST_SINCE = date(1970, 1, 2)
+# The time zone farthest ahead of UTC (Kiribati's Line Islands): its today is the latest anywhere.
+LATEST_UTC_OFFSET = timedelta(hours=14)
+
+
+# --------------------------------------------------------------------------------------------
+# Schemas
+# --------------------------------------------------------------------------------------------
+
+
+class IsoDate(colander.SchemaType):
+    """Exactly ``YYYY-MM-DD`` (colander.Date also takes datetimes and other ISO 8601 forms)."""
+
+    json_schema = {"format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+
+    def deserialize(self, node, cstruct):
+        if cstruct is colander.null:
+            return colander.null
+        if not isinstance(cstruct, str) or not _DATE.fullmatch(cstruct):
+            raise colander.Invalid(node, "must be a date YYYY-MM-DD")
+        try:
+            value = date.fromisoformat(cstruct)
+        except ValueError:
+            raise colander.Invalid(node, f"{cstruct} is not a valid date") from None
+        if value < EARLIEST_SINCE:
+            raise colander.Invalid(node, f"must not be before {EARLIEST_SINCE.isoformat()}")
+        # A day that is today nowhere on Earth yet is a client's mistake (a mistyped year), not a
+        # filter that matches nothing: 400. A day that is today somewhere (up to UTC+14) is
+        # accepted, and where it has not begun on the cluster the history is simply empty.
+        latest = (datetime.now(UTC) + LATEST_UTC_OFFSET).date()
+        if value > latest:
+            raise colander.Invalid(node, f"must not be in the future (after {latest.isoformat()})")
+        return value
+
+    def serialize(self, node, appstruct):
+        return colander.null if appstruct is colander.null else appstruct.isoformat()
+
+
+class StateList(colander.SchemaType):
+    """A comma-separated list of Slurm job states, case-insensitive: ``RUNNING,pending``."""
+
+    # the documented form, upper case (lower case and spaces are accepted too)
+    json_schema = {
+        "maxLength": 1000,
+        "pattern": "^({0})(,({0}))*$".format("|".join(sorted(JOB_STATES))),
+    }
+
+    def deserialize(self, node, cstruct):
+        if cstruct is colander.null:
+            return colander.null
+        # a repeated query key arrives as a list: one comma list is the documented form
+        if not isinstance(cstruct, str):
+            raise colander.Invalid(node, "must be one comma-separated list of job states")
+        if len(cstruct) > 1000:
+            raise colander.Invalid(node, "too long")
+        names = [part.strip().upper() for part in cstruct.split(",")]
+        names = [name for name in names if name]
+        if not names:
+            raise colander.Invalid(node, "must name at least one job state")
+        unknown = sorted({name for name in names if name not in JOB_STATES})
+        if unknown:
+            known = ", ".join(sorted(JOB_STATES))
+            raise colander.Invalid(
+                node, f"unknown job state {', '.join(unknown)[:200]}; expected some of {known}"
+            )
+        return sorted(set(names))
+
+    def serialize(self, node, appstruct):
+        return colander.null if appstruct is colander.null else ",".join(appstruct)
+
+
+class ListJobsSchema(StrictSchema):
+    since = colander.SchemaNode(
+        IsoDate(),
+        missing=None,
+        description=f"jobs since this day (YYYY-MM-DD); default: {DEFAULT_SINCE_DAYS} days ago",
+    )
+    state = colander.SchemaNode(
+        StateList(), missing=None, description="only these states, comma-separated (RUNNING,PENDING)"
+    )
+    limit = colander.SchemaNode(
+        colander.Int(),
+        missing=None,
+        validator=colander.Range(1, MAX_LIMIT),
+        description=f"at most this many jobs, newest first (1 to {MAX_LIMIT})",
+    )
+
+
+def _absolute_path(node, value: str) -> None:
+    if not value.startswith("/"):
+        raise colander.Invalid(node, "must be an absolute path")
+    if len(value) > MAX_PATH_LENGTH:
+        raise colander.Invalid(node, f"must be at most {MAX_PATH_LENGTH} characters")
+    # No NUL can reach argv, and a newline or escape in a path would forge lines in logs; such
+    # paths exist but are not worth that: they are refused rather than passed on.
+    if _CONTROL.search(value):
+        raise colander.Invalid(node, "must not contain control characters")
+
+
+def _script_text(node, value: str) -> None:
+    if not value.strip():
+        raise colander.Invalid(node, "must not be empty")
+    if "\x00" in value:
+        raise colander.Invalid(node, "must not contain NUL characters")
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_SCRIPT_BYTES:
+        raise colander.Invalid(node, f"must be at most {MAX_SCRIPT_BYTES} bytes")
+
+
+def _job_name(node, value: str) -> None:
+    if len(value) > MAX_NAME_LENGTH or _CONTROL.search(value):
+        raise colander.Invalid(node, f"must be 1 to {MAX_NAME_LENGTH} characters without control characters")
+
+
+class SubmitJobSchema(StrictSchema):
+    script_path = colander.SchemaNode(
+        PathString(),
+        missing=colander.drop,
+        validator=_absolute_path,
+        description="a script on the cluster; sbatch runs it in its own directory",
+    )
+    script = colander.SchemaNode(
+        StrictString(),
+        missing=colander.drop,
+        validator=_script_text,
+        description="the script's text (sent to sbatch on stdin); needs work_dir",
+    )
+    work_dir = colander.SchemaNode(
+        PathString(),
+        missing=colander.drop,
+        validator=_absolute_path,
+        description="where the inline script runs",
+    )
+    name = colander.SchemaNode(
+        StrictString(), missing=colander.drop, validator=_job_name, description="the inline script's job name"
+    )
+
+    def validator(self, node, value):
+        # Each way of submitting takes its own fields; anything else is refused, not ignored.
+        error = colander.Invalid(node)
+        if ("script_path" in value) == ("script" in value):
+            error["script"] = "give either script_path or script, not both or neither"
+        elif "script_path" in value:
+            for field in ("work_dir", "name"):
+                if field in value:
+                    error[field] = (
+                        "only with script (a script_path runs in its own directory, under its own name)"
+                    )
+        elif "work_dir" not in value:
+            error["work_dir"] = "required with script"
+        if error.children:
+            raise error
+
+
+# --------------------------------------------------------------------------------------------
+# Response documents (for the OpenAPI document)
+# --------------------------------------------------------------------------------------------
+
+_STRING = {"type": ["string", "null"]}
+_INT = {"type": ["integer", "null"]}
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+JOB_PROPERTIES = {
+    "id": {"type": "string"},
+    "name": {"type": "string"},
+    "state": {"type": "string", "enum": sorted(JOB_STATES)},
+    "reason": _STRING,
+    "partition": _STRING,
+    "account": _STRING,
+    "user": _STRING,
+    "submit_time": _TIME,
+    "start_time": _TIME,
+    "end_time": _TIME,
+    "elapsed_seconds": {"type": "integer"},
+    "time_limit_seconds": _INT,
+    "node_count": _INT,
+    "nodes": _STRING,
+    "cpus": _INT,
+    "memory": {**_INT, "description": "requested memory, MiB"},
+    "work_dir": _STRING,
+    "exit_code": {**_STRING, "description": "exit:signal, once finished"},
+}
+CLUSTER_ERROR = {
+    "type": "object",
+    "properties": {
+        "cluster": {"type": "string"},
+        "status": {"type": "integer"},
+        "description": {"type": "string"},
+    },
+}
+JOB_LIST_OUT = {
+    "type": "object",
+    "properties": {
+        "cluster": {"type": "string"},
+        "jobs": {"type": "array", "items": {"type": "object", "properties": JOB_PROPERTIES}},
+    },
+}
+FEDERATED_OUT = {
+    "type": "object",
+    "properties": {
+        "jobs": {
+            "type": "array",
+            "items": {"type": "object", "properties": {"cluster": {"type": "string"}, **JOB_PROPERTIES}},
+        },
+        "errors": {"type": "array", "items": CLUSTER_ERROR},
+    },
+}
+PROCESS = {
+    "type": "object",
+    "properties": {
+        "pid": {"type": "integer"},
+        "cpu_percent": {"type": "number"},
+        "rss_bytes": {"type": "integer"},
+        "elapsed_seconds": {"type": ["number", "null"]},
+        "command": {"type": "string"},
+    },
+}
+USAGE = {
+    "type": ["object", "null"],
+    "description": "live usage of a RUNNING job",
+    "properties": {
+        "sampled_at": {"type": "string", "format": "date-time"},
+        "nodes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "node": _STRING,
+                    "scope": {"type": "string", "enum": ["job", "user"]},
+                    "cpu_percent": {"type": "number"},
+                    "rss_bytes": {"type": "integer"},
+                    "processes": {"type": "array", "items": PROCESS},
+                },
+            },
+        },
+        "steps": {"type": "array", "items": {"type": "object"}},
+    },
+}
+JOB_DETAIL_OUT = {
+    "type": "object",
+    "properties": {
+        "cluster": {"type": "string"},
+        **JOB_PROPERTIES,
+        "steps": {"type": "array", "items": {"type": "object"}},
+        "script": {**_STRING, "description": "the batch script, while slurmctld keeps it"},
+        "usage": USAGE,
+    },
+}
+SUBMITTED_OUT = {"type": "object", "properties": {"cluster": {"type": "string"}, "id": {"type": "string"}}}

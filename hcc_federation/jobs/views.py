@@ -1,0 +1,222 @@
+"""Slurm jobs on each cluster, and on every cluster at once: list, detail, submit, cancel."""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from cornice import Service
+from cornice.validators import colander_body_validator, colander_querystring_validator
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+
+from ..api.docs import documented
+from ..api.responses import no_content
+from ..auth.policy import AUTHENTICATED
+from ..db import independent_session
+from ..errors import ServiceError
+from ..models import JobSubmission
+from .client import SlurmClient
+from .parsers import newest_first, restore_recorded_names
+from .schemas import (
+    FEDERATED_OUT,
+    JOB_DETAIL_OUT,
+    JOB_LIST_OUT,
+    SUBMITTED_OUT,
+    ListJobsSchema,
+    SubmitJobSchema,
+)
+from .validation import validate_job_id
+
+log = logging.getLogger(__name__)
+
+cluster_jobs = Service(
+    name="cluster_jobs",
+    path="/api/v1/clusters/{cluster}/jobs",
+    description="The caller's jobs on one cluster",
+)
+cluster_job = Service(
+    name="cluster_job", path="/api/v1/clusters/{cluster}/jobs/{job_id}", description="One job on one cluster"
+)
+all_jobs = Service(name="all_jobs", path="/api/v1/jobs", description="The caller's jobs on every cluster")
+# A federated list waits for a cluster this long beyond its own connect and command timeouts.
+FEDERATED_GRACE_SECONDS = 2.0
+
+
+def slurm_client(request, cluster) -> SlurmClient:
+    """Slurm on ``cluster`` as the caller, each command bounded by the cluster's command timeout."""
+    return SlurmClient(request.cluster_runner(cluster), timeout=cluster.settings.command_timeout)
+
+
+def with_recorded_names(request, cluster: str, jobs: list) -> list:
+    """Jobs with the exact names the registry kept where Slurm's accounting altered them."""
+    altered = [job["id"] for job in jobs if job.get("name") and "`" in job["name"]]
+    if altered:
+        rows = request.dbsession.execute(
+            select(JobSubmission.job_id, JobSubmission.name)
+            .where(
+                JobSubmission.cluster == cluster,
+                JobSubmission.username == request.identity.username,
+                JobSubmission.job_id.in_(altered),
+                JobSubmission.name.is_not(None),
+            )
+            # the newest submission of an id wins (ids restart after a controller reset)
+            .order_by(JobSubmission.id)
+        )
+        restore_recorded_names(jobs, {job_id: name for job_id, name in rows})
+    return jobs
+
+
+def _list_arguments(request) -> dict:
+    return {
+        "since": request.validated["since"],
+        "states": request.validated["state"],
+        "limit": request.validated["limit"],
+    }
+
+
+@cluster_jobs.get(
+    permission=AUTHENTICATED, schema=ListJobsSchema(), validators=(colander_querystring_validator,)
+)
+@documented(200, 400, 401, 403, 404, 502, 503, 504, response=JOB_LIST_OUT, tag="jobs")
+def list_cluster_jobs(request):
+    """The caller's jobs on one cluster since a day (default: the last 7 days), newest first."""
+    cluster = request.registry.hcc_clusters.get(request.matchdict["cluster"])
+    jobs = slurm_client(request, cluster).list_jobs(request.identity.username, **_list_arguments(request))
+    return {"cluster": cluster.name, "jobs": with_recorded_names(request, cluster.name, jobs)}
+
+
+@cluster_jobs.post(
+    permission=AUTHENTICATED,
+    schema=SubmitJobSchema(),
+    validators=(colander_body_validator,),
+    content_type="application/json",
+)
+@documented(201, 400, 401, 403, 404, 413, 415, 502, 503, 504, response=SUBMITTED_OUT, tag="jobs")
+def submit_job(request):
+    """Submit a batch job: a script on the cluster (script_path) or its text (script + work_dir)."""
+    cluster = request.registry.hcc_clusters.get(request.matchdict["cluster"])
+    username = request.identity.username
+    client = slurm_client(request, cluster)
+    body = request.validated
+    # The side effect first, the record after: a failed sbatch leaves no row. Nothing retries a
+    # POST, so a job is never submitted twice.
+    if "script_path" in body:
+        job_id = client.submit_script_path(username, body["script_path"])
+        row = JobSubmission(
+            script_path=body["script_path"], work_dir=posixpath.dirname(body["script_path"]) or "/"
+        )
+    else:
+        job_id = client.submit_script(username, body["script"], body["work_dir"], name=body.get("name"))
+        row = JobSubmission(work_dir=body["work_dir"], name=body.get("name"))
+    row.cluster = cluster.name
+    row.job_id = job_id
+    row.username = username
+    row.client_addr = request.client_address
+    log.info("job %s submitted on %s by %s", job_id, cluster.name, username)
+    try:
+        # committed at once and on its own: the job exists on the cluster whatever happens to
+        # this request from here, and its id must reach the caller even if the registry fails
+        with independent_session(request.registry.hcc_dbsession_factory) as db:
+            db.add(row)
+    except DBAPIError:
+        log.error(
+            "job %s on %s by %s (script_path=%r work_dir=%r) is NOT recorded: the registry failed",
+            job_id,
+            cluster.name,
+            username,
+            row.script_path,
+            row.work_dir,
+        )
+    request.response.status = 201
+    request.response.location = request.route_url("cluster_job", cluster=cluster.name, job_id=job_id)
+    return {"cluster": cluster.name, "id": job_id}
+
+
+def _job_id(request) -> str:
+    # validated before a runner is even built: a hostile id never comes near argv
+    return validate_job_id(request.matchdict["job_id"])
+
+
+@cluster_job.get(permission=AUTHENTICATED)
+@documented(200, 400, 401, 403, 404, 502, 503, 504, response=JOB_DETAIL_OUT, tag="jobs")
+def get_job(request):
+    """One of the caller's jobs: its fields, steps, batch script and, while RUNNING, live usage per node."""
+    cluster = request.registry.hcc_clusters.get(request.matchdict["cluster"])
+    job_id = _job_id(request)
+    job = slurm_client(request, cluster).get_job(request.identity.username, job_id)
+    with_recorded_names(request, cluster.name, [job])
+    return {"cluster": cluster.name, **job}
+
+
+@cluster_job.delete(permission=AUTHENTICATED)
+@documented(204, 400, 401, 403, 404, 409, 502, 503, 504, tag="jobs")
+def cancel_job(request):
+    """Cancel one of the caller's jobs (409 if it already finished)."""
+    cluster = request.registry.hcc_clusters.get(request.matchdict["cluster"])
+    job_id = _job_id(request)
+    slurm_client(request, cluster).cancel_job(request.identity.username, job_id)
+    log.info("job %s cancelled on %s by %s", job_id, cluster.name, request.identity.username)
+    return no_content()
+
+
+def _cluster_error(name: str, exc: BaseException) -> dict:
+    if isinstance(exc, ServiceError):
+        return {"cluster": name, "status": exc.status, "description": exc.description}
+    log.error("listing jobs on %s failed", name, exc_info=exc)
+    return {"cluster": name, "status": 500, "description": "internal error while listing this cluster's jobs"}
+
+
+@all_jobs.get(permission=AUTHENTICATED, schema=ListJobsSchema(), validators=(colander_querystring_validator,))
+@documented(200, 400, 401, response=FEDERATED_OUT, tag="jobs")
+def list_all_jobs(request):
+    """The caller's jobs on every cluster at once; a cluster that fails is listed in errors."""
+    username = request.identity.username
+    arguments = _list_arguments(request)
+    errors: list[dict] = []
+    clients = {}
+    # Built here, not in the workers: the credential comes from this request's session.
+    for cluster in request.registry.hcc_clusters:
+        try:
+            clients[cluster] = slurm_client(request, cluster)
+        except ServiceError as exc:
+            errors.append(_cluster_error(cluster.name, exc))
+    jobs: list[dict] = []
+    if clients:
+        # One thread per cluster for this request alone: a slow cluster costs its own timeout,
+        # never a queue behind other requests; shutdown(wait=False) leaves a late one to finish
+        # on its own (its command timeout ends it) while this request answers.
+        executor = ThreadPoolExecutor(max_workers=len(clients), thread_name_prefix="hcc-jobs")
+        try:
+            started = time.monotonic()
+            futures = {
+                cluster: executor.submit(client.list_jobs, username, **arguments)
+                for cluster, client in clients.items()
+            }
+            for cluster, future in futures.items():
+                # sacct and squeue (at once since they share nothing), after a connect if none yet
+                budget = cluster.settings.connect_timeout + 2 * cluster.settings.command_timeout
+                remaining = budget + FEDERATED_GRACE_SECONDS - (time.monotonic() - started)
+                try:
+                    found = future.result(timeout=max(0, remaining))
+                    with_recorded_names(request, cluster.name, found)
+                    jobs.extend({"cluster": cluster.name, **job} for job in found)
+                except FutureTimeout:
+                    errors.append(
+                        {
+                            "cluster": cluster.name,
+                            "status": 504,
+                            "description": f"no answer within {budget:g} s",
+                        }
+                    )
+                except Exception as exc:  # one cluster's failure is its entry, never the whole answer's
+                    errors.append(_cluster_error(cluster.name, exc))
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+    jobs = newest_first(jobs)
+    if arguments["limit"]:
+        jobs = jobs[: arguments["limit"]]
+    return {"jobs": jobs, "errors": sorted(errors, key=lambda e: e["cluster"])}

@@ -43,7 +43,8 @@ from common import USERS, Client, mysql_registry, proc_figures, pserve, settings
 THREADS = 16
 # waitress stops accepting past connection_limit (100 by default): 500 keep-alive clients would wait in
 # the listen backlog until others hang up, which this closed loop never does. Raised for the bench.
-SERVER = {"connection_limit": "1000"}
+# outbuf_high_watermark as production.ini sets it.
+SERVER = {"connection_limit": "1000", "outbuf_high_watermark": "2097152"}
 SMALL = b"hcc bench load\n" * 273  # 4,095 bytes: under SMALL_DOWNLOAD, read over SFTP
 ENTRIES = 20
 

@@ -25,6 +25,7 @@ import statistics
 import time
 import urllib.parse
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 # bench/ is on sys.path as the running script's directory: see common.py
@@ -32,8 +33,9 @@ from common import USERS, Client, mysql_registry, proc_figures, pserve, settings
 
 MiB = 1024 * 1024
 THREADS = 16
-# waitress refuses bodies over 1 GiB by default; the service has its own limit
-SERVER = {"max_request_body_size": "4294967296"}
+# waitress refuses bodies over 1 GiB by default (the service has its own limit); the output buffer
+# per connection as production.ini sets it (--server-option outbuf_high_watermark=16777216: waitress's)
+SERVER = {"max_request_body_size": "4294967296", "outbuf_high_watermark": "2097152"}
 VARIANTS = {
     "default": {},
     "arenas2": {"MALLOC_ARENA_MAX": "2"},
@@ -92,22 +94,31 @@ def run_variant(name: str, env: dict[str, str], url: str, work: str, args: argpa
         "hcc.cluster.alpha.command_timeout": "120",
         "hcc.files.max_upload_bytes": str(4 * size),
     }
-    with pserve(settings("", ["alpha"], overrides), THREADS, SERVER, env) as (port, process):
-        client = Client(port, timeout=300, blocksize=MiB)
-        token = client.login("alice")
+    server = {**SERVER, **dict(option.split("=", 1) for option in args.server_option)}
+    with pserve(settings("", ["alpha"], overrides), THREADS, server, env) as (port, process):
+        clients = [Client(port, timeout=300, blocksize=MiB) for _ in range(args.parallel)]
+        token = clients[0].login("alice")
         start = proc_figures(process.pid)
         rss = []
         took: dict[str, list[float]] = {"download": [], "upload": []}
-        began = time.monotonic()
-        for _ in range(args.rounds):
+
+        def transfer(index: int) -> None:
+            client = clients[index]
             if args.only != "upload":
                 took["download"].append(timed(download, client, token, f"{work}/big.bin", size))
             if args.only != "download":
-                took["upload"].append(timed(upload, client, token, f"{work}/up.bin", size, block))
-            rss.append(proc_figures(process.pid)["rss_mib"])
+                up = f"{work}/up-{index}.bin"
+                took["upload"].append(timed(upload, client, token, up, size, block))
+
+        began = time.monotonic()
+        with ThreadPoolExecutor(args.parallel) as executor:
+            for _ in range(args.rounds):
+                list(executor.map(transfer, range(args.parallel)))
+                rss.append(proc_figures(process.pid)["rss_mib"])
         elapsed = time.monotonic() - began
         end = proc_figures(process.pid)
-        client.conn.close()
+        for client in clients:
+            client.conn.close()
     shown = " ".join(f"{v:.0f}" for v in rss)
     print(
         f"{name:>9} {' '.join(f'{k}={v}' for k, v in env.items()) or '(as deployed)'}: RSS after login "
@@ -117,7 +128,7 @@ def run_variant(name: str, env: dict[str, str], url: str, work: str, args: argpa
     )
     print(f"           RSS after each round (MiB): {shown}", flush=True)
     speeds = "  ".join(
-        f"{kind} {args.size_mib / statistics.median(times):.0f} MiB/s"
+        f"{kind} {args.size_mib / statistics.median(times):.0f} MiB/s each"
         for kind, times in took.items()
         if times
     )
@@ -129,6 +140,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--size-mib", type=int, default=100)
+    parser.add_argument("--parallel", type=int, default=1, help="clients transferring at once per round")
+    parser.add_argument(
+        "--server-option",
+        action="append",
+        default=[],
+        help="KEY=VALUE for waitress, e.g. outbuf_high_watermark",
+    )
     parser.add_argument("--only", choices=["download", "upload"], help="one kind of transfer per round")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     args = parser.parse_args()
@@ -143,7 +161,8 @@ def main() -> None:
         for item in (work, work / "big.bin"):
             shutil.chown(item, uid, uid)
         print(
-            f"{args.rounds} rounds of a {args.size_mib} MiB download + upload, pserve with {THREADS} threads,"
+            f"{args.rounds} rounds of {args.parallel} x a {args.size_mib} MiB download + upload,"
+            f" pserve with {THREADS} threads,"
             " alice on alpha; loopback, 2 cores"
         )
         with mysql_registry() as url:

@@ -175,11 +175,11 @@ def pserve(
         lines += [f"{k} = {v}" for k, v in (server_options or {}).items()]
         ini.write_text("\n".join(lines) + "\n")
         environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        # BENCH_SERVER_LOG=FILE keeps the server's output (its log) for a look after the run
+        log_path = os.environ.get("BENCH_SERVER_LOG")
+        output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         process = subprocess.Popen(
-            [str(VENV_BIN / "pserve"), str(ini)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=environ,
+            [str(VENV_BIN / "pserve"), str(ini)], stdout=output, stderr=output, env=environ
         )
         try:
             wait_for_port(port, process)
@@ -191,6 +191,8 @@ def pserve(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+            if log_path:
+                output.close()
 
 
 def vm_kib(pid: int, *keys: str) -> tuple[int, ...]:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from hcc_federation.remote import ClusterEndpoint, ConnectionPool, PasswordIdentity
+from hcc_federation.remote import pool as pool_module
 from tests.helpers import alice_work_dir, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -100,3 +102,22 @@ def test_rss_stays_flat_over_large_downloads(server, users):
     conn.close()
     # measured: +150 MiB with glibc's dynamic thresholds, +1 MiB with them pinned
     assert after - before < 40, f"RSS grew from {before:.0f} to {after:.0f} MiB"
+
+
+def test_a_busy_transport_forgets_old_channel_ids(clusters, users, monkeypatch):
+    # paramiko remembers every channel id a transport has opened (channels_seen) and never forgets
+    # one: a 10-minute soak grew the server by 8 MiB that way, about 75 bytes per channel
+    monkeypatch.setattr(pool_module, "CHANNELS_REMEMBERED", 50, raising=False)
+    c = clusters["alpha"]
+    alpha = ClusterEndpoint("alpha", c["ssh_host"], c["ssh_port"], known_hosts=c["known_hosts"])
+    alice = PasswordIdentity("alice", users["alice"]["password"])
+    with ConnectionPool() as pool:
+        for i in range(200):
+            assert pool.run(alpha, alice, ["echo", str(i)]).text() == f"{i}\n"
+        transport = pool._entries[("alpha", "alice")].transport
+        assert len(transport.channels_seen) <= 2 * 50
+        # it forgot the oldest ids, kept the latest, and the first connection still works
+        assert 0 not in transport.channels_seen
+        assert max(transport.channels_seen) >= 199
+        assert pool.run(alpha, alice, ["true"]).ok
+        assert (pool.stats()["connects"], pool.stats()["reconnects"]) == (1, 0)

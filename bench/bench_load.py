@@ -102,6 +102,7 @@ class Scenario:
         self.errors: collections.Counter[str] = collections.Counter()
         self.stop = threading.Event()
         self.counter = itertools.count()
+        self.cpu_s = 0.0
 
     def client(self, index: int, max_requests: int, start: threading.Barrier) -> None:
         user, token = self.sessions[index]
@@ -128,8 +129,9 @@ class Scenario:
                     self.latencies[name].append(elapsed)
         client.conn.close()
 
-    def run(self, duration: float, max_requests: int) -> float:
-        """Run every client until ``duration`` passes or ``max_requests`` were sent; the wall time."""
+    def run(self, duration: float, max_requests: int, pid: int) -> float:
+        """Run every client until ``duration`` passes or ``max_requests`` were sent; the wall time.
+        ``pid`` is the server's, whose CPU time over the run is kept in ``cpu_s``."""
         start = threading.Barrier(len(self.sessions) + 1)
         threads = [
             threading.Thread(target=self.client, args=(i, max_requests, start), daemon=True)
@@ -138,12 +140,14 @@ class Scenario:
         for thread in threads:
             thread.start()
         start.wait()
+        cpu = proc_figures(pid)["cpu_s"]
         began = time.perf_counter()
         timer = threading.Timer(duration, self.stop.set)
         timer.start()
         for thread in threads:
             thread.join()
         timer.cancel()
+        self.cpu_s = proc_figures(pid)["cpu_s"] - cpu
         return time.perf_counter() - began
 
 
@@ -169,6 +173,10 @@ def report(title: str, scenario: Scenario, elapsed: float, pid: int) -> None:
         f"  {total / elapsed:8.1f} req/s   p50 {percentile(every, 0.5) * ms:7.1f} ms   "
         f"p99 {percentile(every, 0.99) * ms:7.1f} ms   max {max(every, default=0) * ms:7.1f} ms   "
         f"errors {errors}"
+    )
+    print(
+        f"  server CPU {scenario.cpu_s:.1f} s over {elapsed:.1f} s ({scenario.cpu_s / elapsed:.2f} cores), "
+        f"{scenario.cpu_s / max(total, 1) * 1000:.1f} ms per request"
     )
     per_op = "  ".join(
         f"{name} {statistics.median(values) * ms:.1f}/{percentile(values, 0.99) * ms:.1f}"
@@ -229,7 +237,7 @@ def soak(port: int, pid: int, dirs: dict[str, str], args: argparse.Namespace) ->
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    elapsed = scenario.run(args.soak, args.soak * 1000)
+    elapsed = scenario.run(args.soak, int(args.soak * 1000), pid)
     done.set()
     sampler.join()
     print_figures("end", pid)
@@ -262,7 +270,7 @@ def main() -> None:
                         warm(port, sessions, dirs)
                         users = "many users (alice and bob sessions)" if many else "one user (one session)"
                         scenario = Scenario(port, sessions, dirs)
-                        elapsed = scenario.run(args.duration, args.max_requests)
+                        elapsed = scenario.run(args.duration, args.max_requests, process.pid)
                         report(f"{clients} clients, {users}", scenario, elapsed, process.pid)
     finally:
         for path in dirs.values():

@@ -206,13 +206,17 @@ def vm_kib(pid: int, *keys: str) -> tuple[int, ...]:
 
 
 def proc_figures(pid: int) -> dict[str, float]:
-    """What a soak watches in a process: VmRSS and VmHWM in MiB, threads, open file descriptors."""
+    """What a soak watches in a process: VmRSS and VmHWM in MiB, threads, open file descriptors, and
+    the CPU seconds it has used (user + system)."""
     rss, hwm, threads = vm_kib(pid, "VmRSS", "VmHWM", "Threads")
+    # /proc/<pid>/stat: fields 14 and 15 (utime, stime) in clock ticks, after the ")" of the name
+    ticks = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[11:13]
     return {
         "rss_mib": rss / 1024,
         "hwm_mib": hwm / 1024,
         "threads": threads,
         "fds": len(os.listdir(f"/proc/{pid}/fd")),
+        "cpu_s": sum(int(t) for t in ticks) / os.sysconf("SC_CLK_TCK"),
     }
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
+import secrets
 import shlex
 import socket
 import subprocess
@@ -26,6 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+# The venv that runs the script also runs `pserve`: a git worktree has no .venv of its own, and the
+# shared venv's editable install points at another checkout, so pserve gets PYTHONPATH=ROOT too.
+VENV_BIN = Path(sys.executable).parent
 
 ENDPOINTS = json.loads(Path("/var/lib/hcc-testbed/endpoints.json").read_text())
 USERS = {u["name"]: u for u in ENDPOINTS["users"]}
@@ -86,6 +91,31 @@ def registry() -> Iterator[str]:
         yield db_path
 
 
+@contextlib.contextmanager
+def mysql_registry() -> Iterator[str]:
+    """The URL of a fresh, migrated MariaDB registry on the bed (a `hccfed_bench_*` database, which the
+    bed's user may create), as production runs it; dropped on the way out. Pass it to ``settings`` as
+    the ``hcc.database.url`` override."""
+    import MySQLdb
+    from alembic import command
+    from alembic.config import Config
+
+    m = ENDPOINTS["mysql"]
+    name = f"{m['database']}_bench_{secrets.token_hex(4)}"
+    conn = MySQLdb.connect(host=m["host"], port=m["port"], user=m["user"], password=m["password"])
+    conn.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    url = f"mysql+mysqldb://{m['user']}:{m['password']}@{m['host']}:{m['port']}/{name}?charset=utf8mb4"
+    try:
+        cfg = Config(str(ROOT / "development.ini"))
+        cfg.set_main_option("script_location", str(ROOT / "alembic"))
+        cfg.attributes["hcc_database_url"] = url
+        command.upgrade(cfg, "head")
+        yield url
+    finally:
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -126,11 +156,15 @@ def in_process(app_settings: dict[str, str], threads: int = 4) -> Iterator[tuple
 
 @contextlib.contextmanager
 def pserve(
-    app_settings: dict[str, str], threads: int, server_options: dict[str, str] | None = None
+    app_settings: dict[str, str],
+    threads: int,
+    server_options: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[tuple[int, subprocess.Popen]]:
     """A `pserve` process of the service (waitress, ``threads`` threads, ``server_options`` added to its
     [server:main]) on a free loopback port, from an ini in a temp dir: (port, process) once it accepts
-    connections. The process is stopped on the way out, whatever happened."""
+    connections; ``env`` is added to its environment (e.g. MALLOC_ARENA_MAX). The process is stopped on
+    the way out, whatever happened."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         ini = Path(tmp) / "bench.ini"
@@ -140,8 +174,12 @@ def pserve(
         lines += [f"threads = {threads}"]
         lines += [f"{k} = {v}" for k, v in (server_options or {}).items()]
         ini.write_text("\n".join(lines) + "\n")
+        environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        # BENCH_SERVER_LOG=FILE keeps the server's output (its log) for a look after the run
+        log_path = os.environ.get("BENCH_SERVER_LOG")
+        output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         process = subprocess.Popen(
-            [str(ROOT / ".venv/bin/pserve"), str(ini)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [str(VENV_BIN / "pserve"), str(ini)], stdout=output, stderr=output, env=environ
         )
         try:
             wait_for_port(port, process)
@@ -153,6 +191,8 @@ def pserve(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+            if log_path:
+                output.close()
 
 
 def vm_kib(pid: int, *keys: str) -> tuple[int, ...]:
@@ -163,6 +203,21 @@ def vm_kib(pid: int, *keys: str) -> tuple[int, ...]:
         if key in keys:
             fields[key] = int(value.split()[0])
     return tuple(fields[key] for key in keys)
+
+
+def proc_figures(pid: int) -> dict[str, float]:
+    """What a soak watches in a process: VmRSS and VmHWM in MiB, threads, open file descriptors, and
+    the CPU seconds it has used (user + system)."""
+    rss, hwm, threads = vm_kib(pid, "VmRSS", "VmHWM", "Threads")
+    # /proc/<pid>/stat: fields 14 and 15 (utime, stime) in clock ticks, after the ")" of the name
+    ticks = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[11:13]
+    return {
+        "rss_mib": rss / 1024,
+        "hwm_mib": hwm / 1024,
+        "threads": threads,
+        "fds": len(os.listdir(f"/proc/{pid}/fd")),
+        "cpu_s": sum(int(t) for t in ticks) / os.sysconf("SC_CLK_TCK"),
+    }
 
 
 class Client:

@@ -7,6 +7,7 @@ def main(global_config, **settings):
     """The WSGI application (PasteDeploy's app factory)."""
     with Configurator(settings=settings) as config:
         config.include(".settings")
+        config.include(".memory")
         config.include(".db")
         config.include(".auth")
         config.include(".routing")

@@ -5,6 +5,7 @@ import contextlib
 import copy
 import functools
 import hashlib
+import itertools
 import logging
 import select
 import socket
@@ -35,6 +36,13 @@ log = logging.getLogger(__name__)
 PREFERRED_CIPHER = "aes128-gcm@openssh.com"
 # What one recv asks for; paramiko hands out at most what its buffer holds anyway.
 _CHUNK = 65536
+# paramiko remembers every channel id a transport has opened (Transport.channels_seen), so that a
+# late message for a closed channel is ignored instead of ending the connection, and never forgets
+# one: about 75 bytes per channel, which grew a server by 8 MiB in a 10-minute soak at 120 requests/s
+# (bench/bench_load.py --soak 600; tracemalloc named nothing else), some 40 MiB an hour for a busy
+# connection until max_lifetime retires it. The latest ids are kept: at 150 channels/s, 16,384 ids
+# cover the last 100 s, far longer than sshd takes to answer for a channel (about 1.2 MiB each).
+CHANNELS_REMEMBERED = 16384
 # Host key algorithms that a known_hosts entry of a given key type can verify.
 _HOST_KEY_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
 
@@ -355,6 +363,7 @@ class ConnectionPool:
                 # all (Channel._wait_for_event): over a blackholed link a job list or a listing
                 # hung until the client gave up (30 s and counting, with a 5 s command_timeout)
                 channel._wait_for_event = functools.partial(_wait_for_event_within, channel, timeout)
+                _forget_old_channels(channel.get_transport())
                 try:
                     yield channel, deadline
                 finally:
@@ -619,6 +628,22 @@ def _wait_for_event_within(channel: paramiko.Channel, seconds: float) -> None:
         return
     exc = channel.transport.get_exception()
     raise exc if exc is not None else paramiko.SSHException("Channel closed.")
+
+
+def _forget_old_channels(transport: paramiko.Transport) -> None:
+    """Drop the oldest ids from paramiko's record of channels seen, past CHANNELS_REMEMBERED (see there).
+
+    Pruned in batches of a quarter, so that the walk is rare; under the transport's lock, which
+    paramiko holds while it adds an id (its reader thread only looks ids up).
+    """
+    seen = transport.channels_seen
+    excess = len(seen) - CHANNELS_REMEMBERED
+    if excess < max(CHANNELS_REMEMBERED // 4, 1):
+        return
+    with transport.lock:
+        # dicts keep insertion order: the first ids are the oldest
+        for chanid in list(itertools.islice(seen, len(seen) - CHANNELS_REMEMBERED)):
+            del seen[chanid]
 
 
 def _reason(exc: BaseException) -> str:

@@ -10,5 +10,6 @@ def main(global_config, **settings):
         config.include(".db")
         config.include(".auth")
         config.include(".routing")
+        config.include(".files")
         config.include(".api")
     return config.make_wsgi_app()

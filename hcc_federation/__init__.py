@@ -11,6 +11,9 @@ def main(global_config, **settings):
         config.include(".db")
         config.include(".auth")
         config.include(".routing")
-        config.include(".jobs")
+        # .api includes cornice (whose add_cornice_service the feature packages' scans need) and
+        # overrides cornice's error views; including cornice before .api would conflict with those
         config.include(".api")
+        config.include(".jobs")
+        config.include(".files")
     return config.make_wsgi_app()

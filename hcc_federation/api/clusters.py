@@ -6,8 +6,8 @@ from cornice import Service
 
 from ..auth.policy import AUTHENTICATED
 from ..clusters import cluster_details
+from ..files.views import cluster_filesystems
 from .docs import documented
-from .files import cluster_filesystems
 
 clusters = Service(name="clusters", path="/api/v1/clusters", description="The deployment's clusters")
 cluster = Service(name="cluster", path="/api/v1/clusters/{cluster}", description="One cluster")

@@ -73,14 +73,23 @@ def run_at_once(app, headers: dict, work: str) -> tuple[list[tuple[int, str]], i
     return failed, peak
 
 
-def test_thirty_concurrent_calls_of_one_session_all_succeed(app, users, work):
-    headers = {"Authorization": f"Bearer {login_token(app, users, 'alice')}"}
-    failed, peak = run_at_once(app, headers, work)
-    assert failed == []
-    endpoint = app.app.registry.hcc_clusters.get("alpha").endpoint
-    # the slots were all taken at some point, so calls did wait for one; none was over the limit
-    assert peak == endpoint.max_sessions
-    assert app.app.registry.hcc_pool.stats()["channels_in_use"] == 0
+# The cluster's request bulkhead (4 at once by default) would keep the calls from ever reaching
+# the SSH pool's channel limit: these tests are about the pool, so it lets all thirty in.
+ALL_AT_ONCE = {"hcc.cluster.alpha.max_concurrent_requests": str(CALLS)}
+
+
+def test_thirty_concurrent_calls_of_one_session_all_succeed(settings, users, work):
+    app = make_app({**settings, **ALL_AT_ONCE})
+    try:
+        headers = {"Authorization": f"Bearer {login_token(app, users, 'alice')}"}
+        failed, peak = run_at_once(app, headers, work)
+        assert failed == []
+        endpoint = app.app.registry.hcc_clusters.get("alpha").endpoint
+        # the slots were all taken at some point, so calls did wait for one; none was over the limit
+        assert peak == endpoint.max_sessions
+        assert app.app.registry.hcc_pool.stats()["channels_in_use"] == 0
+    finally:
+        app.app.registry.hcc_pool.close_all()
 
 
 def test_slots_above_sshds_max_sessions_still_never_fail(settings, users, work, database_url):
@@ -88,7 +97,7 @@ def test_slots_above_sshds_max_sessions_still_never_fail(settings, users, work, 
         pytest.skip("the SSH pool does not depend on the registry database: once is enough")
     # a pool told to open 16 channels where sshd allows 10: sshd refuses the 11th ("open failed"),
     # and the pool must wait for one to close rather than fail the request
-    app = make_app({**settings, "hcc.cluster.alpha.max_sessions": "16"})
+    app = make_app({**settings, **ALL_AT_ONCE, "hcc.cluster.alpha.max_sessions": "16"})
     try:
         headers = {"Authorization": f"Bearer {login_token(app, users, 'alice')}"}
         failed, peak = run_at_once(app, headers, work)

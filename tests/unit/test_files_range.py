@@ -1,9 +1,9 @@
-"""Range headers of downloads (hcc_federation.api.files.parse_range), without a server."""
+"""Range headers of downloads (hcc_federation.files.download.parse_range), without a server."""
 
 import pytest
 
 from hcc_federation import files
-from hcc_federation.api.files import parse_range
+from hcc_federation.files.download import parse_range
 
 HUGE = "9" * 5000  # past Python's 4300-digit limit of int(): a ValueError, and so a 500, before
 

@@ -10,6 +10,7 @@ from cornice.validators import colander_body_validator
 from sqlalchemy import select
 
 from .. import files
+from ..api.docs import documented
 from ..auth.crypto import new_token, open_credential, parse_token, seal_credential, token_hash, token_matches
 from ..auth.policy import AUTHENTICATED
 from ..auth.sessions import audit
@@ -17,8 +18,9 @@ from ..clusters import MissingCredential, identity_for
 from ..errors import NotFound
 from ..models import DownloadLink, UserSession
 from ..models.meta import as_utc, utcnow
-from .docs import documented
-from .files import FILE_CONTENT, PathBody, body_locations, checked_path, serve_file
+from .download import serve_file
+from .schemas import FILE_CONTENT, PathBody
+from .views import body_locations, checked_path
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,207 @@
+"""Downloads: Range, ETag and If-None-Match, and the streaming of a file's bytes (SFTP or `dd`)."""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+import re
+import urllib.parse
+from collections.abc import Iterator
+
+import paramiko
+from pyramid.response import Response
+
+from .. import files
+from ..clusters import Cluster
+
+# What one read of the request body asks for, and one recv of a download: 256 KiB, as the domain code.
+CHUNK = files.DEFAULT_CHUNK
+# Downloads up to this size are read over SFTP on the channel already open for the stat; bigger ones
+# are streamed by `dd` on an exec channel: 5x faster than paramiko's SFTP reads (bench/bench_files.py).
+SMALL_DOWNLOAD = 1024 * 1024
+# How long a finished `dd` may take to report its exit status before we stop waiting.
+EXIT_STATUS_WAIT = 5.0
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    return "*" in tags or etag in tags
+
+
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# No file is 10**19 bytes (a 64-bit off_t ends at 9.2 * 10**18): a longer number is "beyond any end".
+# int() of more than 4300 digits raises ValueError (Python's CVE-2020-10735 guard): a 500, before.
+_POSITION_DIGITS = 19
+
+
+def _position(digits: str) -> int:
+    """A byte position of a Range header, however many digits it has (leading zeros are allowed)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _POSITION_DIGITS else 10**_POSITION_DIGITS
+
+
+def parse_range(header: str, size: int, path: str) -> tuple[int, int] | None:
+    """A single ``Range: bytes=...`` -> (start, end exclusive); None for several ranges (served whole).
+
+    A malformed or unsatisfiable range is a 416 carrying ``Content-Range: bytes */size``.
+    """
+    value = header.strip().replace(" ", "")
+    if "," in value:
+        # several ranges would need multipart/byteranges; RFC 9110 lets a server answer with the whole file
+        return None
+    match = _RANGE_RE.match(value)
+    start: int | None = None
+    end: int | None = None
+    if match and (match.group(1) or match.group(2)):
+        first, last = match.group(1), match.group(2)
+        if first:
+            start = _position(first)
+            end = min(size, _position(last) + 1) if last else size
+            if last and _position(last) < start:
+                start = None
+        else:
+            suffix = _position(last)
+            if suffix > 0:
+                start, end = max(0, size - suffix), size
+    if start is None or end is None or start >= size:
+        error = files.RangeNotSatisfiable(
+            f"range {header[:100]!r} cannot be served from {path} ({size} bytes)", path=path
+        )
+        error.headers["Content-Range"] = f"bytes */{size}"
+        raise error
+    return start, end
+
+
+# the person's own browser may keep a file and revalidate it by ETag; no shared cache may
+CONTENT_CACHING = "private, no-cache"
+
+
+def content_disposition(name: str, disposition: str = "attachment") -> str:
+    """RFC 6266: an ASCII fallback for old clients and the exact UTF-8 name in ``filename*``."""
+    fallback = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\%' else "_" for c in name) or "download"
+    return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{urllib.parse.quote(name, safe='')}"
+
+
+def _stat_regular(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPAttributes:
+    """stat (following symlinks) a regular file that the caller can open for reading."""
+    try:
+        attr = sftp.stat(path)
+    except OSError as exc:
+        raise files.map_sftp_error(exc, path, "look at") from None
+    files.require_regular(attr, path)
+    return attr
+
+
+class _ChannelBody:
+    """A WSGI app_iter over the stdout of a streaming command; closing it frees the pool slot.
+
+    The WSGI server calls ``close()`` when the body is sent or when the client went away; either
+    way the channel is closed and, if the command still runs, interrupted.
+    """
+
+    def __init__(self, stack: contextlib.ExitStack, channel: paramiko.Channel, length: int, path: str):
+        self._stack = stack
+        self._channel = channel
+        self._length = length
+        self._path = path
+
+    def __iter__(self) -> Iterator[bytes]:
+        remaining = self._length
+        channel = self._channel
+        while remaining > 0:
+            data = channel.recv(min(CHUNK, remaining))
+            if not data:
+                break
+            remaining -= len(data)
+            yield data
+        if remaining > 0:
+            channel.status_event.wait(EXIT_STATUS_WAIT)
+            detail = channel.recv_stderr(4096).decode("utf-8", "replace").strip()
+            # the headers promised the length: failing here makes the server cut the connection, so
+            # the client sees a short body instead of a complete-looking wrong one
+            raise OSError(f"{self._path} ended {remaining} bytes early while being sent ({detail[:200]})")
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def serve_file(
+    request, cluster: Cluster, identity, path: str, *, disposition: str = "attachment"
+) -> Response:
+    """A file's bytes as a streamed response (Range, ETag, If-None-Match), read as ``identity``.
+
+    The stat and the permission check run over SFTP, so a missing or unreadable file fails with
+    404/403 before any header is sent. Small bodies are read on that SFTP channel; bigger ones are
+    streamed by ``dd`` (with ``count`` capped at the size announced, so a growing file cannot
+    overrun Content-Length) on an exec channel that holds one session slot until the body ends.
+    """
+    # a download link reaches here without cluster_identity: take the cluster's slot (idempotent)
+    request.hold_cluster(cluster)
+    pool = request.registry.hcc_pool
+    stack = contextlib.ExitStack()
+    streaming = False
+    try:
+        sftp = stack.enter_context(pool.open_sftp(cluster.endpoint, identity))
+        _stat_regular(sftp, path)
+        # the size that goes with the etag: both from the one stat of the file's version
+        version = files.file_version(lambda argv: pool.run(cluster.endpoint, identity, argv), path)
+        size = version.size
+        etag = version.etag
+        if _etag_matches(request.headers.get("If-None-Match"), etag):
+            not_modified = Response(status=304, headers={"ETag": etag, "Cache-Control": CONTENT_CACHING})
+            del not_modified.content_type
+            return not_modified
+        name = posixpath.basename(path)
+        response = Response(
+            headers={
+                "Content-Type": files.guess_mime(name),
+                "ETag": etag,
+                "Accept-Ranges": "bytes",
+                "Content-Disposition": content_disposition(name, disposition),
+                # never let a browser sniff user content into something executable
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": CONTENT_CACHING,
+            },
+        )
+        response.last_modified = version.mtime_ns // 10**9
+        start, end = 0, size
+        range_header = request.headers.get("Range")
+        if_range = request.headers.get("If-Range")
+        if range_header and (if_range is None or if_range.strip() == etag):
+            wanted = parse_range(range_header, size, path)
+            if wanted is not None:
+                start, end = wanted
+                response.status = 206
+                response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        length = end - start
+        if request.method == "HEAD" or length == 0:
+            response.app_iter = []
+        elif length <= SMALL_DOWNLOAD:
+            response.app_iter = [b"".join(files.read_chunks(sftp, path, start, length))]
+        else:
+            # readable? (stat does not tell: ACLs) -- fail with a status now, not mid-body
+            try:
+                sftp.open(path, "rb").close()
+            except OSError as exc:
+                raise files.map_sftp_error(exc, path, "read") from None
+            # the SFTP slot is not needed while streaming: give it back before taking an exec slot
+            stack.close()
+            argv = [
+                "dd",
+                f"if={path}",  # absolute (validated), so never read as an option
+                f"bs={CHUNK}",
+                "iflag=skip_bytes,count_bytes,fullblock",
+                f"skip={start}",
+                f"count={length}",
+                "status=none",
+            ]
+            channel = stack.enter_context(pool.exec_channel(cluster.endpoint, identity, argv))
+            response.app_iter = _ChannelBody(stack, channel, length, path)
+            streaming = True
+        response.content_length = length
+        return response
+    finally:
+        if not streaming:
+            stack.close()

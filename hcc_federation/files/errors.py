@@ -1,0 +1,204 @@
+"""Typed failures of file operations and the mapping of SFTP and command failures onto them."""
+
+from __future__ import annotations
+
+import errno
+import stat
+
+import paramiko
+
+from hcc_federation.errors import Conflict, Forbidden, NotFound, ServiceError
+from hcc_federation.remote.result import CommandResult
+
+_MESSAGE_CAP = 300
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+
+class PathError(ServiceError):
+    """A failure about one path on the cluster; ``path`` names it for logs and callers."""
+
+    location = "querystring"
+    name = "path"
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        path: str | None = None,
+        name: str | None = None,
+        location: str | None = None,
+    ):
+        super().__init__(description, name=name, location=location)
+        self.path = path
+
+
+class NoSuchPath(PathError, NotFound):
+    status = 404
+
+
+class PermissionDenied(PathError, Forbidden):
+    status = 403
+
+
+class AlreadyExists(PathError, Conflict):
+    status = 409
+
+
+class NotADirectory(PathError, Conflict):
+    status = 409
+
+
+class IsADirectory(PathError, Conflict):
+    status = 409
+
+
+class DirectoryNotEmpty(PathError, Conflict):
+    status = 409
+
+
+class NotARegularFile(PathError, Conflict):
+    """A device, socket or fifo where a regular file was expected."""
+
+    status = 409
+
+
+class InvalidMove(PathError, Conflict):
+    """Moving or copying a directory into itself."""
+
+    status = 409
+
+
+class PreconditionFailed(PathError):
+    status = 412
+    location = "header"
+    name = "If-Match"
+
+
+class PayloadTooLarge(PathError):
+    status = 413
+    location = "body"
+    name = "body"
+
+
+class RangeNotSatisfiable(PathError):
+    status = 416
+    location = "header"
+    name = "Range"
+
+
+class InsufficientStorage(PathError):
+    status = 507
+
+
+class NameNotUtf8(PathError):
+    """The cluster holds a name that is not UTF-8, which JSON cannot carry faithfully.
+
+    paramiko decodes every name as strict UTF-8; rather than a 500, say which directory holds it.
+    """
+
+    status = 502
+
+
+class RemoteFileError(PathError):
+    """Anything the cluster refused that we could not classify: a 500 with the cluster's words."""
+
+    status = 500
+
+
+class WriteFailed(PathError):
+    """The cluster answered a write with a plain SFTP "Failure" and its file system is not full:
+    SFTP v3 does not say why (EIO, EFBIG, a quota...), so it is the cluster's failure (502), not 507."""
+
+    status = 502
+
+
+class LinkLost(ServiceError):
+    """The SSH connection broke under an SFTP request (reset, closed, a protocol failure): 503."""
+
+    status = 503
+    location = "path"
+    name = "cluster"
+
+
+class LinkTimeout(ServiceError):
+    """The cluster did not answer an SFTP request within the command timeout: 504."""
+
+    status = 504
+    location = "path"
+    name = "cluster"
+
+
+def link_failure(exc: BaseException, path: str, action: str) -> ServiceError | None:
+    """The typed error when ``exc`` is a failure of the SSH link rather than an answer of the server.
+
+    paramiko raises EOFError or SSHException when the transport dies, socket errors when the TCP
+    connection is reset, and ``socket.timeout`` (a TimeoutError, so an OSError without errno) when a
+    request waits past the channel's timeout. None of them is the file system's answer: before this,
+    a cut link gave a 500 (EOFError) and a blackholed one a 507 "no space left?" after 61 s.
+    """
+    if isinstance(exc, TimeoutError):
+        return LinkTimeout(f"the cluster did not answer in time while trying to {action} {path}")
+    if isinstance(exc, EOFError | paramiko.SSHException | ConnectionError):
+        return LinkLost(f"the connection to the cluster was lost while trying to {action} {path}")
+    return None
+
+
+# -------------------------------------------------------------------------------- error mapping
+
+
+def map_sftp_error(exc: OSError, path: str, action: str) -> ServiceError:
+    """paramiko's errors (errno from the SFTP status) -> typed errors naming the path."""
+    failure = link_failure(exc, path, action)
+    if failure is not None:
+        return failure
+    if isinstance(exc, FileNotFoundError) or exc.errno == errno.ENOENT:
+        return NoSuchPath(f"no such file or directory: {path}", path=path)
+    if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM):
+        return PermissionDenied(f"permission denied: {path}", path=path)
+    return RemoteFileError(f"the cluster could not {action} {path}: {exc}", path=path)
+
+
+def classify_failure(sftp: paramiko.SFTPClient, exc: OSError, path: str, action: str) -> ServiceError:
+    """SFTP v3 answers EEXIST, EISDIR, ENOTEMPTY, ENOSPC... all as "Failure": look at the path to tell."""
+    mapped = map_sftp_error(exc, path, action)
+    if type(mapped) is not RemoteFileError:
+        return mapped
+    try:
+        attr = sftp.lstat(path)
+    except OSError:
+        return mapped
+    if action in ("create the directory", "touch"):
+        return AlreadyExists(f"already exists: {path}", path=path)
+    if action == "read" and stat.S_ISDIR(attr.st_mode or 0):
+        return IsADirectory(f"is a directory: {path}", path=path)
+    if action == "create a file in" and not stat.S_ISDIR(attr.st_mode or 0):
+        return NotADirectory(f"not a directory: {path}", path=path)
+    return mapped
+
+
+# Most specific first: a run that hit a full disk also reports many failed files.
+_STDERR_ERRORS: tuple[tuple[str, type[PathError], str], ...] = (
+    ("No space left on device", InsufficientStorage, "no space left on the device"),
+    ("Disk quota exceeded", InsufficientStorage, "disk quota exceeded"),
+    ("into itself", InvalidMove, "cannot copy a directory into itself"),
+    ("Permission denied", PermissionDenied, "permission denied"),
+    ("Operation not permitted", PermissionDenied, "operation not permitted"),
+    ("Not a directory", NotADirectory, "not a directory"),
+    ("No such file or directory", NoSuchPath, "no such file or directory"),
+    ("File exists", AlreadyExists, "already exists"),
+    ("cannot overwrite", AlreadyExists, "already exists"),
+)
+
+
+def map_command_error(result: CommandResult, path: str) -> ServiceError:
+    """A failed ``cp``/``rm`` -> a typed error by its stderr (C locale messages), else a 500."""
+    stderr = result.error_text()
+    detail = stderr[:_MESSAGE_CAP] or f"exit status {result.exit_status}"
+    for needle, error, what in _STDERR_ERRORS:
+        if needle in stderr:
+            return error(f"{what}: {path} ({detail})", path=path)
+    # skip "env LC_ALL=C" to name the command that failed
+    command = next((arg for arg in result.argv if arg != "env" and "=" not in arg), "command")
+    return RemoteFileError(f"{command} failed on {path}: {detail}", path=path)

@@ -1,0 +1,322 @@
+"""Metadata of cluster files: types, times, MIME, owner and group names, versions (ETags)."""
+
+from __future__ import annotations
+
+import codecs
+import mimetypes
+import posixpath
+import stat
+import struct
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import paramiko
+from paramiko.message import Message
+from paramiko.sftp import (
+    CMD_EXTENDED,
+    CMD_EXTENDED_REPLY,
+)
+
+from hcc_federation.remote.result import CommandResult
+
+from .errors import IsADirectory, NotARegularFile, RemoteFileError, map_command_error, map_sftp_error
+from .paths import validate_path
+
+# Metadata of a path (get_metadata, and each entry of list_directory):
+#   path, name, type ("file" | "directory" | "symlink" | "other"), size, mode ("0644"), owner, group
+#   (names), mtime (ISO 8601 UTC, whole seconds: SFTP v3 has no finer time); a symlink adds target;
+#   a file adds mime and text, and etag where a runner is given (get_metadata: one ``stat`` on the
+#   cluster, see FileVersion; entries of a listing carry none, as that would cost a command per page).
+#   Paths are never followed for metadata (lstat): a symlink is shown as one. Owner and group names
+#   come from OpenSSH's users-groups-by-id extension (one round trip for all new ids, cached per SFTP
+#   connection), else from ``getent`` through the runner, else the number. Parsing ``longname`` of
+#   listings was rejected: its format is the server's choice and it
+#   is not there for a single stat.
+#
+# Every remote command gets an argv (``--`` before paths), never a shell string, and runs as the user.
+
+# Runs an argv as the user on the login node (the SSH pool provides it, with its timeout and output cap).
+Runner = Callable[[Sequence[str]], CommandResult]
+
+# Bytes looked at to decide whether a file "looks like text".
+SNIFF_BYTES = 4096
+
+
+# ----------------------------------------------------------------------------------------- metadata
+
+
+def file_type(mode: int | None) -> str:
+    if mode is None:
+        return "other"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    return "other"
+
+
+@dataclass(frozen=True)
+class FileVersion:
+    """What identifies one version of a regular file's content: see ``version_argv``."""
+
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    mode: int
+
+    @property
+    def etag(self) -> str:
+        """A strong entity tag: it changes whenever the content may have changed.
+
+        Writes through the service rename a new file over the old one (a new inode; a freed inode
+        number may come back, but with a new ctime). Writes in place change mtime and ctime, in
+        nanoseconds (kernel clock ticks, ~4 ms: two same-size writes in place within one tick are
+        the case left); ctime cannot be set back by users, as mtime can (touch -d).
+        """
+        return f'"{self.inode:x}-{self.size:x}-{self.mtime_ns:x}-{self.ctime_ns:x}"'
+
+
+# inode, size, mtime and ctime with nanoseconds, raw mode in hex: one line, fields split by spaces
+_VERSION_FORMAT = "%i %s %.9Y %.9Z %f\\n"
+
+
+def version_argv(path: str) -> list[str]:
+    """GNU ``stat`` of a file (following symlinks) for its version: SFTP v3 has no inode and no
+    sub-second times, so its attributes cannot tell two same-size writes in one second apart."""
+    return ["env", "LC_ALL=C", "stat", "-L", f"--printf={_VERSION_FORMAT}", "--", path]
+
+
+def _nanoseconds(text: str) -> int:
+    seconds, _, fraction = text.partition(".")
+    sign = -1 if seconds.startswith("-") else 1
+    return int(seconds) * 10**9 + sign * int(fraction.ljust(9, "0")[:9] or "0")
+
+
+def parse_version(output: str) -> FileVersion:
+    """The output of ``version_argv`` -> FileVersion; ValueError if it is not that."""
+    inode, size, mtime, ctime, mode = output.strip().split(" ")
+    return FileVersion(int(inode), int(size), _nanoseconds(mtime), _nanoseconds(ctime), int(mode, 16))
+
+
+def file_version(run: Runner, path: str) -> FileVersion:
+    """The version of a regular file (following symlinks), by one ``stat`` on the cluster (~3 ms)."""
+    path = validate_path(path)
+    result = run(version_argv(path))
+    if not result.ok:
+        raise map_command_error(result, path)
+    try:
+        version = parse_version(result.text())
+    except ValueError:
+        raise RemoteFileError(
+            f"unexpected stat output for {path}: {result.text()[:100]!r}", path=path
+        ) from None
+    if stat.S_ISDIR(version.mode):
+        raise IsADirectory(f"is a directory: {path}", path=path)
+    if not stat.S_ISREG(version.mode):
+        raise NotARegularFile(f"not a regular file: {path}", path=path)
+    return version
+
+
+def iso_time(timestamp: int | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Only Python's built-in table: the system's /etc/mime.types differs between machines.
+_MIME = mimetypes.MimeTypes(filenames=())
+for _ext in (".out", ".err", ".log", ".slurm", ".sbatch", ".md", ".yaml", ".yml", ".toml", ".ini", ".cfg"):
+    _MIME.add_type("text/plain", _ext)
+
+
+def guess_mime(name: str, text: bool | None = None) -> str:
+    """The MIME type by name; a name that says nothing gives text/plain if the content looks like text."""
+    guessed, _ = _MIME.guess_type(name, strict=False)
+    if guessed:
+        return guessed
+    return "text/plain" if text else "application/octet-stream"
+
+
+def looks_like_text(sample: bytes) -> bool:
+    """No NUL byte and valid UTF-8 (a multi-byte character cut by the sample's end is allowed)."""
+    if b"\x00" in sample:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class _IdNames:
+    """uid/gid -> name for one SFTP connection (ids rarely change names; bounded, so never stale for long)."""
+
+    MAX = 4096
+
+    def __init__(self) -> None:
+        self.users: dict[int, str] = {}
+        self.groups: dict[int, str] = {}
+
+
+_ID_NAMES: weakref.WeakKeyDictionary[paramiko.SFTPClient, _IdNames] = weakref.WeakKeyDictionary()
+_ID_NAMES_LOCK = threading.Lock()
+
+
+def _id_names(sftp: paramiko.SFTPClient) -> _IdNames:
+    with _ID_NAMES_LOCK:
+        names = _ID_NAMES.get(sftp)
+        if names is None or len(names.users) + len(names.groups) > _IdNames.MAX:
+            names = _ID_NAMES[sftp] = _IdNames()
+        return names
+
+
+def _ids_by_extension(
+    sftp: paramiko.SFTPClient, uids: list[int], gids: list[int]
+) -> tuple[list[str], list[str]]:
+    """OpenSSH >= 9.1's ``users-groups-by-id@openssh.com``: names for ids in one SFTP round trip.
+
+    paramiko has no public call for it, so this uses ``_request`` the way paramiko's own
+    ``posix_rename`` does. An empty name means the server does not know the id.
+    """
+    packed_uids = struct.pack(f">{len(uids)}I", *uids)
+    packed_gids = struct.pack(f">{len(gids)}I", *gids)
+    kind, msg = sftp._request(CMD_EXTENDED, "users-groups-by-id@openssh.com", packed_uids, packed_gids)
+    if kind != CMD_EXTENDED_REPLY:
+        raise OSError("unexpected reply to users-groups-by-id")
+    user_msg, group_msg = Message(msg.get_string()), Message(msg.get_string())
+    return (
+        [user_msg.get_string().decode("utf-8", "replace") for _ in uids],
+        [group_msg.get_string().decode("utf-8", "replace") for _ in gids],
+    )
+
+
+def parse_getent(output: str) -> dict[int, str]:
+    """``getent passwd|group`` lines (name:x:id:...) -> {id: name}."""
+    found: dict[int, str] = {}
+    for line in output.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[2].isdigit():
+            found[int(fields[2])] = fields[0]
+    return found
+
+
+def resolve_ids(
+    sftp: paramiko.SFTPClient, uids: Iterable[int | None], gids: Iterable[int | None], run: Runner | None
+) -> _IdNames:
+    """Make sure every id has a name in the connection's cache; returns the cache.
+
+    Order of attempts: the cache; the OpenSSH extension (no extra channel); ``getent`` through the
+    runner; the number itself as a string (what ``ls -l`` shows for an unknown id).
+    """
+    names = _id_names(sftp)
+    want_u = sorted({u for u in uids if u is not None and u not in names.users})
+    want_g = sorted({g for g in gids if g is not None and g not in names.groups})
+    if not want_u and not want_g:
+        return names
+    try:
+        got_u, got_g = _ids_by_extension(sftp, want_u, want_g)
+        for uid, user in zip(want_u, got_u, strict=True):
+            names.users[uid] = user or str(uid)
+        for gid, group in zip(want_g, got_g, strict=True):
+            names.groups[gid] = group or str(gid)
+        return names
+    except (OSError, EOFError, paramiko.SFTPError):
+        pass  # an older server: fall through to getent
+    for table, wanted, cache in (("passwd", want_u, names.users), ("group", want_g, names.groups)):
+        if not wanted:
+            continue
+        found: dict[int, str] = {}
+        if run is not None:
+            result = run(["getent", table, *map(str, wanted)])
+            found = parse_getent(result.text())
+        for ident in wanted:
+            cache[ident] = found.get(ident, str(ident))
+    return names
+
+
+def attr_metadata(path: str, attr: paramiko.SFTPAttributes, names: _IdNames) -> dict[str, Any]:
+    kind = file_type(attr.st_mode)
+    meta: dict[str, Any] = {
+        "path": path,
+        "name": posixpath.basename(path) or "/",
+        "type": kind,
+        "size": attr.st_size,
+        "mode": f"{stat.S_IMODE(attr.st_mode or 0):04o}",
+        "owner": names.users.get(attr.st_uid, str(attr.st_uid)) if attr.st_uid is not None else None,
+        "group": names.groups.get(attr.st_gid, str(attr.st_gid)) if attr.st_gid is not None else None,
+        "mtime": iso_time(attr.st_mtime),
+    }
+    return meta
+
+
+def _sniff_text(sftp: paramiko.SFTPClient, path: str) -> bool | None:
+    """Read the first bytes to tell text from binary; None when the file cannot be read."""
+    try:
+        with sftp.open(path, "rb") as handle:
+            return looks_like_text(handle.read(SNIFF_BYTES))
+    except OSError:
+        return None
+
+
+def get_metadata(
+    sftp: paramiko.SFTPClient, path: str, *, run: Runner | None = None, sniff: bool = True
+) -> dict[str, Any]:
+    """Metadata of one path (not following a final symlink): see the field list at the top.
+
+    Owner and group names come from the connection's id cache (see ``resolve_ids``). For a file,
+    ``text`` reads up to 4 KiB (one open/read/close) unless ``sniff`` is false (then ``text`` is None),
+    and ``text`` is None when the file is not readable.
+    """
+    path = validate_path(path)
+    try:
+        attr = sftp.lstat(path)
+    except OSError as exc:
+        raise map_sftp_error(exc, path, "look at") from None
+    names = resolve_ids(sftp, [attr.st_uid], [attr.st_gid], run)
+    meta = attr_metadata(path, attr, names)
+    if meta["type"] == "symlink":
+        meta["target"] = readlink(sftp, path)
+    elif meta["type"] == "file":
+        if run is not None:
+            meta["etag"] = file_etag(run, path)
+        text = _sniff_text(sftp, path) if sniff else None
+        meta["mime"] = guess_mime(meta["name"], text)
+        meta["text"] = text
+    return meta
+
+
+def readlink(sftp: paramiko.SFTPClient, path: str) -> str | None:
+    try:
+        return sftp.readlink(path)
+    except (OSError, UnicodeDecodeError):
+        # unreadable, or a target that is not UTF-8: the link is still listed, without a target
+        return None
+
+
+def file_etag(run: Runner, path: str) -> str:
+    """The strong etag of a regular file (following symlinks), for ``If-Match``."""
+    return file_version(run, path).etag
+
+
+def require_regular(attr: paramiko.SFTPAttributes, path: str) -> None:
+    kind = file_type(attr.st_mode)
+    if kind == "directory":
+        raise IsADirectory(f"is a directory: {path}", path=path)
+    if kind != "file":
+        raise NotARegularFile(f"not a regular file: {path}", path=path)
+
+
+def lstat_or_none(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPAttributes | None:
+    try:
+        return sftp.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise map_sftp_error(exc, path, "look at") from None

@@ -79,6 +79,7 @@ class _Entry:
         "last_used",
         "connected_at",
         "leases",
+        "nested_slots",
         "slots",
         "transport",
     )
@@ -87,8 +88,14 @@ class _Entry:
         self.transport: paramiko.Transport | None = None
         # one connect at a time per key: 20 concurrent first requests make one connection
         self.connect_lock = threading.Lock()
-        # channels per transport stay below sshd's MaxSessions: more would fail with "open failed"
-        self.slots = threading.BoundedSemaphore(max_sessions)
+        # Channels per transport stay below sshd's MaxSessions: more would fail with "open failed".
+        # A few are kept for a thread that opens a second channel while holding one (a stat or a
+        # getent run inside an open SFTP session): had it waited in the same queue, eight requests
+        # each holding one slot and each waiting for a second one stalled every slot until the
+        # command timeout (30 concurrent calls of one user: 22 answered 504 after 20 s).
+        reserve = nested_reserve(max_sessions)
+        self.slots = threading.BoundedSemaphore(max_sessions - reserve)
+        self.nested_slots = threading.BoundedSemaphore(reserve) if reserve else self.slots
         self.leases = 0
         self.last_used = time.monotonic()
         self.connected_at = time.monotonic()
@@ -129,6 +136,7 @@ class ConnectionPool:
         self.max_lifetime = max_lifetime
         self.reaper_interval = reaper_interval
         self._lock = threading.Lock()
+        self._local = threading.local()
         self._entries: dict[_Key, _Entry] = {}
         self._counters = {
             "connects": 0,
@@ -351,10 +359,15 @@ class ConnectionPool:
             transport = self._transport(entry, endpoint, identity)
             # the deadline starts after connecting, which has its own budget (connect_timeout)
             deadline = time.monotonic() + timeout
-            if not entry.slots.acquire(timeout=timeout):
+            held = self._held_slots()
+            # a thread that already holds a channel of this entry takes a slot of the reserve: the
+            # reserve's holders open no further channel, so they finish and nobody waits in a circle
+            slots = entry.nested_slots if held.get(id(entry)) else entry.slots
+            if not slots.acquire(timeout=timeout):
                 raise RemoteTimeout(
                     endpoint.name, f"all {endpoint.max_sessions} sessions stayed busy for {timeout:g} s"
                 )
+            held[id(entry)] = held.get(id(entry), 0) + 1
             with self._lock:
                 self._channels_in_use += 1
             try:
@@ -373,7 +386,17 @@ class ConnectionPool:
             finally:
                 with self._lock:
                     self._channels_in_use -= 1
-                entry.slots.release()
+                held[id(entry)] -= 1
+                if not held[id(entry)]:
+                    del held[id(entry)]
+                slots.release()
+
+    def _held_slots(self) -> dict[int, int]:
+        """How many channels the calling thread holds, by entry (id), right now."""
+        held = getattr(self._local, "held", None)
+        if held is None:
+            held = self._local.held = {}
+        return held
 
     def _transport(
         self,
@@ -607,6 +630,14 @@ class ConnectionPool:
             raise ClusterUnreachable(
                 endpoint.name, f"the connection failed during the command: {_reason(exc)}"
             ) from None
+
+
+def nested_reserve(max_sessions: int) -> int:
+    """Session slots kept for a second channel of a thread that holds one: a quarter, at least one.
+
+    None with a single slot: there a thread that nests waits for itself, so it must not nest.
+    """
+    return max(1, max_sessions // 4) if max_sessions > 1 else 0
 
 
 def _interrupt(channel: paramiko.Channel) -> None:

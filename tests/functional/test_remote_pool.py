@@ -26,7 +26,7 @@ from hcc_federation.remote import (
     load_ca_key,
     make_certificate_identity,
 )
-from hcc_federation.remote.pool import fingerprint
+from hcc_federation.remote.pool import fingerprint, nested_reserve
 
 CLUSTERS = ["alpha", "beta"]
 
@@ -167,6 +167,31 @@ def test_fifteen_concurrent_commands_share_one_transport_within_max_sessions(poo
     # the 9th..15th waited for a slot rather than failing with "open failed" at sshd's MaxSessions
     assert 1 < peak <= alpha.max_sessions
     assert pool.stats()["channels_in_use"] == 0
+
+
+def test_threads_that_hold_a_channel_and_open_a_second_one_never_wait_in_a_circle(pool, alpha, alice):
+    # every slot of the queue held by a thread that then opens a second channel (a stat inside an
+    # open SFTP session): they must all get one from the reserve and finish, not wait for each other
+    endpoint = dataclasses.replace(alpha, max_sessions=4, command_timeout=5)
+    outer = endpoint.max_sessions - nested_reserve(endpoint.max_sessions)
+    pool.run(endpoint, alice, ["true"])
+    inside = threading.Barrier(outer)
+
+    def nest(i: int) -> str:
+        with pool.open_sftp(endpoint, alice) as sftp:
+            sftp.stat("/")
+            inside.wait(timeout=5)  # every queue slot is held now
+            return pool.run(endpoint, alice, ["echo", str(i)]).text()
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(outer) as executor:
+        assert list(executor.map(nest, range(outer))) == [f"{i}\n" for i in range(outer)]
+    assert time.monotonic() - started < 4
+    assert pool.stats()["channels_in_use"] == 0
+
+
+def test_the_nested_reserve_leaves_most_slots_to_the_queue():
+    assert [nested_reserve(n) for n in (1, 2, 4, 8, 10, 16)] == [0, 1, 1, 2, 2, 4]
 
 
 def test_idle_transports_are_closed_and_reopened(alpha, alice):

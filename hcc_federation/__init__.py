@@ -9,6 +9,8 @@ def main(global_config, **settings):
         config.include(".settings")
         config.include(".db")
         config.include(".auth")
-        config.include(".routing")
+        # before the features: .api includes Cornice, whose directives their views need, and its error
+        # views override Cornice's only when Cornice is included under it (a sibling include conflicts)
         config.include(".api")
+        config.include(".clusters")
     return config.make_wsgi_app()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from cornice import Service
 
+from ..api.docs import documented
+from ..api.files import cluster_filesystems
 from ..auth.policy import AUTHENTICATED
-from ..clusters import cluster_details
-from .docs import documented
-from .files import cluster_filesystems
+from .details import cluster_details
 
 clusters = Service(name="clusters", path="/api/v1/clusters", description="The deployment's clusters")
 cluster = Service(name="cluster", path="/api/v1/clusters/{cluster}", description="One cluster")

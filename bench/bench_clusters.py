@@ -23,7 +23,7 @@ import time
 # bench/ is on sys.path as the running script's directory: see common.py
 from common import Client, close_master, in_process, pserve, registry, settings, ssh_run, vm_kib
 
-from hcc_federation.clusters import SINFO_ARGV
+from hcc_federation.clusters.details import SINFO_ARGV
 
 # the benchmark logs in many times from one address
 SETTINGS = {"hcc.auth.throttle_max_per_address": "100000"}

@@ -10,10 +10,10 @@ def main(global_config, **settings):
         config.include(".memory")
         config.include(".db")
         config.include(".auth")
-        config.include(".routing")
-        # .api includes cornice (whose add_cornice_service the feature packages' scans need) and
-        # overrides cornice's error views; including cornice before .api would conflict with those
+        # before the features: .api includes Cornice, whose directives their views need, and its error
+        # views override Cornice's only when Cornice is included under it (a sibling include conflicts)
         config.include(".api")
+        config.include(".clusters")
         config.include(".jobs")
         config.include(".files")
     return config.make_wsgi_app()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from cornice import Service
 
+from ..api.docs import documented
 from ..auth.policy import AUTHENTICATED
-from ..clusters import cluster_details
 from ..files.views import cluster_filesystems
-from .docs import documented
+from .details import cluster_details
 
 clusters = Service(name="clusters", path="/api/v1/clusters", description="The deployment's clusters")
 cluster = Service(name="cluster", path="/api/v1/clusters/{cluster}", description="One cluster")

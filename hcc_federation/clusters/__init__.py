@@ -1,0 +1,61 @@
+"""Clusters: the registry of configured clusters, their details (sinfo), and access to them as the caller.
+
+registry.py and details.py are domain code (no Pyramid); access.py holds the per-request helpers and
+views.py the Cornice services. The names below are the package's public face for the other features.
+"""
+
+from __future__ import annotations
+
+import atexit
+
+from ..remote import ConnectionPool, load_ca_key
+from .access import cluster_identity, cluster_runner, cluster_sftp, hold_cluster
+from .registry import (
+    Cluster,
+    ClusterCommandFailed,
+    ClusterRegistry,
+    ClusterStatus,
+    MissingCredential,
+    UnknownCluster,
+    endpoint_for,
+    identity_for,
+)
+
+__all__ = [
+    "Cluster",
+    "ClusterCommandFailed",
+    "ClusterRegistry",
+    "ClusterStatus",
+    "MissingCredential",
+    "UnknownCluster",
+    "endpoint_for",
+    "identity_for",
+    "includeme",
+]
+
+
+def includeme(config) -> None:
+    settings = config.registry.hcc_settings
+    pool = ConnectionPool(
+        max_connections=settings.ssh.max_connections,
+        idle_timeout=settings.ssh.idle_timeout,
+        max_lifetime=settings.ssh.max_lifetime,
+    )
+    # SSH transports end cleanly with the process rather than being cut mid-channel
+    atexit.register(pool.close_all)
+    config.registry.hcc_pool = pool
+    config.registry.hcc_clusters = ClusterRegistry(settings.clusters, settings.ssh, pool)
+    # load (and check the mode of) the CA key at start-up, not at the first login
+    config.registry.hcc_ca_key = load_ca_key(settings.ssh.ca_key) if settings.ssh.ca_key else None
+    # where it sat when .api was included after it: under the API's tweens, just over pyramid_tm
+    config.add_tween(
+        "hcc_federation.clusters.access.bulkhead_tween_factory",
+        under="hcc_federation.api.tweens.body_limit_tween_factory",
+    )
+    config.add_request_method(hold_cluster, "hold_cluster")
+    config.add_request_method(cluster_identity, "cluster_identity")
+    config.add_request_method(cluster_runner, "cluster_runner")
+    config.add_request_method(cluster_sftp, "cluster_sftp")
+    # the views are Cornice services; .api, included first (see main), has already included Cornice
+    config.include("cornice")
+    config.scan(".views")

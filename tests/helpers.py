@@ -99,3 +99,85 @@ def live_server(app, **adjustments) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.effective_port}"
     finally:
         server.shutdown()
+
+
+# --------------------------------------------------------------------------------------------
+# The service under test, built the way the functional tests build it (nothing runs at import).
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def migrate(url: str) -> None:
+    """Create the schema the only way production does: alembic's migrations."""
+    from alembic.config import Config
+
+    cfg = Config(str(ROOT / "development.ini"))
+    cfg.set_main_option("script_location", str(ROOT / "alembic"))
+    cfg.attributes["hcc_database_url"] = url
+    from alembic import command
+
+    command.upgrade(cfg, "head")
+
+
+def cluster_settings(endpoints: dict, modes: dict[str, str]) -> dict:
+    """hcc.cluster.* settings for the bed's clusters with the given identity modes."""
+    out = {"hcc.clusters": " ".join(modes), "hcc.ssh.ca_key": endpoints["ssh_user_ca"]["private_key"]}
+    for name, mode in modes.items():
+        c = endpoints["clusters"][name]
+        prefix = f"hcc.cluster.{name}."
+        out.update(
+            {
+                prefix + "host": c["ssh_host"],
+                prefix + "port": str(c["ssh_port"]),
+                prefix + "known_hosts": c["known_hosts"],
+                prefix + "identity": mode,
+                prefix + "description": f"test bed cluster {name}",
+                prefix + "command_timeout": "20",
+                prefix + "filesystems": "HOME=$HOME SCRATCH=/tmp/$USER",
+            }
+        )
+    return out
+
+
+def make_app(settings: dict):
+    from webtest import TestApp
+
+    from hcc_federation import main
+
+    app = main({}, **settings)
+    return TestApp(app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+
+
+def login_token(app, users: dict, name: str = "alice", environ: dict | None = None) -> str:
+    """Log a test user in on this app; the new session's bearer token."""
+    body = {"username": name, "password": users[name]["password"]}
+    return app.post_json("/api/v1/sessions", body, extra_environ=environ, status=201).json["token"]
+
+
+def stop_testbed_daemon(pidfile: str, executable: str) -> None:
+    """Stop one test bed daemon by the bed's own pid file (never by name), for an outage test.
+
+    Pair it with run_testbed_up() in a finally: other tests expect the whole bed.
+    """
+    subprocess.run(
+        [
+            "start-stop-daemon",
+            "--stop",
+            "--quiet",
+            "--pidfile",
+            pidfile,
+            "--exec",
+            executable,
+            "--retry",
+            "TERM/10",
+        ],
+        check=True,
+        timeout=30,
+    )
+
+
+def run_testbed_up() -> None:
+    """Bring every test bed daemon back (idempotent): for tests that stop one on purpose."""
+    subprocess.run(
+        ["bash", str(ROOT / "scripts/testbed/up.sh")], check=True, capture_output=True, timeout=120
+    )

@@ -9,7 +9,7 @@ from cornice.service import get_services
 from sqlalchemy import create_engine, inspect, text
 from webtest import TestApp
 
-from tests.conftest import make_app, run_testbed_up, stop_testbed_daemon
+from tests.helpers import make_app, run_testbed_up, stop_testbed_daemon
 
 
 def assert_envelope(response, status):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from webob import Request
 
-from tests.conftest import cluster_settings, login_token, make_app, run_testbed_up, stop_testbed_daemon
+from tests.helpers import cluster_settings, login_token, make_app, run_testbed_up, stop_testbed_daemon
 
 
 def pool_of(app):

@@ -8,8 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import login_token, make_app
-from tests.helpers import alice_work_dir
+from tests.helpers import alice_work_dir, login_token, make_app
 
 CALLS = 30
 BIG = os.urandom(2 * 1024 * 1024)  # above SMALL_DOWNLOAD: streamed by dd on an exec channel

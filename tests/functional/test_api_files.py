@@ -13,8 +13,7 @@ from sqlalchemy import create_engine, text
 from webob import Request
 
 from hcc_federation.remote import PasswordIdentity
-from tests.conftest import login_token, make_app
-from tests.helpers import HOSTILE_NAMES, wait_for
+from tests.helpers import HOSTILE_NAMES, login_token, make_app, wait_for
 
 CLUSTERS = ["alpha", "beta"]
 

@@ -139,7 +139,7 @@ def test_any_bytes_in_the_path_or_the_query_never_give_a_5xx(app, users):
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from tests.conftest import login_token
+    from tests.helpers import login_token
 
     alice = {"Authorization": f"Bearer {login_token(app, users, 'alice')}"}
     routes = [

@@ -12,8 +12,16 @@ from sqlalchemy.orm import Session
 
 from hcc_federation.jobs.commands import JOB_FIELDS
 from hcc_federation.models import JobSubmission
-from tests.conftest import login_token, make_app, migrate, run_testbed_up, stop_testbed_daemon
-from tests.helpers import alice_work_dir, jobs_cancelled_afterwards, wait_for
+from tests.helpers import (
+    alice_work_dir,
+    jobs_cancelled_afterwards,
+    login_token,
+    make_app,
+    migrate,
+    run_testbed_up,
+    stop_testbed_daemon,
+    wait_for,
+)
 
 CLUSTERS = ["alpha", "beta"]
 OTHER = {"alpha": "beta", "beta": "alpha"}

@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, text
 from webtest import TestApp
 
 from hcc_federation.models.meta import utcnow
-from tests.conftest import login_token
+from tests.helpers import login_token
 
 
 def bearer(token: str) -> dict:
@@ -236,7 +236,7 @@ def test_failed_logins_from_an_address_are_throttled(app, users):
 
 def test_throttling_is_shared_by_replicas(app, settings, users):
     """Two app instances on one database: failures counted by one refuse logins on the other."""
-    from tests.conftest import make_app
+    from tests.helpers import make_app
 
     replica = make_app(settings)
     for _ in range(5):
@@ -247,7 +247,7 @@ def test_throttling_is_shared_by_replicas(app, settings, users):
 
 
 def test_a_session_made_on_one_replica_works_on_another(app, settings, login):
-    from tests.conftest import make_app
+    from tests.helpers import make_app
 
     headers = login("alice")
     make_app(settings).get("/api/v1/sessions/current", headers=headers, status=200)
@@ -275,7 +275,7 @@ def _count_directory_calls(monkeypatch, apps, method: str, delay: float = 0.0) -
 
 def test_concurrent_wrong_logins_on_two_replicas_never_pass_the_per_user_limit(app, settings, monkeypatch):
     """10 wrong passwords at once, on two app instances sharing the database: 5 reach LDAP."""
-    from tests.conftest import make_app
+    from tests.helpers import make_app
 
     apps = [app, make_app(settings)]
     calls = _count_directory_calls(monkeypatch, apps, "authenticate", delay=0.3)
@@ -319,7 +319,7 @@ def test_an_attempt_whose_request_died_ages_out_with_the_window(app, users, data
 
 def test_a_session_used_more_often_than_its_idle_timeout_stays_alive(settings, users, monkeypatch):
     """idle_timeout 60 s (the lowest allowed), a request every 28 s for 140 s: never idle."""
-    from tests.conftest import make_app
+    from tests.helpers import make_app
 
     replica = make_app({**settings, "hcc.auth.idle_timeout": "60"})
     clock = [utcnow()]

@@ -11,7 +11,7 @@ from hcc_federation import main
 from hcc_federation.auth.crypto import open_credential, parse_token
 from hcc_federation.models import UserSession
 from hcc_federation.settings import parse_settings
-from tests.conftest import cluster_settings, login_token, make_app
+from tests.helpers import cluster_settings, login_token, make_app
 
 
 def _sealed_credential(database_url: str, settings: dict, token_text: str) -> dict | None:

@@ -327,7 +327,7 @@ def test_a_broken_link_during_an_upload_is_a_link_error_and_loses_nothing(
 
 @pytest.mark.parametrize("database_url", ["mysql"], indirect=True)
 def test_no_free_pooled_connection_is_a_503_after_the_pool_timeout(settings, users):
-    from tests.conftest import login_token, make_app
+    from tests.helpers import login_token, make_app
 
     app = make_app(
         {

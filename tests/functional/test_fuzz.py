@@ -33,8 +33,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from hcc_federation import main
-from tests.conftest import login_token
-from tests.helpers import alice_work_dir, live_server
+from tests.helpers import alice_work_dir, live_server, login_token
 
 EXAMPLES = int(os.environ.get("HCC_FUZZ_EXAMPLES", "30"))
 # Every operation, listed on purpose: a new one fails the test until someone decides here how it

@@ -9,8 +9,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from hcc_federation import main
-from tests.conftest import ROOT
-from tests.helpers import ini_server_options, live_server
+from tests.helpers import ROOT, ini_server_options, live_server
 
 FORWARDED = "203.0.113.7"  # TEST-NET-3: what a proxy says the client was
 

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from hcc_federation.remote import ClusterEndpoint, ClusterUnreachable, ConnectionPool, PasswordIdentity
-from tests.conftest import run_testbed_up, stop_testbed_daemon
+from tests.helpers import run_testbed_up, stop_testbed_daemon
 
 
 def _endpoint(clusters, name: str) -> ClusterEndpoint:

@@ -1,15 +1,15 @@
-"""Fixtures that start from the real test bed: its endpoints.json names every server and credential."""
+"""The functional tests' fixtures, which start from the real test bed: its endpoints.json names every
+server and credential. The bed gate lives here, so that tests/unit runs on a machine with only the venv."""
 
 import json
 import os
 import secrets
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
+
+from tests.helpers import cluster_settings, login_token, make_app, migrate
 
 ENDPOINTS = Path(os.environ.get("HCC_TESTBED_ENDPOINTS", "/var/lib/hcc-testbed/endpoints.json"))
 START_HINT = "bash scripts/testbed/install.sh && bash scripts/testbed/up.sh"
@@ -64,16 +64,6 @@ def clusters(endpoints) -> dict:
 # --------------------------------------------------------------------------------------------
 # The service under test: the same functional tests run against SQLite and against MariaDB.
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def migrate(url: str) -> None:
-    """Create the schema the only way production does: alembic's migrations."""
-    cfg = Config(str(ROOT / "development.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "alembic"))
-    cfg.attributes["hcc_database_url"] = url
-    command.upgrade(cfg, "head")
-
 
 @pytest.fixture(scope="session", params=["sqlite", "mysql"])
 def database_url(request, endpoints, tmp_path_factory):
@@ -115,35 +105,6 @@ def base_settings(endpoints) -> dict:
     }
 
 
-def cluster_settings(endpoints: dict, modes: dict[str, str]) -> dict:
-    """hcc.cluster.* settings for the bed's clusters with the given identity modes."""
-    out = {"hcc.clusters": " ".join(modes), "hcc.ssh.ca_key": endpoints["ssh_user_ca"]["private_key"]}
-    for name, mode in modes.items():
-        c = endpoints["clusters"][name]
-        prefix = f"hcc.cluster.{name}."
-        out.update(
-            {
-                prefix + "host": c["ssh_host"],
-                prefix + "port": str(c["ssh_port"]),
-                prefix + "known_hosts": c["known_hosts"],
-                prefix + "identity": mode,
-                prefix + "description": f"test bed cluster {name}",
-                prefix + "command_timeout": "20",
-                prefix + "filesystems": "HOME=$HOME SCRATCH=/tmp/$USER",
-            }
-        )
-    return out
-
-
-def make_app(settings: dict):
-    from webtest import TestApp
-
-    from hcc_federation import main
-
-    app = main({}, **settings)
-    return TestApp(app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
-
-
 @pytest.fixture(scope="session")
 def settings(base_settings, database_url) -> dict:
     return {**base_settings, "hcc.database.url": database_url}
@@ -169,12 +130,6 @@ def _forget_login_attempts(request):
     engine.dispose()
 
 
-def login_token(app, users: dict, name: str = "alice", environ: dict | None = None) -> str:
-    """Log a test user in on this app; the new session's bearer token."""
-    body = {"username": name, "password": users[name]["password"]}
-    return app.post_json("/api/v1/sessions", body, extra_environ=environ, status=201).json["token"]
-
-
 @pytest.fixture
 def login(app, users):
     """login(name) -> the Authorization headers of a fresh session of that test user."""
@@ -183,32 +138,3 @@ def login(app, users):
         return {"Authorization": f"Bearer {login_token(app, users, name, environ or None)}"}
 
     return _login
-
-
-def stop_testbed_daemon(pidfile: str, executable: str) -> None:
-    """Stop one test bed daemon by the bed's own pid file (never by name), for an outage test.
-
-    Pair it with run_testbed_up() in a finally: other tests expect the whole bed.
-    """
-    subprocess.run(
-        [
-            "start-stop-daemon",
-            "--stop",
-            "--quiet",
-            "--pidfile",
-            pidfile,
-            "--exec",
-            executable,
-            "--retry",
-            "TERM/10",
-        ],
-        check=True,
-        timeout=30,
-    )
-
-
-def run_testbed_up() -> None:
-    """Bring every test bed daemon back (idempotent): for tests that stop one on purpose."""
-    subprocess.run(
-        ["bash", str(ROOT / "scripts/testbed/up.sh")], check=True, capture_output=True, timeout=120
-    )

@@ -196,10 +196,11 @@ class ClusterSettings:
     command_prefix: str
     # named file systems with $HOME, $USER and $GROUP resolved per person, in the order given
     filesystems: tuple[tuple[str, str], ...]
-    # requests using this cluster at once (its bulkhead), and how long one more waits before a 503;
-    # the shares of clusters that may hang together must stay below the server's threads
-    max_concurrent_requests: int = 4
-    queue_timeout: float = 0.5
+    # requests using this cluster at once (its bulkhead); one more waits for a slot while others
+    # finish, and gets a 503 once none has finished for queue_timeout seconds (a hung cluster). The
+    # shares of clusters that may hang together must stay below the server's threads (16 in the inis).
+    max_concurrent_requests: int = 8
+    queue_timeout: float = 1.0
 
 
 @dataclass(frozen=True)

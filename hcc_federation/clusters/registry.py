@@ -72,7 +72,8 @@ class ClusterRegistry:
     def __init__(self, clusters: Sequence[ClusterSettings], ssh: SshSettings, pool: ConnectionPool):
         self._clusters = {c.name: Cluster(c, endpoint_for(c)) for c in clusters}
         self._bulkheads = {
-            c.name: Bulkhead(c.name, c.max_concurrent_requests, c.queue_timeout) for c in clusters
+            c.name: Bulkhead(c.name, c.max_concurrent_requests, c.queue_timeout, max_wait=c.command_timeout)
+            for c in clusters
         }
         self.pool = pool
         self.status_ttl = ssh.status_ttl

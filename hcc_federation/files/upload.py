@@ -86,7 +86,8 @@ def _segment_body(events: Iterator[object]) -> Iterator[bytes]:
     for event in events:
         if event is None:  # the end of this part
             return
-        yield bytes(event)
+        # bytes slices of the parser's buffer (a bytearray would be copied: SFTP writes want bytes)
+        yield event if isinstance(event, bytes) else bytes(event)
 
 
 def form_parts(

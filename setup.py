@@ -13,6 +13,10 @@ requires = [
     "colander>=2.0,<3",
     "pyramid_ldap3>=0.5,<0.6",
     "ldap3>=2.9,<3",
+    # the ppolicy response control is decoded by a schema (auth/directory.py); ldap3 depends on it too
+    "pyasn1>=0.4.8,<0.7",
+    # the streaming multipart/form-data parser of uploads (files/upload.py)
+    "multipart>=2.0,<3",
     "SQLAlchemy>=2.0,<2.2",
     "zope.sqlalchemy>=3.1",
     "transaction>=4.0",

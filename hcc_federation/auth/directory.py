@@ -1,9 +1,11 @@
 """Our facade over the LDAP directory: authenticate, read a profile, change a password, health.
 
-pyramid_ldap3 is unmaintained, so the rest of the service only sees this module. We take from it
-the parsing of one or several server URIs into ldap3 servers and RFC 4515 escaping; binds and
-searches are ours, because its ``authenticate`` swallows the bind result, and with it OpenLDAP's
-password-policy control, the only place that says an account is locked.
+The rest of the service only sees this module. From pyramid_ldap3 we take what fits: the parsing of
+one or several server URIs into ldap3 servers (``ConnectionManager``) and RFC 4515 escaping. Binds
+and searches are ours: its ``authenticate`` swallows the bind result, and with it OpenLDAP's
+password-policy control, the only place that says an account is locked; its ``connection()`` sets
+no connect or receive timeout and is read-only (no Password Modify); its group query caches results
+per time slice and needs Configurator directives. The ppolicy control is decoded with pyasn1.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from dataclasses import dataclass, field
 import ldap3
 from ldap3.core.exceptions import LDAPException, LDAPSASLPrepError, LDAPSocketOpenError
 from ldap3.protocol.sasl.sasl import sasl_prep
+from pyasn1.codec.ber import decoder as ber_decoder
+from pyasn1.error import PyAsn1Error
+from pyasn1.type import namedtype, namedval, tag, univ
 from pyramid_ldap3 import ConnectionManager, escape_for_search
 
 from ..errors import BadRequest, Forbidden, ServiceError
@@ -37,6 +42,10 @@ PPOLICY_ERRORS = {
     8: "passwordInHistory",
 }
 INVALID_CREDENTIALS = 49
+
+
+def _context(number: int, form: int = tag.tagFormatSimple) -> tag.Tag:
+    return tag.Tag(tag.tagClassContext, form, number)
 
 
 class InvalidCredentials(ServiceError):
@@ -97,23 +106,48 @@ class Person:
     locked: bool = False
 
 
+class _PolicyWarning(univ.Choice):
+    componentType = namedtype.NamedTypes(
+        namedtype.NamedType("timeBeforeExpiration", univ.Integer().subtype(implicitTag=_context(0))),
+        namedtype.NamedType("graceAuthNsRemaining", univ.Integer().subtype(implicitTag=_context(1))),
+    )
+
+
+class _PolicyError(univ.Enumerated):
+    namedValues = namedval.NamedValues(*((name, code) for code, name in PPOLICY_ERRORS.items()))
+
+
+class PasswordPolicyResponseValue(univ.Sequence):
+    """draft-behera-ldap-password-policy-11, section 6.2, as a pyasn1 schema.
+
+    ``warning`` is a CHOICE, so its [0] tag is explicit (constructed, 0xA0); ``error`` is implicitly
+    tagged [1] (0x81): OpenLDAP 2.5 sends ``30 03 81 01 01`` for a locked account (carol, test bed).
+    """
+
+    componentType = namedtype.NamedTypes(
+        namedtype.OptionalNamedType(
+            "warning", _PolicyWarning().subtype(explicitTag=_context(0, tag.tagFormatConstructed))
+        ),
+        namedtype.OptionalNamedType("error", _PolicyError().subtype(implicitTag=_context(1))),
+    )
+
+
 def ppolicy_error(control_value: bytes | None) -> str | None:
     """The error named by a password-policy response control, or None.
 
-    The value is a BER SEQUENCE { warning [0] ... OPTIONAL, error [1] ENUMERATED OPTIONAL }; we walk
-    its elements rather than match fixed bytes, so a warning before the error does not hide it.
+    A value that does not decode as the control's schema names no error: the bind result itself
+    (49, or a refusal) still decides, so a garbled control can never make a bind succeed.
     """
-    if not control_value or len(control_value) < 2 or control_value[0] != 0x30:
+    if not control_value:
         return None
-    end = min(len(control_value), 2 + control_value[1])
-    pos = 2
-    while pos + 2 <= end:
-        tag, length = control_value[pos], control_value[pos + 1]
-        body = control_value[pos + 2 : pos + 2 + length]
-        if tag == 0x81 and length >= 1:
-            return PPOLICY_ERRORS.get(int.from_bytes(body, "big"), "unknown")
-        pos += 2 + length
-    return None
+    try:
+        value, _ = ber_decoder.decode(control_value, asn1Spec=PasswordPolicyResponseValue())
+    except PyAsn1Error:
+        return None
+    error = value["error"]
+    if not error.isValue:
+        return None
+    return PPOLICY_ERRORS.get(int(error), "unknown")
 
 
 def _first(attributes: dict, name: str) -> str | None:

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import paramiko
 from pyramid.response import Response
+from webob.byterange import ContentRange, Range
+from webob.etag import ETagMatcher
 
 from .. import files
 from ..clusters import Cluster
@@ -23,23 +25,22 @@ SMALL_DOWNLOAD = 1024 * 1024
 EXIT_STATUS_WAIT = 5.0
 
 
-def _etag_matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
-    return "*" in tags or etag in tags
-
-
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# Range, If-Range and If-None-Match are read with WebOb (webob.byterange, webob.etag). We do not
+# use Response(conditional_response=True): it decides 304/206/416 when the body is already prepared
+# (a SFTP read done or a `dd` channel open), answers 416 in text/plain, and its Range reading misses
+# RFC 9110 14.1 in the places the adapter below covers.
+_RANGE_SHAPE = re.compile(r"bytes=(?:\d+-\d*|-\d+)")
+_DIGITS = re.compile(r"\d+")
 # No file is 10**19 bytes (a 64-bit off_t ends at 9.2 * 10**18): a longer number is "beyond any end".
-# int() of more than 4300 digits raises ValueError (Python's CVE-2020-10735 guard): a 500, before.
+# int() of more than 4300 digits raises ValueError (Python's CVE-2020-10735 guard): webob's parse
+# lets it through, a 500.
 _POSITION_DIGITS = 19
 
 
-def _position(digits: str) -> int:
-    """A byte position of a Range header, however many digits it has (leading zeros are allowed)."""
+def _position(digits: str) -> str:
+    """A byte position of a Range header with at most 19 digits (leading zeros are allowed)."""
     digits = digits.lstrip("0") or "0"
-    return int(digits) if len(digits) <= _POSITION_DIGITS else 10**_POSITION_DIGITS
+    return digits if len(digits) <= _POSITION_DIGITS else str(10**_POSITION_DIGITS)
 
 
 def parse_range(header: str, size: int, path: str) -> tuple[int, int] | None:
@@ -49,29 +50,44 @@ def parse_range(header: str, size: int, path: str) -> tuple[int, int] | None:
     """
     value = header.strip().replace(" ", "")
     if "," in value:
-        # several ranges would need multipart/byteranges; RFC 9110 lets a server answer with the whole file
+        # several ranges would need multipart/byteranges; RFC 9110 lets a server answer with the whole
+        # file (webob would serve the first range alone)
         return None
-    match = _RANGE_RE.match(value)
-    start: int | None = None
-    end: int | None = None
-    if match and (match.group(1) or match.group(2)):
-        first, last = match.group(1), match.group(2)
-        if first:
-            start = _position(first)
-            end = min(size, _position(last) + 1) if last else size
-            if last and _position(last) < start:
-                start = None
-        else:
-            suffix = _position(last)
-            if suffix > 0:
-                start, end = max(0, size - suffix), size
-    if start is None or end is None or start >= size:
+    wanted = None
+    # webob matches a prefix ("bytes=1-4junk" is 1-4): the whole value must be one range
+    if _RANGE_SHAPE.fullmatch(value):
+        requested = Range.parse(_DIGITS.sub(lambda m: _position(m.group()), value))
+        if requested is not None and requested.end is None and value.startswith("bytes=-"):
+            suffix = -requested.start
+            # webob reads "-0" as "from 0 on", and refuses a suffix longer than the file, which
+            # RFC 9110 14.1.3 serves whole; a suffix of 0 selects nothing
+            requested = Range(max(0, size - suffix), None) if suffix > 0 else None
+        if requested is not None:
+            wanted = requested.range_for_length(size)
+    if wanted is None:
         error = files.RangeNotSatisfiable(
             f"range {header[:100]!r} cannot be served from {path} ({size} bytes)", path=path
         )
-        error.headers["Content-Range"] = f"bytes */{size}"
+        error.headers["Content-Range"] = str(ContentRange(None, None, size))
         raise error
-    return start, end
+    return wanted
+
+
+def _if_range_holds(request, response: Response) -> bool:
+    """Whether a Range applies: no If-Range, or one that names this version by its strong ETag.
+
+    Weak ETags never match (RFC 9110 13.1.5). A date never does either: Last-Modified has whole
+    seconds, so two writes in one second share it and a piece of the new file would be served as a
+    piece of the old one (the ETag has nanoseconds for that reason, metadata.FileVersion). webob's
+    ``request.if_range`` would take a date, compare it with ``<=``, and a year past 9999 raises.
+    """
+    value = request.headers.get("If-Range")
+    if value is None:
+        return True
+    value = value.strip()
+    if not value.startswith(('"', "W/")):
+        return False
+    return response.etag_strong in ETagMatcher.parse(value, strong=True)
 
 
 # the person's own browser may keep a file and revalidate it by ETag; no shared cache may
@@ -149,7 +165,8 @@ def serve_file(
         version = files.file_version(lambda argv: pool.run(cluster.endpoint, identity, argv), path)
         size = version.size
         etag = version.etag
-        if _etag_matches(request.headers.get("If-None-Match"), etag):
+        # webob compares If-None-Match weakly (RFC 9110 13.1.2), and "*" matches any etag
+        if etag.strip('"') in request.if_none_match:
             not_modified = Response(status=304, headers={"ETag": etag, "Cache-Control": CONTENT_CACHING})
             del not_modified.content_type
             return not_modified
@@ -168,13 +185,12 @@ def serve_file(
         response.last_modified = version.mtime_ns // 10**9
         start, end = 0, size
         range_header = request.headers.get("Range")
-        if_range = request.headers.get("If-Range")
-        if range_header and (if_range is None or if_range.strip() == etag):
+        if range_header and _if_range_holds(request, response):
             wanted = parse_range(range_header, size, path)
             if wanted is not None:
                 start, end = wanted
                 response.status = 206
-                response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+                response.content_range = ContentRange(start, end, size)
         length = end - start
         if request.method == "HEAD" or length == 0:
             response.app_iter = []

@@ -1,4 +1,4 @@
-"""Uploads: the request body in counted chunks and a streaming multipart/form-data reader."""
+"""Uploads: the request body in counted chunks, and multipart/form-data parts streamed from it."""
 
 from __future__ import annotations
 
@@ -6,14 +6,18 @@ import re
 import urllib.parse
 from collections.abc import Iterator
 
+from multipart import (
+    MultipartError,
+    MultipartSegment,
+    ParserLimitReached,
+    PushMultipartParser,
+    parse_options_header,
+)
 from webob.request import DisconnectionError
 
 from .. import files
 from ..errors import BadRequest, ServiceError
 from .download import CHUNK
-
-# A multipart part's header block larger than this is refused (browsers send a few hundred bytes).
-MAX_PART_HEADERS = 16 * 1024
 
 
 class ClientDisconnected(BadRequest):
@@ -52,29 +56,78 @@ def request_chunks(request, limit: int, path: str) -> Iterator[bytes]:
 
 # ---------------------------------------------------------------------------- streaming multipart
 
-_PARAM_RE = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+# A part's header line longer than this is refused (browsers send a few hundred bytes); the parser
+# also refuses more than 8 header lines in a part (RFC 7578 uses at most 3).
+MAX_PART_HEADER_LINE = 16 * 1024
 
 
-def header_params(value: str) -> tuple[str, dict[str, str]]:
-    """``form-data; name="file"; filename="a b"`` -> ("form-data", {"name": "file", "filename": "a b"})."""
-    main, _, rest = value.partition(";")
-    params = {}
-    for key, raw in _PARAM_RE.findall(";" + rest):
-        raw = raw.strip()
-        if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
-            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
-        params[key.lower()] = raw
-    return main.strip().lower(), params
+def _malformed(detail: object) -> BadRequest:
+    return BadRequest(f"malformed multipart body: {detail}", location="body", name="body")
 
 
-def part_filename(params: dict[str, str]) -> str | None:
+def _events(parser: PushMultipartParser, chunks: Iterator[bytes]) -> Iterator[object]:
+    """The parser's events over the request body; a body cut before its closing delimiter raises
+    ``ClientDisconnected`` (after the part's data so far: that part is never complete)."""
+    for chunk in chunks:
+        try:
+            # the parser's generator is consumed to its end before the next chunk is read
+            yield from parser.parse(chunk)
+        except ParserLimitReached as exc:
+            raise _malformed(f"a part has too large or too many headers ({exc})") from None
+        except MultipartError as exc:
+            raise _malformed(exc) from None
+    try:
+        parser.close()
+    except MultipartError:
+        raise ClientDisconnected("the multipart body ended before its closing boundary") from None
+
+
+def _segment_body(events: Iterator[object]) -> Iterator[bytes]:
+    for event in events:
+        if event is None:  # the end of this part
+            return
+        # bytes slices of the parser's buffer (a bytearray would be copied: SFTP writes want bytes)
+        yield event if isinstance(event, bytes) else bytes(event)
+
+
+def form_parts(
+    chunks: Iterator[bytes], boundary: bytes
+) -> Iterator[tuple[MultipartSegment, Iterator[bytes]]]:
+    """multipart/form-data parts read incrementally: memory holds about one chunk, whatever the size.
+
+    Yields (segment, body) with body an iterator of chunks; a body must be consumed (or is skipped)
+    before the next part is read. The parsing is ``multipart``'s sans-IO ``PushMultipartParser``.
+    """
+    # latin-1 maps every byte, so no header fails to decode here; part_filename takes the name's
+    # bytes back and reads them as UTF-8 (RFC 7578 4.2) when they are UTF-8
+    parser = PushMultipartParser(boundary, max_header_size=MAX_PART_HEADER_LINE, header_charset="latin-1")
+    events = _events(parser, chunks)
+    for event in events:
+        if isinstance(event, MultipartSegment):
+            body = _segment_body(events)
+            yield event, body
+            for _ in body:
+                pass  # the consumer stopped early: skip to the next part
+
+
+# RFC 7578 4.2 forbids filename* in forms, so `multipart` does not read it (its parameter names
+# cannot hold "*"); we accept it from clients that need an exact name, as before.
+_EXTENDED_FILENAME_RE = re.compile(r";\s*filename\*\s*=\s*([^;\s]*)", re.IGNORECASE)
+
+
+def _extended_filename(disposition: str) -> str | None:
+    match = _EXTENDED_FILENAME_RE.search(disposition)
+    return match.group(1) if match else None
+
+
+def part_filename(segment: MultipartSegment) -> str | None:
     """The file name of a part: RFC 5987 ``filename*`` if given (exact), else ``filename``.
 
     Browsers (WHATWG) and urllib3 send ``filename`` as raw UTF-8 with ``"``, CR and LF written as
-    %22, %0D and %0A; those three are decoded. A client that needs a name holding such a literal
-    sequence sends ``filename*=UTF-8''<percent-encoded>``.
+    %22, %0D and %0A; the parser decodes those three. A client that needs a name holding such a
+    literal sequence sends ``filename*=UTF-8''<percent-encoded>``.
     """
-    extended = params.get("filename*")
+    extended = _extended_filename(segment.header("Content-Disposition", ""))
     if extended:
         charset, _, rest = extended.partition("'")
         _, _, encoded = rest.partition("'")
@@ -84,109 +137,22 @@ def part_filename(params: dict[str, str]) -> str | None:
             raise BadRequest(
                 "filename* is not valid percent-encoded text", location="body", name="file"
             ) from None
-    name = params.get("filename")
-    if name is None:
+    return _utf8(segment.filename)
+
+
+def _utf8(text: str | None) -> str | None:
+    """A header value decoded as latin-1, read again as UTF-8 if its bytes are UTF-8 (as browsers
+    send them); old clients' latin-1 names stay as they are."""
+    if text is None:
         return None
-    for escaped, char in (("%22", '"'), ("%0D", "\r"), ("%0A", "\n"), ("%0d", "\r"), ("%0a", "\n")):
-        name = name.replace(escaped, char)
-    return name
-
-
-class MultipartReader:
-    """multipart/form-data read incrementally from a stream: memory holds one chunk, whatever the size.
-
-    ``parts()`` yields (headers, body) with body an iterator of chunks; a body must be consumed (or
-    is skipped) before the next part is read. A stream that ends before the closing delimiter
-    raises ``ClientDisconnected``.
-    """
-
-    def __init__(self, chunks: Iterator[bytes], boundary: bytes):
-        self._chunks = chunks
-        self._delimiter = b"\r\n--" + boundary
-        # a CRLF in front lets the first delimiter, at the very start of the body, match like the others
-        self._buffer = b"\r\n"
-        self._eof = False
-
-    def _fill(self) -> bool:
-        if self._eof:
-            return False
-        data = next(self._chunks, b"")
-        if not data:
-            self._eof = True
-            return False
-        self._buffer += data
-        return True
-
-    def _truncated(self) -> ClientDisconnected:
-        return ClientDisconnected("the multipart body ended before its closing boundary")
-
-    def _until_delimiter(self) -> Iterator[bytes]:
-        delimiter = self._delimiter
-        keep = len(delimiter) - 1
-        while True:
-            at = self._buffer.find(delimiter)
-            if at >= 0:
-                if at:
-                    yield self._buffer[:at]
-                self._buffer = self._buffer[at + len(delimiter) :]
-                return
-            # everything but a possible partial delimiter at the end is data
-            if len(self._buffer) > keep:
-                yield self._buffer[:-keep]
-                self._buffer = self._buffer[-keep:]
-            if not self._fill():
-                raise self._truncated()
-
-    def _line_end(self) -> bool:
-        """After a delimiter: True if another part follows, False after the closing ``--``."""
-        while len(self._buffer) < 2:
-            if not self._fill():
-                raise self._truncated()
-        if self._buffer.startswith(b"--"):
-            return False
-        while b"\r\n" not in self._buffer:
-            if len(self._buffer) > 1024 or not self._fill():
-                raise BadRequest("malformed multipart delimiter line", location="body", name="body")
-        padding, _, self._buffer = self._buffer.partition(b"\r\n")
-        if padding.strip(b" \t"):
-            raise BadRequest("malformed multipart delimiter line", location="body", name="body")
-        return True
-
-    def _headers(self) -> dict[str, str]:
-        while b"\r\n\r\n" not in self._buffer:
-            if len(self._buffer) > MAX_PART_HEADERS:
-                raise BadRequest("a multipart part has too many headers", location="body", name="body")
-            if not self._fill():
-                raise self._truncated()
-        block, _, self._buffer = self._buffer.partition(b"\r\n\r\n")
-        headers = {}
-        for line in block.split(b"\r\n"):
-            if not line:
-                continue
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError:
-                text = line.decode("latin-1")
-            name, sep, value = text.partition(":")
-            if not sep:
-                raise BadRequest("malformed multipart part header", location="body", name="body")
-            headers[name.strip().lower()] = value.strip()
-        return headers
-
-    def parts(self) -> Iterator[tuple[dict[str, str], Iterator[bytes]]]:
-        for _ in self._until_delimiter():
-            pass  # the preamble
-        while self._line_end():
-            headers = self._headers()
-            body = self._until_delimiter()
-            yield headers, body
-            for _ in body:
-                pass  # the consumer stopped early: skip to the next delimiter
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        return text
 
 
 def multipart_boundary(request) -> bytes:
-    content_type = request.headers.get("Content-Type", "")
-    kind, params = header_params(content_type)
+    kind, params = parse_options_header(request.headers.get("Content-Type", ""))
     if kind != "multipart/form-data":
         raise UnsupportedMediaType(f"an upload is multipart/form-data, not {kind or 'nothing'}")
     boundary = params.get("boundary", "")

@@ -34,7 +34,7 @@ from .schemas import (
     PathQuery,
     UploadQuery,
 )
-from .upload import MultipartReader, header_params, multipart_boundary, part_filename, request_chunks
+from .upload import form_parts, multipart_boundary, part_filename, request_chunks
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ def upload_files(request):
     cluster = _cluster(request)
     run = request.cluster_runner(cluster)
     limit = request.registry.hcc_settings.files.max_upload_bytes
-    reader = MultipartReader(request_chunks(request, limit, directory), boundary)
+    parts = form_parts(request_chunks(request, limit, directory), boundary)
     stored: list[dict[str, Any]] = []
     any_created = False
     with request.cluster_sftp(cluster) as sftp:
@@ -295,15 +295,15 @@ def upload_files(request):
             raise files.map_sftp_error(exc, directory, "look at") from None
         if not stat.S_ISDIR(attr.st_mode or 0):
             raise files.NotADirectory(f"not a directory: {directory}", path=directory)
-        for headers, body in reader.parts():
-            _, params = header_params(headers.get("content-disposition", ""))
-            if params.get("name") != "file":
+        for part, body in parts:
+            # the parser read headers as latin-1: "file" is ASCII, so any other name is refused as it is
+            if part.name != "file":
                 raise BadRequest(
-                    f"unexpected form field {params.get('name', '')[:64]!r}: only 'file' parts are accepted",
+                    f"unexpected form field {part.name[:64]!r}: only 'file' parts are accepted",
                     location="body",
                     name="file",
                 )
-            name = part_filename(params)
+            name = part_filename(part)
             if not name or "/" in name or name in (".", "..") or "\x00" in name:
                 raise BadRequest(
                     f"a file part needs a plain file name, not {name!r}", location="body", name="file"

@@ -59,7 +59,31 @@ def test_sealed_credentials_open_only_with_both_token_and_server_secret():
         (b"", None),
         (None, None),
         (b"\x04\x00", None),
+        # BER lets a length take the long form (X.690 8.1.3.5): the error is still accountLocked
+        (b"0\x81\x03\x81\x01\x01", "accountLocked"),
+        # a grace-login warning ([0] { [1] 2 }) and no error
+        (b"0\x05\xa0\x03\x81\x01\x02", None),
+        # an error code the draft does not define
+        (b"0\x03\x81\x01\x09", "unknown"),
+        # cut short, or not the control's schema at all: no error is read from it
+        (b"0\x03\x81\x01", None),
+        (b"0\x03\x82\x01\x01", None),
     ],
 )
 def test_ppolicy_response_control(value, expected):
+    assert ppolicy_error(value) == expected
+
+
+# Recorded on the test bed (OpenLDAP 2.5 ppolicy overlay, scripts/testbed): the control value of a
+# bind with the ppolicy request control, for alice (not locked, right password) and carol (locked by
+# pwdAccountLockedTime; the same bytes come back for her right and for a wrong password).
+RECORDED_CONTROLS = {
+    "alice, right password": (b"0\x00", None),
+    "carol, locked": (b"0\x03\x81\x01\x01", "accountLocked"),
+}
+
+
+@pytest.mark.parametrize("who", sorted(RECORDED_CONTROLS))
+def test_ppolicy_control_recorded_on_the_bed(who):
+    value, expected = RECORDED_CONTROLS[who]
     assert ppolicy_error(value) == expected

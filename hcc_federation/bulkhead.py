@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import threading
 
-from .errors import ServiceError
+from .errors import DomainError
 
 
-class ClusterBusy(ServiceError):
-    """The cluster already has its share of requests in progress (it is slow or hung): 503."""
+class ClusterBusy(DomainError):
+    """The cluster already has its share of requests in progress (it is slow or hung)."""
 
-    status = 503
-    location = "path"
-    name = "cluster"
+    field = "cluster"
+    # the requests in progress there take seconds at most, or fail by their own timeouts
+    retry_after = 2
 
 
 class Bulkhead:
@@ -36,12 +36,10 @@ class Bulkhead:
         if not self._slots.acquire(timeout=self.queue_timeout):
             with self._lock:
                 self.refused += 1
-            error = ClusterBusy(
+            raise ClusterBusy(
                 f"cluster {self.cluster!r}: {self.limit} requests are already in progress there "
                 "(it may be slow or down); try again shortly"
             )
-            error.headers["Retry-After"] = "2"
-            raise error
         with self._lock:
             self.in_use += 1
 

@@ -66,11 +66,9 @@ def parse_range(header: str, size: int, path: str) -> tuple[int, int] | None:
             if suffix > 0:
                 start, end = max(0, size - suffix), size
     if start is None or end is None or start >= size:
-        error = files.RangeNotSatisfiable(
-            f"range {header[:100]!r} cannot be served from {path} ({size} bytes)", path=path
+        raise files.RangeNotSatisfiable(
+            f"range {header[:100]!r} cannot be served from {path} ({size} bytes)", path=path, size=size
         )
-        error.headers["Content-Range"] = f"bytes */{size}"
-        raise error
     return start, end
 
 

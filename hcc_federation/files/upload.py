@@ -9,24 +9,23 @@ from collections.abc import Iterator
 from webob.request import DisconnectionError
 
 from .. import files
-from ..errors import BadRequest, ServiceError
+from ..errors import DomainError, InvalidArgument
 from .download import CHUNK
 
 # A multipart part's header block larger than this is refused (browsers send a few hundred bytes).
 MAX_PART_HEADERS = 16 * 1024
 
 
-class ClientDisconnected(BadRequest):
+class ClientDisconnected(InvalidArgument):
     """The client sent less than it announced. It is gone; the status only reaches the log."""
 
-    location = "body"
-    name = "body"
+    field = "body"
 
 
-class UnsupportedMediaType(ServiceError):
-    status = 415
-    location = "header"
-    name = "Content-Type"
+class UnsupportedMediaType(DomainError):
+    """The body is not of a media type this route takes."""
+
+    field = "Content-Type"
 
 
 def request_chunks(request, limit: int, path: str) -> Iterator[bytes]:
@@ -81,9 +80,7 @@ def part_filename(params: dict[str, str]) -> str | None:
         try:
             return urllib.parse.unquote(encoded, encoding=charset or "utf-8", errors="strict")
         except (LookupError, UnicodeDecodeError):
-            raise BadRequest(
-                "filename* is not valid percent-encoded text", location="body", name="file"
-            ) from None
+            raise InvalidArgument("filename* is not valid percent-encoded text", field="file") from None
     name = params.get("filename")
     if name is None:
         return None
@@ -146,16 +143,16 @@ class MultipartReader:
             return False
         while b"\r\n" not in self._buffer:
             if len(self._buffer) > 1024 or not self._fill():
-                raise BadRequest("malformed multipart delimiter line", location="body", name="body")
+                raise InvalidArgument("malformed multipart delimiter line", field="body")
         padding, _, self._buffer = self._buffer.partition(b"\r\n")
         if padding.strip(b" \t"):
-            raise BadRequest("malformed multipart delimiter line", location="body", name="body")
+            raise InvalidArgument("malformed multipart delimiter line", field="body")
         return True
 
     def _headers(self) -> dict[str, str]:
         while b"\r\n\r\n" not in self._buffer:
             if len(self._buffer) > MAX_PART_HEADERS:
-                raise BadRequest("a multipart part has too many headers", location="body", name="body")
+                raise InvalidArgument("a multipart part has too many headers", field="body")
             if not self._fill():
                 raise self._truncated()
         block, _, self._buffer = self._buffer.partition(b"\r\n\r\n")
@@ -169,7 +166,7 @@ class MultipartReader:
                 text = line.decode("latin-1")
             name, sep, value = text.partition(":")
             if not sep:
-                raise BadRequest("malformed multipart part header", location="body", name="body")
+                raise InvalidArgument("malformed multipart part header", field="body")
             headers[name.strip().lower()] = value.strip()
         return headers
 
@@ -191,7 +188,5 @@ def multipart_boundary(request) -> bytes:
         raise UnsupportedMediaType(f"an upload is multipart/form-data, not {kind or 'nothing'}")
     boundary = params.get("boundary", "")
     if not 1 <= len(boundary) <= 70 or not boundary.isascii():
-        raise BadRequest(
-            "the multipart boundary is missing or invalid", location="header", name="Content-Type"
-        )
+        raise InvalidArgument("the multipart boundary is missing or invalid", field="Content-Type")
     return boundary.encode("ascii")

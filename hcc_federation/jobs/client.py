@@ -23,7 +23,7 @@ from .commands import (
     squeue_argv,
     sstat_argv,
 )
-from .errors import JobFinished, JobForbidden, JobNotFound, SlurmBadRequest, SlurmRefused, SlurmUnavailable
+from .errors import InvalidJobArgument, JobFinished, JobForbidden, JobNotFound, SlurmRefused, SlurmUnavailable
 from .parsers import (
     UNAVAILABLE,
     Job,
@@ -136,10 +136,10 @@ class SlurmClient:
         candidates = merge_jobs(accounted, queued)
         job = _pick(job_id, candidates)
         if job is None:
-            raise JobNotFound(f"no job {job_id} on this cluster")
+            raise JobNotFound(f"no job {job_id} on this cluster", job_id=job_id)
         if job.get("user") != user:
             # Checked before anything else is read or done: another user's job says nothing more.
-            raise JobForbidden(f"job {job_id} belongs to another user")
+            raise JobForbidden(f"job {job_id} belongs to another user", job_id=job_id)
         own_steps = [s for s in steps if s["id"].split(".", 1)[0] == job["id"]]
         in_queue = any(q["id"] == job["id"] for q in queued)
         return _Located(job=job, steps=own_steps, in_queue=in_queue)
@@ -193,11 +193,11 @@ class SlurmClient:
         if name is not None:
             name = validate_job_name(name)
         if not isinstance(script, str) or not script.strip():
-            raise SlurmBadRequest("script must not be empty", location="body", name="script")
+            raise InvalidJobArgument("script must not be empty", field="script")
         body = script.encode("utf-8")
         if len(body) > MAX_SCRIPT_BYTES or "\x00" in script:
-            raise SlurmBadRequest(
-                f"script must be text of at most {MAX_SCRIPT_BYTES} bytes", location="body", name="script"
+            raise InvalidJobArgument(
+                f"script must be text of at most {MAX_SCRIPT_BYTES} bytes", field="script"
             )
         return self._submit(sbatch_stdin_argv(work_dir, name), body)
 
@@ -217,16 +217,16 @@ class SlurmClient:
         user = validate_user(user)
         job = self._locate(user, job_id).job
         if job["state"] in FINISHED_STATES:
-            raise JobFinished(f"job {job_id} already finished ({job['state']})")
+            raise JobFinished(f"job {job_id} already finished ({job['state']})", job_id=job_id)
         result = self._run(scancel_argv(job_id))
         message = result.error_text()
         # scancel may say why on stderr and still exit 0, so read both.
         if "already completing or completed" in message:
-            raise JobFinished(f"job {job_id} already finished")
+            raise JobFinished(f"job {job_id} already finished", job_id=job_id)
         if "Invalid job id" in message:
-            raise JobNotFound(f"no job {job_id} on this cluster")
+            raise JobNotFound(f"no job {job_id} on this cluster", job_id=job_id)
         if "Access/permission denied" in message:
-            raise JobForbidden(f"job {job_id} belongs to another user")
+            raise JobForbidden(f"job {job_id} belongs to another user", job_id=job_id)
         if not result.ok:
             raise command_error(result)
 

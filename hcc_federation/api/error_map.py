@@ -141,18 +141,32 @@ ERROR_MAP: dict[type[BaseException], Mapping] = {
     PoolTimeout: Mapping(503, "database_unavailable", "body", "every database connection is in use"),
 }
 
-# Codes of the answers that no domain error raises: plain HTTP errors, Cornice's validation, 500.
-HTTP_CODES: dict[int, tuple[str, str]] = {
-    400: ("validation_failed", "the request does not match the route's schema"),
-    401: ("unauthenticated", "no valid bearer token"),
-    403: ("forbidden", "the request is not allowed (e.g. a CORS origin)"),
-    404: ("not_found", "no such route"),
-    405: ("method_not_allowed", "the route does not take this method"),
-    406: ("not_acceptable", "no acceptable media type"),
-    413: ("payload_too_large", "the body is larger than allowed"),
-    415: ("unsupported_media_type", "the body's media type is refused"),
-    500: ("internal_error", "an unexpected failure; it has been logged"),
+
+@dataclass(frozen=True)
+class HttpMapping:
+    """How a plain HTTP error (a route that does not exist, a method, Cornice's checks) is answered."""
+
+    code: str
+    location: str
+    name: str
+    description: str
+
+
+# The answers that no domain error raises: plain HTTP errors, Cornice's validation, a bug's 500.
+HTTP_ERRORS: dict[int, HttpMapping] = {
+    400: HttpMapping("validation_failed", "url", "path", "the request does not match the route's schema"),
+    401: HttpMapping("unauthenticated", "header", "Authorization", "no valid bearer token"),
+    403: HttpMapping(
+        "forbidden", "header", "Authorization", "the request is not allowed (e.g. a CORS origin)"
+    ),
+    404: HttpMapping("not_found", "url", "path", "no such route"),
+    405: HttpMapping("method_not_allowed", "method", "method", "the route does not take this method"),
+    406: HttpMapping("not_acceptable", "header", "Accept", "no acceptable media type"),
+    413: HttpMapping("payload_too_large", "body", "body", "the body is larger than allowed"),
+    415: HttpMapping("unsupported_media_type", "header", "Content-Type", "the body's media type is refused"),
+    500: HttpMapping("internal_error", "body", "server", "an unexpected failure; it has been logged"),
 }
+OTHER_HTTP_ERROR = HttpMapping("http_error", "url", "path", "another HTTP error")
 
 
 def mapping_for(exc: BaseException) -> Mapping | None:
@@ -164,16 +178,19 @@ def mapping_for(exc: BaseException) -> Mapping | None:
     return None
 
 
+def http_mapping(status: int) -> HttpMapping:
+    """How a plain HTTP error of this status is answered."""
+    return HTTP_ERRORS.get(status, OTHER_HTTP_ERROR)
+
+
 def code_for_status(status: int) -> str:
     """The code of a plain HTTP error of this status (``http_error`` for one not listed)."""
-    entry = HTTP_CODES.get(status)
-    return entry[0] if entry else "http_error"
+    return http_mapping(status).code
 
 
 def all_codes() -> dict[str, str]:
     """Every code the API may answer, with what it means: the OpenAPI document lists them."""
     codes = {row.code: row.description for row in ERROR_MAP.values()}
-    for code, description in HTTP_CODES.values():
-        codes.setdefault(code, description)
-    codes.setdefault("http_error", "another HTTP error")
+    for row in (*HTTP_ERRORS.values(), OTHER_HTTP_ERROR):
+        codes.setdefault(row.code, row.description)
     return dict(sorted(codes.items()))

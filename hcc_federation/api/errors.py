@@ -18,20 +18,9 @@ from webob.request import PATH_SAFE
 from ..auth.policy import bearer_token
 from ..errors import DomainError
 from ..files.errors import RangeNotSatisfiable
-from .error_map import code_for_status, mapping_for
+from .error_map import code_for_status, http_mapping, mapping_for
 
 log = logging.getLogger(__name__)
-
-# where each plain HTTP error points in the envelope
-_HTTP_LOCATIONS = {
-    401: ("header", "Authorization"),
-    403: ("header", "Authorization"),
-    404: ("url", "path"),
-    405: ("method", "method"),
-    406: ("header", "Accept"),
-    413: ("body", "body"),
-    415: ("header", "Content-Type"),
-}
 
 
 def error_response(
@@ -172,7 +161,7 @@ def http_error_view(exc: HTTPException, request) -> Response:
         return unauthorized(request)
     if exc.code < 400:  # a redirect or success raised on purpose passes through
         return exc
-    location, name = _HTTP_LOCATIONS.get(exc.code, ("url", "path"))
+    row = http_mapping(exc.code)
     if exc.code == 404:
         description = f"no such resource: {request_path(request)}"
     elif exc.code == 405:
@@ -180,11 +169,12 @@ def http_error_view(exc: HTTPException, request) -> Response:
     else:
         description = exc.detail or exc.explanation or exc.title
     headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-    return error_response(exc.code, location, name, str(description), headers)
+    return error_response(exc.code, row.location, row.name, str(description), headers, code=row.code)
 
 
 @exception_view_config(Exception, renderer=None)
 def internal_error_view(exc: Exception, request) -> Response:
     log.exception("unexpected error on %s %s", request.method, request_path(request))
     # never echo the exception: it may carry paths, commands or secrets
-    return error_response(500, "body", "server", "internal error; it has been logged")
+    row = http_mapping(500)
+    return error_response(500, row.location, row.name, "internal error; it has been logged", code=row.code)

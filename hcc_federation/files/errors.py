@@ -92,12 +92,12 @@ class NameNotUtf8(PathError):
 
 
 class RemoteFileError(PathError):
-    """Anything the cluster refused that we could not classify: a 500 with the cluster's words."""
+    """Anything the cluster refused that we could not classify; the description keeps its words."""
 
 
 class WriteFailed(PathError):
     """The cluster answered a write with a plain SFTP "Failure" and its file system is not full:
-    SFTP v3 does not say why (EIO, EFBIG, a quota...), so it is the cluster's failure (502), not 507."""
+    SFTP v3 does not say why (EIO, EFBIG, a quota...), so it is the cluster's failure, not a full disk."""
 
 
 class LinkGone(DomainError):
@@ -114,13 +114,13 @@ class FilesystemMisconfigured(DomainError):
 
 
 class LinkLost(DomainError):
-    """The SSH connection broke under an SFTP request (reset, closed, a protocol failure): 503."""
+    """The SSH connection broke under an SFTP request (reset, closed, a protocol failure)."""
 
     field = "cluster"
 
 
 class LinkTimeout(DomainError):
-    """The cluster did not answer an SFTP request within the command timeout: 504."""
+    """The cluster did not answer an SFTP request within the command timeout."""
 
     field = "cluster"
 
@@ -188,7 +188,7 @@ _STDERR_ERRORS: tuple[tuple[str, type[PathError], str], ...] = (
 
 
 def map_command_error(result: CommandResult, path: str) -> DomainError:
-    """A failed ``cp``/``rm`` -> a typed error by its stderr (C locale messages), else a 500."""
+    """A failed ``cp``/``rm`` -> a typed error by its stderr (C locale messages), else RemoteFileError."""
     stderr = result.error_text()
     detail = stderr[:_MESSAGE_CAP] or f"exit status {result.exit_status}"
     for needle, error, what in _STDERR_ERRORS:

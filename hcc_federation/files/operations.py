@@ -86,7 +86,7 @@ def _check_not_inside(path: str, to: str) -> None:
 
 
 def move(sftp: paramiko.SFTPClient, path: str, to: str, *, run: Runner | None = None) -> dict[str, Any]:
-    """Rename ``path`` to ``to``; an existing ``to`` is never replaced (409). Returns the new metadata.
+    """Rename ``path`` to ``to``; an existing ``to`` is never replaced. Returns the new metadata.
 
     OpenSSH's plain SFTP rename links then unlinks a regular file (link() fails on an existing
     name: race free) and checks-then-renames anything else; we also check first for a clear error.

@@ -129,7 +129,7 @@ class SlurmClient:
         return jobs[:limit] if limit else jobs
 
     def _locate(self, user: str, job_id: str) -> _Located:
-        """Find one job in the queue and in accounting; 404 if neither knows it, 403 if not ours."""
+        """One job from queue and accounting: JobNotFound if neither knows it, JobForbidden if not ours."""
         delimiter = new_delimiter()
         accounted, steps = parse_sacct(self._checked(sacct_job_argv(job_id, delimiter)).text(), delimiter)
         queued = parse_squeue_json(self._checked(squeue_argv()).text(), self._clock())
@@ -212,7 +212,7 @@ class SlurmClient:
         return parse_sbatch(result.text())
 
     def cancel_job(self, user: str, job_id: str) -> None:
-        """Cancel one of the user's jobs: 404 unknown, 403 someone else's, 409 already finished."""
+        """Cancel one of the user's jobs: JobNotFound, JobForbidden (someone else's) or JobFinished."""
         job_id = validate_job_id(job_id)
         user = validate_user(user)
         job = self._locate(user, job_id).job

@@ -67,7 +67,7 @@ TOP_PROCESSES = 10
 
 
 def validate_job_id(job_id: object) -> str:
-    """Return ``job_id`` if it is ``123``, ``123_4`` or ``123+1``; else ``InvalidJobArgument`` (400)."""
+    """Return ``job_id`` if it is ``123``, ``123_4`` or ``123+1``; else ``InvalidJobArgument``."""
     if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
         raise InvalidJobArgument(
             "job id must look like 123, 123_4 (array task) or 123+1 (heterogeneous component)",
@@ -97,7 +97,7 @@ def validate_since(since: date | str | None, *, today: date | None = None) -> st
 
 
 def validate_states(states: Iterable[str] | None) -> frozenset[str] | None:
-    """Upper-cased Slurm state names (``running``, ``PENDING``...); unknown names are a 400."""
+    """Upper-cased Slurm state names (``running``, ``PENDING``...); unknown names are refused."""
     if states is None:
         return None
     if isinstance(states, str):

@@ -7,7 +7,7 @@ import re
 import pytest
 
 import hcc_federation
-from hcc_federation.api.error_map import ERROR_MAP, HTTP_CODES, all_codes, mapping_for
+from hcc_federation.api.error_map import ERROR_MAP, HTTP_ERRORS, all_codes, mapping_for
 from hcc_federation.api.openapi import ERROR_ENVELOPE
 from hcc_federation.errors import DomainError, InvalidArgument
 
@@ -69,5 +69,5 @@ def test_every_code_is_documented_in_the_openapi_error_entry():
     assert set(code["enum"]) == set(all_codes())
     for row in ERROR_MAP.values():
         assert f"`{row.code}`" in code["description"]
-    for http_code, _ in HTTP_CODES.values():
-        assert http_code in code["enum"]
+    for row in HTTP_ERRORS.values():
+        assert row.code in code["enum"]

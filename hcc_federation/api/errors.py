@@ -1,4 +1,4 @@
-"""One error envelope for every 4xx and 5xx: Cornice's {"status": "error", "errors": [...]}."""
+"""One error envelope for every 4xx and 5xx, with the codes of api/error_map.py."""
 
 from __future__ import annotations
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import threading
 import time
 
-from .errors import ServiceError
+from .errors import DomainError
 
 
-class ClusterBusy(ServiceError):
-    """The cluster already has its share of requests in progress (it is slow or hung): 503."""
+class ClusterBusy(DomainError):
+    """The cluster already has its share of requests in progress (it is slow or hung)."""
 
-    status = 503
-    location = "path"
-    name = "cluster"
+    field = "cluster"
+    # the requests in progress there take seconds at most, or fail by their own timeouts
+    retry_after = 2
 
 
 class Bulkhead:
@@ -66,12 +66,10 @@ class Bulkhead:
             if stalled
             else f"no slot came free within {self.max_wait:g} s"
         )
-        error = ClusterBusy(
+        return ClusterBusy(
             f"cluster {self.cluster!r}: {self.limit} requests are already in progress there and {why}; "
             "try again shortly"
         )
-        error.headers["Retry-After"] = "2"
-        return error
 
 
 class ReleasingBody:

@@ -1,40 +1,24 @@
-"""Failures that carry their HTTP status, rendered by the API in the one error envelope."""
+"""The base of every domain failure: what happened and which field it concerns, nothing about HTTP."""
 
 
-class ServiceError(Exception):
-    """A failure the client should see: an HTTP status, a location and a name for the envelope.
+class DomainError(Exception):
+    """A failure the client should hear about, described in the domain's own terms.
 
-    Domain code raises subclasses of this without knowing about HTTP frameworks; the API's
-    exception view turns any of them into ``{"status": "error", "errors": [...]}``.
+    ``field`` names what the failure concerns (``path``, ``job_id``, ``cluster``...): the API
+    layer shows it as the envelope's ``name``. The status, the envelope's ``location`` and the
+    machine-readable ``code`` are chosen by exception type in one table, ``api/error_map.py``.
     """
 
-    status: int = 500
-    location: str = "body"
-    name: str = "error"
+    field: str = "error"
+    # seconds after which trying again may succeed; the API answers it as Retry-After
+    retry_after: int | None = None
 
-    def __init__(self, description: str, *, name: str | None = None, location: str | None = None):
+    def __init__(self, description: str, *, field: str | None = None):
         super().__init__(description)
         self.description = description
-        # extra response headers, e.g. Retry-After
-        self.headers: dict[str, str] = {}
-        if name is not None:
-            self.name = name
-        if location is not None:
-            self.location = location
+        if field is not None:
+            self.field = field
 
 
-class BadRequest(ServiceError):
-    status = 400
-
-
-class Forbidden(ServiceError):
-    status = 403
-
-
-class NotFound(ServiceError):
-    status = 404
-    location = "path"
-
-
-class Conflict(ServiceError):
-    status = 409
+class InvalidArgument(DomainError):
+    """An argument was refused before anything ran; ``field`` names the argument."""

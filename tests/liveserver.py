@@ -28,7 +28,7 @@ class Answer:
         return json.loads(self.body)
 
     def is_envelope(self) -> bool:
-        """The one error envelope: {"status": "error", "errors": [{location, name, description}]}."""
+        """The one error envelope: {"status": "error", "errors": [{location, name, description, code}]}."""
         try:
             body = self.json
         except ValueError:
@@ -36,7 +36,7 @@ class Answer:
         return (
             body.get("status") == "error"
             and bool(body.get("errors"))
-            and all({"location", "name", "description"} <= set(e) for e in body["errors"])
+            and all({"location", "name", "description", "code"} <= set(e) for e in body["errors"])
         )
 
 

@@ -23,6 +23,10 @@ def client_address(request) -> str:
 
 def includeme(config) -> None:
     config.include("cornice")
+    from .errors import CodedRenderer
+
+    # the renderer Cornice's services use by default: its errors get a code like ours
+    config.add_renderer("cornicejson", CodedRenderer())
     config.add_request_method(client_address, "client_address", reify=True)
     config.add_tween("hcc_federation.api.tweens.body_limit_tween_factory")
     config.add_tween("hcc_federation.api.tweens.cors_tween_factory")

@@ -36,6 +36,8 @@ def _check_ldap(registry) -> None:
 
 
 CHECKS = {"database": _check_database, "ldap": _check_ldap}
+# the envelope's code for a failed check: the one the same outage gives any other request
+CHECK_CODES = {"database": "database_unavailable", "ldap": "directory_unavailable"}
 
 
 def _timed(check, registry) -> float:
@@ -60,7 +62,7 @@ def get_health(request):
         except Exception as exc:  # a check's failure is its result, never a 500
             results[name] = {"ok": False, "error": getattr(exc, "description", exc.__class__.__name__)}
     failed = [
-        {"location": "body", "name": name, "description": r["error"]}
+        {"location": "body", "name": name, "description": r["error"], "code": CHECK_CODES[name]}
         for name, r in results.items()
         if not r["ok"]
     ]

@@ -8,11 +8,16 @@ import colander
 from cornice import Service
 from cornice.validators import colander_body_validator
 
-from ..auth.directory import DirectoryUnavailable, InvalidCredentials, PasswordRefused, WrongCurrentPassword
+from ..auth.directory import (
+    DirectoryUnavailable,
+    InvalidCredentials,
+    PasswordRefused,
+    UnknownUser,
+    WrongCurrentPassword,
+)
 from ..auth.policy import AUTHENTICATED
 from ..auth.sessions import audit
 from ..db import independent_session
-from ..errors import NotFound
 from .docs import documented
 from .responses import no_content
 from .schemas import PasswordString, StrictSchema
@@ -40,7 +45,7 @@ def get_me(request):
     """The caller's profile and groups, from the directory."""
     person = request.registry.hcc_directory.profile(request.identity.username)
     if person is None:
-        raise NotFound(f"user {request.identity.username} is no longer in the directory", name="username")
+        raise UnknownUser(f"user {request.identity.username} is no longer in the directory")
     return {
         "username": person.username,
         "fullname": person.fullname,

@@ -9,9 +9,17 @@ from cornice import Service
 from cornice.service import get_services
 
 from .docs import documented
+from .error_map import all_codes
 
 openapi = Service(name="openapi", path="/api/v1/openapi.json", description="This API's OpenAPI document")
 
+_CODES = all_codes()
+ERROR_CODE = {
+    "type": "string",
+    "enum": list(_CODES),
+    "description": "What failed, stable for a client to branch on:\n\n| code | meaning |\n|---|---|\n"
+    + "\n".join(f"| `{code}` | {meaning} |" for code, meaning in _CODES.items()),
+}
 ERROR_ENVELOPE = {
     "type": "object",
     "required": ["status", "errors"],
@@ -21,11 +29,12 @@ ERROR_ENVELOPE = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["location", "name", "description"],
+                "required": ["location", "name", "description", "code"],
                 "properties": {
                     "location": {"type": "string"},
                     "name": {"type": ["string", "null"]},
                     "description": {"type": "string"},
+                    "code": ERROR_CODE,
                 },
             },
         },

@@ -23,7 +23,7 @@ from pyasn1.error import PyAsn1Error
 from pyasn1.type import namedtype, namedval, tag, univ
 from pyramid_ldap3 import ConnectionManager, escape_for_search
 
-from ..errors import BadRequest, Forbidden, ServiceError
+from ..errors import DomainError, InvalidArgument
 from ..settings import LdapSettings
 
 log = logging.getLogger(__name__)
@@ -48,12 +48,11 @@ def _context(number: int, form: int = tag.tagFormatSimple) -> tag.Tag:
     return tag.Tag(tag.tagClassContext, form, number)
 
 
-class InvalidCredentials(ServiceError):
+class InvalidCredentials(DomainError):
     """Wrong credentials, as the caller sees them. ``reason`` is for the audit log and admins only:
     an unknown user, a wrong password and a ppolicy-locked account must look the same to a caller."""
 
-    status = 401
-    name = "credentials"
+    field = "credentials"
 
     def __init__(self, description: str = "wrong username or password", *, reason: str | None = None):
         super().__init__(description)
@@ -64,21 +63,34 @@ class LockedByPolicy(InvalidCredentials):
     """A bind refused as locked by ppolicy, password unproven: the caller sees a wrong password."""
 
 
-class AccountLocked(Forbidden):
-    name = "username"
+class AccountLocked(DomainError):
+    """The password was right but the account is locked (ppolicy)."""
+
+    field = "username"
 
 
-class DirectoryUnavailable(ServiceError):
-    status = 503
-    name = "ldap"
+class UnknownUser(DomainError):
+    """A user who had a session is no longer in the directory."""
+
+    field = "username"
 
 
-class PasswordRefused(BadRequest):
-    name = "new_password"
+class DirectoryUnavailable(DomainError):
+    """The directory did not answer, or refused the service account."""
+
+    field = "ldap"
 
 
-class WrongCurrentPassword(BadRequest):
-    name = "current_password"
+class PasswordRefused(InvalidArgument):
+    """The directory's password policy refused the new password."""
+
+    field = "new_password"
+
+
+class WrongCurrentPassword(InvalidArgument):
+    """A password change gave the wrong current password."""
+
+    field = "current_password"
 
 
 def bindable(password: str) -> bool:

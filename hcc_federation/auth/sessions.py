@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..db import independent_session
-from ..errors import ServiceError
+from ..errors import DomainError
 from ..models import AuditEvent, LoginAttempt, ThrottleKey, UserSession
 from ..models.meta import utcnow
 from ..settings import AuthSettings
@@ -121,16 +121,14 @@ class SessionStore:
         return result.rowcount or 0
 
 
-class TooManyAttempts(ServiceError):
-    """Too many recent failed attempts for a username or from an address: 429 with Retry-After."""
+class TooManyAttempts(DomainError):
+    """Too many recent failed attempts for a username or from an address; ``retry_after`` says when."""
 
-    status = 429
-    name = "username"
+    field = "username"
 
-    def __init__(self, retry_after: int, *, name: str | None = None):
-        super().__init__(f"too many failed logins; try again in {retry_after} s", name=name)
+    def __init__(self, retry_after: int, *, field: str | None = None):
+        super().__init__(f"too many failed logins; try again in {retry_after} s", field=field)
         self.retry_after = retry_after
-        self.headers["Retry-After"] = str(retry_after)
 
 
 # MySQL/MariaDB ER_LOCK_DEADLOCK: InnoDB may pick one of two upserts of the same new key as a
@@ -174,7 +172,7 @@ class LoginThrottle:
                 if code != _DEADLOCK or tries == _RESERVE_TRIES:
                     raise
         if wait is not None:
-            raise TooManyAttempts(wait, name=name)
+            raise TooManyAttempts(wait, field=name)
         return attempt_id
 
     def _reserve(self, db: Session, username: str, client_addr: str) -> tuple[int, None] | tuple[None, int]:

@@ -10,27 +10,27 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..bulkhead import Bulkhead
-from ..errors import NotFound, ServiceError
+from ..errors import DomainError
 from ..remote import CertificateIdentity, ClusterEndpoint, ConnectionPool, PasswordIdentity
 from ..settings import ClusterSettings, SshSettings
 
 
-class UnknownCluster(NotFound):
-    name = "cluster"
+class UnknownCluster(DomainError):
+    """No cluster of that name is configured."""
+
+    field = "cluster"
 
 
-class MissingCredential(ServiceError):
+class MissingCredential(DomainError):
     """The session holds no credential for this cluster's identity mode (e.g. the mode changed)."""
 
-    status = 401
-    location = "header"
-    name = "Authorization"
+    field = "Authorization"
 
 
-class ClusterCommandFailed(ServiceError):
-    status = 502
-    location = "path"
-    name = "cluster"
+class ClusterCommandFailed(DomainError):
+    """A command the service runs on a cluster for itself (not for a job) failed."""
+
+    field = "cluster"
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class ClusterRegistry:
     def get(self, name: str) -> Cluster:
         cluster = self._clusters.get(name)
         if cluster is None:
-            raise UnknownCluster(f"no cluster named {name[:64]!r}", location="path")
+            raise UnknownCluster(f"no cluster named {name[:64]!r}")
         return cluster
 
     def bulkhead(self, name: str) -> Bulkhead:

@@ -65,11 +65,9 @@ def parse_range(header: str, size: int, path: str) -> tuple[int, int] | None:
         if requested is not None:
             wanted = requested.range_for_length(size)
     if wanted is None:
-        error = files.RangeNotSatisfiable(
-            f"range {header[:100]!r} cannot be served from {path} ({size} bytes)", path=path
+        raise files.RangeNotSatisfiable(
+            f"range {header[:100]!r} cannot be served from {path} ({size} bytes)", path=path, size=size
         )
-        error.headers["Content-Range"] = str(ContentRange(None, None, size))
-        raise error
     return wanted
 
 

@@ -7,7 +7,7 @@ import stat
 
 import paramiko
 
-from hcc_federation.errors import Conflict, Forbidden, NotFound, ServiceError
+from hcc_federation.errors import DomainError
 from hcc_federation.remote.result import CommandResult
 
 _MESSAGE_CAP = 300
@@ -16,80 +16,72 @@ _MESSAGE_CAP = 300
 # --------------------------------------------------------------------------------------------- errors
 
 
-class PathError(ServiceError):
+class PathError(DomainError):
     """A failure about one path on the cluster; ``path`` names it for logs and callers."""
 
-    location = "querystring"
-    name = "path"
+    field = "path"
 
-    def __init__(
-        self,
-        description: str,
-        *,
-        path: str | None = None,
-        name: str | None = None,
-        location: str | None = None,
-    ):
-        super().__init__(description, name=name, location=location)
+    def __init__(self, description: str, *, path: str | None = None, field: str | None = None):
+        super().__init__(description, field=field)
         self.path = path
 
 
-class NoSuchPath(PathError, NotFound):
-    status = 404
+class NoSuchPath(PathError):
+    pass
 
 
-class PermissionDenied(PathError, Forbidden):
-    status = 403
+class PermissionDenied(PathError):
+    pass
 
 
-class AlreadyExists(PathError, Conflict):
-    status = 409
+class AlreadyExists(PathError):
+    pass
 
 
-class NotADirectory(PathError, Conflict):
-    status = 409
+class NotADirectory(PathError):
+    pass
 
 
-class IsADirectory(PathError, Conflict):
-    status = 409
+class IsADirectory(PathError):
+    pass
 
 
-class DirectoryNotEmpty(PathError, Conflict):
-    status = 409
+class DirectoryNotEmpty(PathError):
+    pass
 
 
-class NotARegularFile(PathError, Conflict):
+class NotARegularFile(PathError):
     """A device, socket or fifo where a regular file was expected."""
 
-    status = 409
 
-
-class InvalidMove(PathError, Conflict):
+class InvalidMove(PathError):
     """Moving or copying a directory into itself."""
-
-    status = 409
 
 
 class PreconditionFailed(PathError):
-    status = 412
-    location = "header"
-    name = "If-Match"
+    """The file changed since the client read it (its ETag no longer matches If-Match)."""
+
+    field = "If-Match"
 
 
 class PayloadTooLarge(PathError):
-    status = 413
-    location = "body"
-    name = "body"
+    """The body is larger than the configured upload limit."""
+
+    field = "body"
 
 
 class RangeNotSatisfiable(PathError):
-    status = 416
-    location = "header"
-    name = "Range"
+    """The requested byte range starts past the end of the file; ``size`` is the file's size."""
+
+    field = "Range"
+
+    def __init__(self, description: str, *, path: str | None = None, size: int | None = None):
+        super().__init__(description, path=path)
+        self.size = size
 
 
 class InsufficientStorage(PathError):
-    status = 507
+    """No space left on the device, or the user's quota is exhausted."""
 
 
 class NameNotUtf8(PathError):
@@ -98,39 +90,42 @@ class NameNotUtf8(PathError):
     paramiko decodes every name as strict UTF-8; rather than a 500, say which directory holds it.
     """
 
-    status = 502
-
 
 class RemoteFileError(PathError):
-    """Anything the cluster refused that we could not classify: a 500 with the cluster's words."""
-
-    status = 500
+    """Anything the cluster refused that we could not classify; the description keeps its words."""
 
 
 class WriteFailed(PathError):
     """The cluster answered a write with a plain SFTP "Failure" and its file system is not full:
-    SFTP v3 does not say why (EIO, EFBIG, a quota...), so it is the cluster's failure (502), not 507."""
-
-    status = 502
+    SFTP v3 does not say why (EIO, EFBIG, a quota...), so it is the cluster's failure, not a full disk."""
 
 
-class LinkLost(ServiceError):
-    """The SSH connection broke under an SFTP request (reset, closed, a protocol failure): 503."""
+class LinkGone(DomainError):
+    """A download link that is unknown, expired, or whose session ended: the same answer, so a
+    probe learns nothing."""
 
-    status = 503
-    location = "path"
-    name = "cluster"
-
-
-class LinkTimeout(ServiceError):
-    """The cluster did not answer an SFTP request within the command timeout: 504."""
-
-    status = 504
-    location = "path"
-    name = "cluster"
+    field = "token"
 
 
-def link_failure(exc: BaseException, path: str, action: str) -> ServiceError | None:
+class FilesystemMisconfigured(DomainError):
+    """A cluster's hcc.files file system template cannot be resolved for this user."""
+
+    field = "cluster"
+
+
+class LinkLost(DomainError):
+    """The SSH connection broke under an SFTP request (reset, closed, a protocol failure)."""
+
+    field = "cluster"
+
+
+class LinkTimeout(DomainError):
+    """The cluster did not answer an SFTP request within the command timeout."""
+
+    field = "cluster"
+
+
+def link_failure(exc: BaseException, path: str, action: str) -> DomainError | None:
     """The typed error when ``exc`` is a failure of the SSH link rather than an answer of the server.
 
     paramiko raises EOFError or SSHException when the transport dies, socket errors when the TCP
@@ -148,7 +143,7 @@ def link_failure(exc: BaseException, path: str, action: str) -> ServiceError | N
 # -------------------------------------------------------------------------------- error mapping
 
 
-def map_sftp_error(exc: OSError, path: str, action: str) -> ServiceError:
+def map_sftp_error(exc: OSError, path: str, action: str) -> DomainError:
     """paramiko's errors (errno from the SFTP status) -> typed errors naming the path."""
     failure = link_failure(exc, path, action)
     if failure is not None:
@@ -160,7 +155,7 @@ def map_sftp_error(exc: OSError, path: str, action: str) -> ServiceError:
     return RemoteFileError(f"the cluster could not {action} {path}: {exc}", path=path)
 
 
-def classify_failure(sftp: paramiko.SFTPClient, exc: OSError, path: str, action: str) -> ServiceError:
+def classify_failure(sftp: paramiko.SFTPClient, exc: OSError, path: str, action: str) -> DomainError:
     """SFTP v3 answers EEXIST, EISDIR, ENOTEMPTY, ENOSPC... all as "Failure": look at the path to tell."""
     mapped = map_sftp_error(exc, path, action)
     if type(mapped) is not RemoteFileError:
@@ -192,8 +187,8 @@ _STDERR_ERRORS: tuple[tuple[str, type[PathError], str], ...] = (
 )
 
 
-def map_command_error(result: CommandResult, path: str) -> ServiceError:
-    """A failed ``cp``/``rm`` -> a typed error by its stderr (C locale messages), else a 500."""
+def map_command_error(result: CommandResult, path: str) -> DomainError:
+    """A failed ``cp``/``rm`` -> a typed error by its stderr (C locale messages), else RemoteFileError."""
     stderr = result.error_text()
     detail = stderr[:_MESSAGE_CAP] or f"exit status {result.exit_status}"
     for needle, error, what in _STDERR_ERRORS:

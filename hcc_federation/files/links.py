@@ -15,12 +15,13 @@ from ..auth.crypto import new_token, open_credential, parse_token, seal_credenti
 from ..auth.policy import AUTHENTICATED
 from ..auth.sessions import audit
 from ..clusters import MissingCredential, identity_for
-from ..errors import NotFound
+from ..clusters.registry import UnknownCluster
 from ..models import DownloadLink, UserSession
 from ..models.meta import as_utc, utcnow
 from .download import serve_file
+from .errors import LinkGone
 from .schemas import FILE_CONTENT, PathBody
-from .views import body_locations, checked_path
+from .views import checked_path
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,6 @@ LINK_OUT = {
 }
 
 
-class LinkGone(NotFound):
-    """Unknown, expired, or its session ended: the same answer, so a probe learns nothing."""
-
-    location = "path"
-    name = "token"
-
-
 @file_links.post(
     permission=AUTHENTICATED,
     schema=PathBody(),
@@ -62,12 +56,12 @@ def make_link(request):
     The link ends earlier if the caller's session ends (logout, expiry). Only a hash of its secret
     is stored; the session's cluster credential is sealed again under the link's own secret.
     """
-    path = checked_path(request.validated["path"], location="body")
+    path = checked_path(request.validated["path"])
     registry = request.registry
     cluster = registry.hcc_clusters.get(request.matchdict["cluster"])
     session = request.identity
     # the file must exist and be readable now: a link to nothing is a mistake better told at once
-    with request.cluster_sftp(cluster) as sftp, body_locations():
+    with request.cluster_sftp(cluster) as sftp:
         try:
             files.require_regular(sftp.stat(path), path)
             sftp.open(path, "rb").close()
@@ -146,7 +140,7 @@ def follow_link(request):
     link, credential = _live_link(request, request.matchdict["token"])
     try:
         cluster = request.registry.hcc_clusters.get(link.cluster)
-    except NotFound:
+    except UnknownCluster:
         # the cluster left the configuration since the link was made
         raise LinkGone("no such download link, or it has expired") from None
     try:

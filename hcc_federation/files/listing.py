@@ -10,7 +10,7 @@ from typing import Any
 
 import paramiko
 
-from hcc_federation.errors import BadRequest
+from hcc_federation.errors import InvalidArgument
 
 from .errors import NameNotUtf8, NotADirectory, map_sftp_error
 from .metadata import Runner, attr_metadata, guess_mime, readlink, resolve_ids
@@ -60,13 +60,11 @@ def page_rows(rows: Iterable[_Row], offset: int, limit: int) -> tuple[list[_Row]
 
 
 def check_paging(offset: object, limit: object) -> tuple[int, int]:
-    """offset >= 0 and 0 <= limit <= MAX_LIST_LIMIT, else BadRequest naming the parameter."""
+    """offset >= 0 and 0 <= limit <= MAX_LIST_LIMIT, else InvalidArgument naming the parameter."""
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise BadRequest("offset must be a whole number >= 0", location="querystring", name="offset")
+        raise InvalidArgument("offset must be a whole number >= 0", field="offset")
     if not isinstance(limit, int) or isinstance(limit, bool) or not 0 <= limit <= MAX_LIST_LIMIT:
-        raise BadRequest(
-            f"limit must be between 0 and {MAX_LIST_LIMIT}", location="querystring", name="limit"
-        )
+        raise InvalidArgument(f"limit must be between 0 and {MAX_LIST_LIMIT}", field="limit")
     return offset, limit
 
 

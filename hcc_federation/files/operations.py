@@ -9,7 +9,7 @@ from typing import Any
 
 import paramiko
 
-from hcc_federation.errors import BadRequest
+from hcc_federation.errors import InvalidArgument
 
 from .errors import (
     AlreadyExists,
@@ -82,11 +82,11 @@ def touch(sftp: paramiko.SFTPClient, path: str, *, run: Runner | None = None) ->
 
 def _check_not_inside(path: str, to: str) -> None:
     if to == path or to.startswith(path.rstrip("/") + "/"):
-        raise InvalidMove(f"cannot put {path} inside itself ({to})", path=to, name="to")
+        raise InvalidMove(f"cannot put {path} inside itself ({to})", path=to, field="to")
 
 
 def move(sftp: paramiko.SFTPClient, path: str, to: str, *, run: Runner | None = None) -> dict[str, Any]:
-    """Rename ``path`` to ``to``; an existing ``to`` is never replaced (409). Returns the new metadata.
+    """Rename ``path`` to ``to``; an existing ``to`` is never replaced. Returns the new metadata.
 
     OpenSSH's plain SFTP rename links then unlinks a regular file (link() fails on an existing
     name: race free) and checks-then-renames anything else; we also check first for a clear error.
@@ -95,20 +95,20 @@ def move(sftp: paramiko.SFTPClient, path: str, to: str, *, run: Runner | None = 
     path = validate_path(path)
     to = validate_path(to, name="to")
     if path == "/":
-        raise BadRequest("cannot move /", location="querystring", name="path")
+        raise InvalidArgument("cannot move /", field="path")
     if lstat_or_none(sftp, path) is None:
         raise NoSuchPath(f"no such file or directory: {path}", path=path)
     _check_not_inside(path, to)
     if lstat_or_none(sftp, to) is not None:
-        raise AlreadyExists(f"already exists: {to}", path=to, name="to")
+        raise AlreadyExists(f"already exists: {to}", path=to, field="to")
     try:
         sftp.rename(path, to)
     except OSError as exc:
         if lstat_or_none(sftp, to) is not None:
-            raise AlreadyExists(f"already exists: {to}", path=to, name="to") from None
+            raise AlreadyExists(f"already exists: {to}", path=to, field="to") from None
         if isinstance(exc, FileNotFoundError) and lstat_or_none(sftp, path) is not None:
             parent = posixpath.dirname(to)
-            raise NoSuchPath(f"no such directory: {parent}", path=parent, name="to") from None
+            raise NoSuchPath(f"no such directory: {parent}", path=parent, field="to") from None
         raise map_sftp_error(exc, path, f"move to {to}") from None
     return get_metadata(sftp, to, run=run, sniff=False)
 
@@ -142,7 +142,7 @@ def copy(sftp: paramiko.SFTPClient, run: Runner, path: str, to: str) -> dict[str
     if stat.S_ISDIR(source.st_mode or 0):
         _check_not_inside(path, to)
     if lstat_or_none(sftp, to) is not None:
-        raise AlreadyExists(f"already exists: {to}", path=to, name="to")
+        raise AlreadyExists(f"already exists: {to}", path=to, field="to")
     try:
         result = run(copy_argv(path, to))
     except Exception:
@@ -174,7 +174,7 @@ def delete(
     """
     path = validate_path(path)
     if path == "/":
-        raise BadRequest("refusing to delete /", location="querystring", name="path")
+        raise InvalidArgument("refusing to delete /", field="path")
     attr = lstat_or_none(sftp, path)
     if attr is None:
         raise NoSuchPath(f"no such file or directory: {path}", path=path)

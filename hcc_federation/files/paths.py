@@ -6,7 +6,7 @@ import posixpath
 import re
 from collections.abc import Mapping
 
-from hcc_federation.errors import BadRequest
+from hcc_federation.errors import InvalidArgument
 
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
@@ -16,32 +16,30 @@ MAX_NAME_BYTES = 255
 
 
 def validate_path(path: object, *, name: str = "path") -> str:
-    """Return ``path`` normalized, or raise ``BadRequest`` (querystring, ``name``).
+    """Return ``path`` normalized, or raise ``InvalidArgument`` (querystring, ``name``).
 
     Absolute, no NUL, at most 4096 bytes of UTF-8 and 255 bytes per component. ``..`` is resolved
     lexically: it grants nothing, since every operation runs with the user's own Unix rights.
     """
     if not isinstance(path, str) or not path:
-        raise BadRequest("a path is required", location="querystring", name=name)
+        raise InvalidArgument("a path is required", field=name)
     if "\x00" in path:
-        raise BadRequest("a path cannot contain a NUL character", location="querystring", name=name)
+        raise InvalidArgument("a path cannot contain a NUL character", field=name)
     if not path.startswith("/"):
-        raise BadRequest(f"the path must be absolute: {path}", location="querystring", name=name)
+        raise InvalidArgument(f"the path must be absolute: {path}", field=name)
     try:
         raw = path.encode("utf-8")
     except UnicodeEncodeError:
-        raise BadRequest("the path is not valid UTF-8", location="querystring", name=name) from None
+        raise InvalidArgument("the path is not valid UTF-8", field=name) from None
     if len(raw) > MAX_PATH_BYTES:
-        raise BadRequest(f"the path is longer than {MAX_PATH_BYTES} bytes", location="querystring", name=name)
+        raise InvalidArgument(f"the path is longer than {MAX_PATH_BYTES} bytes", field=name)
     normalized = posixpath.normpath(path)
     # POSIX lets normpath keep a leading "//" (implementation-defined); on Linux it is just "/".
     if normalized.startswith("//"):
         normalized = "/" + normalized.lstrip("/")
     for component in normalized.split("/"):
         if len(component.encode("utf-8")) > MAX_NAME_BYTES:
-            raise BadRequest(
-                f"a path component is longer than {MAX_NAME_BYTES} bytes", location="querystring", name=name
-            )
+            raise InvalidArgument(f"a path component is longer than {MAX_NAME_BYTES} bytes", field=name)
     return normalized
 
 
@@ -67,7 +65,7 @@ def resolve_filesystems(
         path = re.sub(r"\$(?:\{(\w+)\}|(\w+))", substitute, template)
         try:
             path = validate_path(path)
-        except BadRequest as exc:
+        except InvalidArgument as exc:
             raise ValueError(
                 f"file system {fs_name!r} resolves to an invalid path: {exc.description}"
             ) from None

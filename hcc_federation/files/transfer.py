@@ -92,10 +92,9 @@ def read_chunks(
     size = attr.st_size or 0
     if offset > size:
         handle.close()
-        error = RangeNotSatisfiable(f"offset {offset} is beyond the end of {path} ({size} bytes)", path=path)
-        # what RFC 9110 asks a 416 to carry
-        error.headers["Content-Range"] = f"bytes */{size}"
-        raise error
+        raise RangeNotSatisfiable(
+            f"offset {offset} is beyond the end of {path} ({size} bytes)", path=path, size=size
+        )
     end = size if length is None else min(size, offset + length)
     return _stream(handle, path, offset, end, chunk)
 

@@ -16,21 +16,20 @@ from multipart import (
 from webob.request import DisconnectionError
 
 from .. import files
-from ..errors import BadRequest, ServiceError
+from ..errors import DomainError, InvalidArgument
 from .download import CHUNK
 
 
-class ClientDisconnected(BadRequest):
+class ClientDisconnected(InvalidArgument):
     """The client sent less than it announced. It is gone; the status only reaches the log."""
 
-    location = "body"
-    name = "body"
+    field = "body"
 
 
-class UnsupportedMediaType(ServiceError):
-    status = 415
-    location = "header"
-    name = "Content-Type"
+class UnsupportedMediaType(DomainError):
+    """The body is not of a media type this route takes."""
+
+    field = "Content-Type"
 
 
 def request_chunks(request, limit: int, path: str) -> Iterator[bytes]:
@@ -61,8 +60,8 @@ def request_chunks(request, limit: int, path: str) -> Iterator[bytes]:
 MAX_PART_HEADER_LINE = 16 * 1024
 
 
-def _malformed(detail: object) -> BadRequest:
-    return BadRequest(f"malformed multipart body: {detail}", location="body", name="body")
+def _malformed(detail: object) -> InvalidArgument:
+    return InvalidArgument(f"malformed multipart body: {detail}", field="body")
 
 
 def _events(parser: PushMultipartParser, chunks: Iterator[bytes]) -> Iterator[object]:
@@ -134,9 +133,7 @@ def part_filename(segment: MultipartSegment) -> str | None:
         try:
             return urllib.parse.unquote(encoded, encoding=charset or "utf-8", errors="strict")
         except (LookupError, UnicodeDecodeError):
-            raise BadRequest(
-                "filename* is not valid percent-encoded text", location="body", name="file"
-            ) from None
+            raise InvalidArgument("filename* is not valid percent-encoded text", field="file") from None
     return _utf8(segment.filename)
 
 
@@ -157,7 +154,5 @@ def multipart_boundary(request) -> bytes:
         raise UnsupportedMediaType(f"an upload is multipart/form-data, not {kind or 'nothing'}")
     boundary = params.get("boundary", "")
     if not 1 <= len(boundary) <= 70 or not boundary.isascii():
-        raise BadRequest(
-            "the multipart boundary is missing or invalid", location="header", name="Content-Type"
-        )
+        raise InvalidArgument("the multipart boundary is missing or invalid", field="Content-Type")
     return boundary.encode("ascii")

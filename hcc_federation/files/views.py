@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import posixpath
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import colander
@@ -18,8 +17,9 @@ from ..api.docs import documented
 from ..api.responses import no_content
 from ..auth.policy import AUTHENTICATED
 from ..clusters import Cluster
-from ..errors import BadRequest, ServiceError
+from ..errors import InvalidArgument
 from .download import serve_file
+from .errors import FilesystemMisconfigured
 from .schemas import (
     ENTRY_OUT,
     FILE_CONTENT,
@@ -52,12 +52,6 @@ file_copy = Service(
 )
 
 
-class FilesystemMisconfigured(ServiceError):
-    status = 500
-    location = "path"
-    name = "cluster"
-
-
 def parse_query(request, schema: colander.SchemaNode) -> dict[str, Any]:
     """The query string through a colander schema, without touching the body.
 
@@ -69,35 +63,20 @@ def parse_query(request, schema: colander.SchemaNode) -> dict[str, Any]:
     try:
         items = list(request.GET.items())
     except UnicodeDecodeError:
-        raise BadRequest("the query string is not valid UTF-8", location="querystring", name="path") from None
+        raise InvalidArgument("the query string is not valid UTF-8", field="path") from None
     for key, value in items:
         if key in params:
-            raise BadRequest(f"{key} is given more than once", location="querystring", name=key)
+            raise InvalidArgument(f"{key} is given more than once", field=key)
         params[key] = value
     try:
         return schema.deserialize(params)
     except colander.Invalid as exc:
         name, message = next(iter(exc.asdict().items()))
-        raise BadRequest(message, location="querystring", name=name or "querystring") from None
+        raise InvalidArgument(message, field=name or "querystring") from None
 
 
-def checked_path(value: str, *, location: str = "querystring", name: str = "path") -> str:
-    try:
-        return files.validate_path(value, name=name)
-    except BadRequest as exc:
-        exc.location = location
-        raise
-
-
-@contextlib.contextmanager
-def body_locations() -> Iterator[None]:
-    """Errors about paths that came in the JSON body point at the body, not the query string."""
-    try:
-        yield
-    except files.PathError as exc:
-        if exc.location == "querystring":
-            exc.location = "body"
-        raise
+def checked_path(value: str, *, name: str = "path") -> str:
+    return files.validate_path(value, name=name)
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -298,24 +277,21 @@ def upload_files(request):
         for part, body in parts:
             # the parser read headers as latin-1: "file" is ASCII, so any other name is refused as it is
             if part.name != "file":
-                raise BadRequest(
+                raise InvalidArgument(
                     f"unexpected form field {part.name[:64]!r}: only 'file' parts are accepted",
-                    location="body",
-                    name="file",
+                    field="file",
                 )
             name = part_filename(part)
             if not name or "/" in name or name in (".", "..") or "\x00" in name:
-                raise BadRequest(
-                    f"a file part needs a plain file name, not {name!r}", location="body", name="file"
-                )
-            target = checked_path(posixpath.join(directory, name), location="body", name="file")
+                raise InvalidArgument(f"a file part needs a plain file name, not {name!r}", field="file")
+            target = checked_path(posixpath.join(directory, name), name="file")
             created, meta = files.write_file(
                 sftp, target, body, overwrite=query["overwrite"], max_bytes=limit, run=run
             )
             any_created = any_created or created
             stored.append(meta)
     if not stored:
-        raise BadRequest("the form has no 'file' part", location="body", name="file")
+        raise InvalidArgument("the form has no 'file' part", field="file")
     request.response.status = 201 if any_created else 200
     return {"files": stored}
 
@@ -332,9 +308,9 @@ upload_files.hcc_querystring = UploadQuery()
 @documented(200, 201, 400, 401, 403, 404, 409, 413, 415, 502, 503, 504, 507, response=ENTRY_OUT, tag="files")
 def make_directory(request):
     """Create a directory; parents=true creates missing parents and accepts an existing directory (200)."""
-    path = checked_path(request.validated["path"], location="body")
+    path = checked_path(request.validated["path"])
     cluster = _cluster(request)
-    with request.cluster_sftp(cluster) as sftp, body_locations():
+    with request.cluster_sftp(cluster) as sftp:
         created, meta = files.make_directory(
             sftp, path, parents=request.validated["parents"], run=request.cluster_runner(cluster)
         )
@@ -351,9 +327,9 @@ def make_directory(request):
 @documented(200, 201, 400, 401, 403, 404, 409, 413, 415, 502, 503, 504, 507, response=ENTRY_OUT, tag="files")
 def touch_file(request):
     """Create an empty file (201), or set an existing one's modification time to now (200)."""
-    path = checked_path(request.validated["path"], location="body")
+    path = checked_path(request.validated["path"])
     cluster = _cluster(request)
-    with request.cluster_sftp(cluster) as sftp, body_locations():
+    with request.cluster_sftp(cluster) as sftp:
         created, meta = files.touch(sftp, path, run=request.cluster_runner(cluster))
     request.response.status = 201 if created else 200
     return meta
@@ -368,10 +344,10 @@ def touch_file(request):
 @documented(200, 400, 401, 403, 404, 409, 413, 415, 500, 502, 503, 504, response=ENTRY_OUT, tag="files")
 def move_file(request):
     """Rename or move a file or directory; an existing target is never replaced (409)."""
-    path = checked_path(request.validated["path"], location="body")
-    to = checked_path(request.validated["to"], location="body", name="to")
+    path = checked_path(request.validated["path"])
+    to = checked_path(request.validated["to"], name="to")
     cluster = _cluster(request)
-    with request.cluster_sftp(cluster) as sftp, body_locations():
+    with request.cluster_sftp(cluster) as sftp:
         return files.move(sftp, path, to, run=request.cluster_runner(cluster))
 
 
@@ -384,10 +360,10 @@ def move_file(request):
 @documented(201, 400, 401, 403, 404, 409, 413, 415, 502, 503, 504, 507, response=ENTRY_OUT, tag="files")
 def copy_file(request):
     """Copy a file or a directory tree on the cluster (the data stays there); the target must not exist."""
-    path = checked_path(request.validated["path"], location="body")
-    to = checked_path(request.validated["to"], location="body", name="to")
+    path = checked_path(request.validated["path"])
+    to = checked_path(request.validated["to"], name="to")
     cluster = _cluster(request)
-    with request.cluster_sftp(cluster) as sftp, body_locations():
+    with request.cluster_sftp(cluster) as sftp:
         meta = files.copy(sftp, _tree_runner(request, cluster), path, to)
     request.response.status = 201
     return meta

@@ -23,7 +23,7 @@ from .commands import (
     squeue_argv,
     sstat_argv,
 )
-from .errors import JobFinished, JobForbidden, JobNotFound, SlurmBadRequest, SlurmRefused, SlurmUnavailable
+from .errors import InvalidJobArgument, JobFinished, JobForbidden, JobNotFound, SlurmRefused, SlurmUnavailable
 from .parsers import (
     UNAVAILABLE,
     Job,
@@ -129,17 +129,17 @@ class SlurmClient:
         return jobs[:limit] if limit else jobs
 
     def _locate(self, user: str, job_id: str) -> _Located:
-        """Find one job in the queue and in accounting; 404 if neither knows it, 403 if not ours."""
+        """One job from queue and accounting: JobNotFound if neither knows it, JobForbidden if not ours."""
         delimiter = new_delimiter()
         accounted, steps = parse_sacct(self._checked(sacct_job_argv(job_id, delimiter)).text(), delimiter)
         queued = parse_squeue_json(self._checked(squeue_argv()).text(), self._clock())
         candidates = merge_jobs(accounted, queued)
         job = _pick(job_id, candidates)
         if job is None:
-            raise JobNotFound(f"no job {job_id} on this cluster")
+            raise JobNotFound(f"no job {job_id} on this cluster", job_id=job_id)
         if job.get("user") != user:
             # Checked before anything else is read or done: another user's job says nothing more.
-            raise JobForbidden(f"job {job_id} belongs to another user")
+            raise JobForbidden(f"job {job_id} belongs to another user", job_id=job_id)
         own_steps = [s for s in steps if s["id"].split(".", 1)[0] == job["id"]]
         in_queue = any(q["id"] == job["id"] for q in queued)
         return _Located(job=job, steps=own_steps, in_queue=in_queue)
@@ -193,11 +193,11 @@ class SlurmClient:
         if name is not None:
             name = validate_job_name(name)
         if not isinstance(script, str) or not script.strip():
-            raise SlurmBadRequest("script must not be empty", location="body", name="script")
+            raise InvalidJobArgument("script must not be empty", field="script")
         body = script.encode("utf-8")
         if len(body) > MAX_SCRIPT_BYTES or "\x00" in script:
-            raise SlurmBadRequest(
-                f"script must be text of at most {MAX_SCRIPT_BYTES} bytes", location="body", name="script"
+            raise InvalidJobArgument(
+                f"script must be text of at most {MAX_SCRIPT_BYTES} bytes", field="script"
             )
         return self._submit(sbatch_stdin_argv(work_dir, name), body)
 
@@ -212,21 +212,21 @@ class SlurmClient:
         return parse_sbatch(result.text())
 
     def cancel_job(self, user: str, job_id: str) -> None:
-        """Cancel one of the user's jobs: 404 unknown, 403 someone else's, 409 already finished."""
+        """Cancel one of the user's jobs: JobNotFound, JobForbidden (someone else's) or JobFinished."""
         job_id = validate_job_id(job_id)
         user = validate_user(user)
         job = self._locate(user, job_id).job
         if job["state"] in FINISHED_STATES:
-            raise JobFinished(f"job {job_id} already finished ({job['state']})")
+            raise JobFinished(f"job {job_id} already finished ({job['state']})", job_id=job_id)
         result = self._run(scancel_argv(job_id))
         message = result.error_text()
         # scancel may say why on stderr and still exit 0, so read both.
         if "already completing or completed" in message:
-            raise JobFinished(f"job {job_id} already finished")
+            raise JobFinished(f"job {job_id} already finished", job_id=job_id)
         if "Invalid job id" in message:
-            raise JobNotFound(f"no job {job_id} on this cluster")
+            raise JobNotFound(f"no job {job_id} on this cluster", job_id=job_id)
         if "Access/permission denied" in message:
-            raise JobForbidden(f"job {job_id} belongs to another user")
+            raise JobForbidden(f"job {job_id} belongs to another user", job_id=job_id)
         if not result.ok:
             raise command_error(result)
 

@@ -1,54 +1,47 @@
-"""Slurm's failures as the jobs feature raises them (each carries its HTTP status)."""
+"""Slurm's failures as the jobs feature raises them: what happened and which field it concerns."""
 
 from __future__ import annotations
 
-from hcc_federation.errors import BadRequest, Conflict, Forbidden, NotFound, ServiceError
+from hcc_federation.errors import DomainError, InvalidArgument
 
 
-class SlurmError(ServiceError):
+class SlurmError(DomainError):
     """Slurm failed in a way the client cannot fix (a command failed, or printed what we cannot read)."""
 
-    status = 502
-    location = "path"
-    name = "cluster"
+    field = "cluster"
 
 
 class SlurmUnavailable(SlurmError):
     """The controller or the accounting daemon did not answer."""
 
-    status = 503
 
-
-class SlurmBadRequest(SlurmError, BadRequest):
+class InvalidJobArgument(InvalidArgument):
     """An argument was refused before anything ran (bad job id, date, state, path...)."""
 
-    # Both bases define these: say which wins (SlurmError comes first in the MRO).
-    status = 400
-    location = "querystring"
-    name = "error"
 
-
-class SlurmRefused(SlurmError, BadRequest):
+class SlurmRefused(SlurmError):
     """sbatch refused the job; the description is Slurm's own message."""
 
-    status = 400
-    location = "body"
-    name = "script"
+    field = "script"
 
 
-class JobNotFound(SlurmError, NotFound):
-    status = 404
-    location = "path"
-    name = "job_id"
+class JobError(DomainError):
+    """A failure about one job; ``job_id`` names it."""
+
+    field = "job_id"
+
+    def __init__(self, description: str, *, job_id: str | None = None):
+        super().__init__(description)
+        self.job_id = job_id
 
 
-class JobForbidden(SlurmError, Forbidden):
-    status = 403
-    location = "path"
-    name = "job_id"
+class JobNotFound(JobError):
+    """No such job on this cluster."""
 
 
-class JobFinished(SlurmError, Conflict):
-    status = 409
-    location = "path"
-    name = "job_id"
+class JobForbidden(JobError):
+    """The job belongs to another user."""
+
+
+class JobFinished(JobError):
+    """The job already finished: it cannot be cancelled any more."""

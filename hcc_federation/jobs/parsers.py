@@ -438,7 +438,7 @@ UNAVAILABLE = re.compile(
 
 
 def command_error(result: CommandResult) -> SlurmError:
-    """A failed Slurm command -> 503 when a daemon is down, else 502 with Slurm's message."""
+    """A failed Slurm command -> SlurmUnavailable if a daemon is down, else SlurmError with its message."""
     message = slurm_message(result.error_text() or result.text())
     command = result.argv[0] if result.argv else "command"
     if result.argv and result.argv[0] == "env" and len(result.argv) > 2:

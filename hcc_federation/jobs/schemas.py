@@ -202,6 +202,7 @@ CLUSTER_ERROR = {
     "properties": {
         "cluster": {"type": "string"},
         "status": {"type": "integer"},
+        "code": {"type": "string", "description": "what failed, as in the error envelope's entries"},
         "description": {"type": "string"},
     },
 }

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from datetime import date, timedelta
 
-from .errors import SlurmBadRequest
+from .errors import InvalidJobArgument
 
 # Plain 123, array task 123_4, heterogeneous component 123+1; ASCII digits only ([0-9], not \d,
 # which would accept other scripts' digits) and fullmatch, so a trailing newline cannot slip in.
@@ -67,19 +67,18 @@ TOP_PROCESSES = 10
 
 
 def validate_job_id(job_id: object) -> str:
-    """Return ``job_id`` if it is ``123``, ``123_4`` or ``123+1``; else ``SlurmBadRequest`` (400)."""
+    """Return ``job_id`` if it is ``123``, ``123_4`` or ``123+1``; else ``InvalidJobArgument``."""
     if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
-        raise SlurmBadRequest(
+        raise InvalidJobArgument(
             "job id must look like 123, 123_4 (array task) or 123+1 (heterogeneous component)",
-            location="path",
-            name="job_id",
+            field="job_id",
         )
     return job_id
 
 
 def validate_user(user: object) -> str:
     if not isinstance(user, str) or not _USER.fullmatch(user):
-        raise SlurmBadRequest("invalid user name", location="path", name="user")
+        raise InvalidJobArgument("invalid user name", field="user")
     return user
 
 
@@ -94,11 +93,11 @@ def validate_since(since: date | str | None, *, today: date | None = None) -> st
             return date.fromisoformat(since).isoformat()
         except ValueError:
             pass
-    raise SlurmBadRequest("since must be a date YYYY-MM-DD", name="since")
+    raise InvalidJobArgument("since must be a date YYYY-MM-DD", field="since")
 
 
 def validate_states(states: Iterable[str] | None) -> frozenset[str] | None:
-    """Upper-cased Slurm state names (``running``, ``PENDING``...); unknown names are a 400."""
+    """Upper-cased Slurm state names (``running``, ``PENDING``...); unknown names are refused."""
     if states is None:
         return None
     if isinstance(states, str):
@@ -107,9 +106,9 @@ def validate_states(states: Iterable[str] | None) -> frozenset[str] | None:
     for state in states:
         name = state.strip().upper() if isinstance(state, str) else ""
         if name not in JOB_STATES:
-            raise SlurmBadRequest(
+            raise InvalidJobArgument(
                 f"unknown job state {state!r}; expected one of {', '.join(sorted(JOB_STATES))}",
-                name="states",
+                field="states",
             )
         wanted.add(name)
     return frozenset(wanted) or None
@@ -119,14 +118,14 @@ def validate_limit(limit: int | None) -> int | None:
     if limit is None:
         return None
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise SlurmBadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}", name="limit")
+        raise InvalidJobArgument(f"limit must be an integer from 1 to {MAX_LIMIT}", field="limit")
     return limit
 
 
 def validate_absolute_path(path: object, *, name: str) -> str:
     """An absolute path with no NUL (argv cannot carry one); the remote side decides if it exists."""
     if not isinstance(path, str) or not path.startswith("/") or "\x00" in path or len(path) > 4096:
-        raise SlurmBadRequest(f"{name} must be an absolute path", location="body", name=name)
+        raise InvalidJobArgument(f"{name} must be an absolute path", field=name)
     return path
 
 
@@ -134,9 +133,8 @@ def validate_job_name(name: object) -> str:
     # Slurm itself takes any byte but NUL (even newlines); we refuse control characters in the
     # names we submit so they cannot forge lines in logs or terminals.
     if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH or _CONTROL.search(name):
-        raise SlurmBadRequest(
+        raise InvalidJobArgument(
             f"name must be 1 to {MAX_NAME_LENGTH} characters without control characters",
-            location="body",
-            name="name",
+            field="name",
         )
     return name

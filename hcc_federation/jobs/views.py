@@ -14,10 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from ..api.docs import documented
+from ..api.error_map import mapping_for
 from ..api.responses import no_content
 from ..auth.policy import AUTHENTICATED
 from ..db import independent_session
-from ..errors import ServiceError
+from ..errors import DomainError
 from ..models import JobSubmission
 from .client import SlurmClient
 from .parsers import newest_first, restore_recorded_names
@@ -164,10 +165,12 @@ def cancel_job(request):
 
 
 def _cluster_error(name: str, exc: BaseException) -> dict:
-    if isinstance(exc, ServiceError):
-        return {"cluster": name, "status": exc.status, "description": exc.description}
+    row = mapping_for(exc) if isinstance(exc, DomainError) else None
+    if row is not None:
+        return {"cluster": name, "status": row.status, "code": row.code, "description": exc.description}
     log.error("listing jobs on %s failed", name, exc_info=exc)
-    return {"cluster": name, "status": 500, "description": "internal error while listing this cluster's jobs"}
+    description = "internal error while listing this cluster's jobs"
+    return {"cluster": name, "status": 500, "code": "internal_error", "description": description}
 
 
 @all_jobs.get(permission=AUTHENTICATED, schema=ListJobsSchema(), validators=(colander_querystring_validator,))
@@ -182,7 +185,7 @@ def list_all_jobs(request):
     for cluster in request.registry.hcc_clusters:
         try:
             clients[cluster] = slurm_client(request, cluster)
-        except ServiceError as exc:
+        except DomainError as exc:
             errors.append(_cluster_error(cluster.name, exc))
     jobs: list[dict] = []
     if clients:

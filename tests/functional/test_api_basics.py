@@ -9,6 +9,7 @@ from cornice.service import get_services
 from sqlalchemy import create_engine, inspect, text
 from webtest import TestApp
 
+from hcc_federation.api.error_map import all_codes
 from tests.helpers import make_app, run_testbed_up, stop_testbed_daemon
 
 
@@ -17,7 +18,10 @@ def assert_envelope(response, status):
     assert response.content_type == "application/json"
     body = response.json
     assert body["status"] == "error"
-    assert body["errors"] and all(set(e) == {"location", "name", "description"} for e in body["errors"])
+    assert body["errors"] and all(
+        set(e) == {"location", "name", "description", "code"} for e in body["errors"]
+    )
+    assert all(e["code"] in all_codes() for e in body["errors"])
 
 
 def test_unknown_route_is_a_404_envelope(app):

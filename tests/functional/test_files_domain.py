@@ -19,7 +19,8 @@ import paramiko
 import pytest
 
 from hcc_federation import files
-from hcc_federation.errors import BadRequest, ServiceError
+from hcc_federation.api.error_map import mapping_for
+from hcc_federation.errors import DomainError, InvalidArgument
 from hcc_federation.remote import RemoteTimeout
 from hcc_federation.remote.result import CommandResult
 from tests.helpers import HOSTILE_NAMES, wait_for
@@ -101,7 +102,7 @@ def test_a_name_that_is_not_utf8_is_a_clear_error_not_a_crash(alice, scratch, us
         os.chown(p, users["alice"]["uid"], -1, follow_symlinks=False)
     with pytest.raises(files.NameNotUtf8) as caught:
         files.list_directory(alice.sftp, scratch + "/legacy")
-    assert caught.value.status == 502 and "legacy" in caught.value.description
+    assert mapping_for(caught.value).status == 502 and "legacy" in caught.value.description
     # the link alone is fine: its target cannot be shown, the rest of its metadata can
     assert files.get_metadata(alice.sftp, scratch + "/legacy/link")["type"] == "symlink"
 
@@ -182,9 +183,9 @@ def test_listing_sorts_directories_first_and_pages(alice, scratch):
     assert files.list_directory(alice.sftp, f"{scratch}/link")["total"] == 0
     with pytest.raises(files.NotADirectory):
         files.list_directory(alice.sftp, f"{scratch}/c")
-    with pytest.raises(BadRequest) as info:
+    with pytest.raises(InvalidArgument) as info:
         files.list_directory(alice.sftp, scratch, limit=files.MAX_LIST_LIMIT + 1)
-    assert info.value.name == "limit"
+    assert info.value.field == "limit"
 
 
 def test_big_directory_lists_a_page_quickly(alice, scratch):
@@ -264,7 +265,7 @@ def test_replace_keeps_mode_and_if_match(alice, scratch):
     assert read_all(alice, path) == b"two, longer\n"
     with pytest.raises(files.PreconditionFailed) as info:
         files.write_file(alice.sftp, path, [b"three\n"], if_match=etag, run=alice.run)
-    assert info.value.status == 412
+    assert mapping_for(info.value).status == 412
     assert read_all(alice, path) == b"two, longer\n"
     # a stale etag whose size differs is refused before the body is read (nothing sent for nothing)
     sent: list[bytes] = []
@@ -320,7 +321,7 @@ def test_failed_uploads_leave_nothing(alice, scratch):
         files.write_file(alice.sftp, f"{scratch}/kept.txt", dies_mid_way())
     with pytest.raises(files.PayloadTooLarge) as info:
         files.write_file(alice.sftp, f"{scratch}/kept.txt", [b"x" * 600, b"x" * 600], max_bytes=1000)
-    assert info.value.status == 413
+    assert mapping_for(info.value).status == 413
     assert names_in(alice, scratch) == {"kept.txt"}
     assert read_all(alice, f"{scratch}/kept.txt") == b"original"
 
@@ -395,7 +396,7 @@ def test_a_dead_link_leaves_a_private_temp_file_that_a_later_write_sweeps(alice,
         doomed.client.close()
         yield b"y" * 300_000
 
-    with pytest.raises((OSError, EOFError, paramiko.SSHException, ServiceError)):
+    with pytest.raises((OSError, EOFError, paramiko.SSHException, DomainError)):
         files.write_file(doomed.sftp, f"{scratch}/cut.bin", cut_mid_way())
     # nothing could remove it over the dead link; it stays, but private
     (orphan,) = temp_files(scratch)
@@ -456,7 +457,7 @@ def test_full_disk_is_insufficient_storage(alice, users, scratch):
     with tiny_filesystem(full, users["alice"]["uid"]):
         with pytest.raises(files.InsufficientStorage) as info:
             files.write_file(alice.sftp, f"{full}/big.bin", [b"z" * 2**19] * 4)
-        assert info.value.status == 507
+        assert mapping_for(info.value).status == 507
         assert names_in(alice, full) == set()
         with pytest.raises(files.InsufficientStorage):
             files.copy(alice.sftp, alice.run, f"{scratch}/big.bin", f"{full}/copy.bin")
@@ -474,7 +475,7 @@ def test_move(alice, scratch):
         alice.sftp.rename(f"{scratch}/a.txt", f"{scratch}/b.txt")
     with pytest.raises(files.AlreadyExists) as info:
         files.move(alice.sftp, f"{scratch}/a.txt", f"{scratch}/b.txt")
-    assert info.value.name == "to"
+    assert info.value.field == "to"
     assert read_all(alice, f"{scratch}/b.txt") == b"b"
     meta = files.move(alice.sftp, f"{scratch}/a.txt", f"{scratch}/c.txt")
     assert (meta["name"], meta["size"]) == ("c.txt", 1)
@@ -551,7 +552,7 @@ def test_delete(alice, scratch):
     assert names_in(alice, scratch) == set()
     with pytest.raises(files.NoSuchPath):
         files.delete(alice.sftp, f"{scratch}/full")
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidArgument):
         files.delete(alice.sftp, "/", recursive=True, run=alice.run)
 
 
@@ -626,19 +627,19 @@ def test_bob_is_denied_in_alices_private_directory(alice, bob, scratch):
     ):
         with pytest.raises(files.PermissionDenied) as info:
             attempt()
-        assert info.value.status == 403
+        assert mapping_for(info.value).status == 403
     assert read_all(alice, f"{private}/secret.txt") == b"secret"
     assert names_in(alice, scratch) == {"private"}
 
 
 def test_paths_are_validated_before_any_remote_call(alice):
     for bad in ("relative/path", "/with\x00nul", "/" + "a" * 4096, "/" + "b" * 256, ""):
-        with pytest.raises(BadRequest) as info:
+        with pytest.raises(InvalidArgument) as info:
             files.get_metadata(alice.sftp, bad)
-        assert (info.value.status, info.value.location, info.value.name) == (400, "querystring", "path")
-    with pytest.raises(BadRequest) as info:
+        assert (mapping_for(info.value).status, info.value.field) == (400, "path")
+    with pytest.raises(InvalidArgument) as info:
         files.move(alice.sftp, "/home/alice", "home/alice2")
-    assert info.value.name == "to"
+    assert info.value.field == "to"
 
 
 def test_ids_without_names_show_as_numbers(alice, scratch):

@@ -33,6 +33,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from hcc_federation import main
+from hcc_federation.api.error_map import all_codes
 from tests.helpers import alice_work_dir, live_server, login_token
 
 EXAMPLES = int(os.environ.get("HCC_FUZZ_EXAMPLES", "30"))
@@ -146,6 +147,8 @@ def envelope_problem(response) -> str | None:
             return f"an error without location or description: {error}"
         if "name" not in error:
             return f"an error without a name: {error}"
+        if error.get("code") not in all_codes():
+            return f"an error without a documented code: {error}"
     return None
 
 

@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from hcc_federation.api.error_map import mapping_for
 from hcc_federation.remote import ClusterEndpoint, ClusterUnreachable, ConnectionPool, PasswordIdentity
 from tests.helpers import run_testbed_up, stop_testbed_daemon
 
@@ -31,7 +32,7 @@ def test_beta_outage_is_reported_and_the_same_pool_heals(clusters, users):
             # bob has no transport to beta yet: he needs the daemon that is gone
             with pytest.raises(ClusterUnreachable) as caught:
                 pool.run(beta, bob, ["true"])
-            assert caught.value.status == 503
+            assert mapping_for(caught.value).status == 503
             assert caught.value.cluster == "beta"
             assert pool.probe(beta).status == "down"
             # the other cluster is unaffected, through the same pool

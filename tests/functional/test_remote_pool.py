@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from hcc_federation.api.error_map import mapping_for
 from hcc_federation.remote import (
     ClusterEndpoint,
     ClusterUnreachable,
@@ -258,7 +259,7 @@ def test_known_hosts_with_another_key_is_rejected(pool, alpha, alice, tmp_path):
     endpoint = dataclasses.replace(alpha, known_hosts=str(known_hosts))
     with pytest.raises(HostKeyRejected) as caught:
         pool.run(endpoint, alice, ["true"])
-    assert caught.value.status == 503
+    assert mapping_for(caught.value).status == 503
     assert caught.value.fingerprint == _real_fingerprint(alpha)
     assert "differs" in caught.value.description
     assert pool.stats()["open_transports"] == 0
@@ -282,7 +283,7 @@ def test_closed_port_is_unreachable(pool, alpha, alice):
     started = time.monotonic()
     with pytest.raises(ClusterUnreachable) as caught:
         pool.run(closed, alice, ["true"])
-    assert caught.value.status == 503
+    assert mapping_for(caught.value).status == 503
     assert caught.value.cluster == "nowhere"
     assert time.monotonic() - started < 2
 
@@ -308,7 +309,7 @@ def test_server_that_never_answers_times_out_once_for_all_waiting_threads(pool, 
             errors = list(executor.map(call, range(8)))
         elapsed = time.monotonic() - started
     assert all(isinstance(e, RemoteTimeout) and e.cluster == "silent" for e in errors)
-    assert all(e.status == 504 for e in errors)
+    assert all(mapping_for(e).status == 504 for e in errors)
     # the seven that queued behind the first attempt shared its failure instead of each waiting
     # out another connect timeout in turn
     assert pool.stats()["connect_failures"] == 1
@@ -339,7 +340,7 @@ def test_probe_reports_up_down_and_mismatch_without_logging_in(pool, endpoint_fo
 def test_wrong_password_is_refused(pool, alpha):
     with pytest.raises(CredentialsRefused) as caught:
         pool.run(alpha, PasswordIdentity("alice", "not-her-password"), ["true"])
-    assert caught.value.status == 403
+    assert mapping_for(caught.value).status == 403
     assert "not-her-password" not in caught.value.description
     assert pool.stats()["open_transports"] == 0
 
@@ -369,7 +370,7 @@ def test_timeout_abandons_the_command_and_frees_its_slot(shared_pool, endpoint_f
     started = time.monotonic()
     with pytest.raises(RemoteTimeout) as caught:
         shared_pool.run(endpoint, alice, ["sleep", marker], timeout=1)
-    assert caught.value.status == 504
+    assert mapping_for(caught.value).status == 504
     assert time.monotonic() - started < 2.5
     assert shared_pool.stats()["channels_in_use"] == 0
     # the pool asked sshd to stop it: no orphan sleep is left on the login node
@@ -385,7 +386,7 @@ def test_timeout_abandons_the_command_and_frees_its_slot(shared_pool, endpoint_f
 def test_output_over_the_cap_is_refused(shared_pool, alpha, alice):
     with pytest.raises(OutputTooLarge) as caught:
         shared_pool.run(alpha, alice, ["head", "-c", "2000000", "/dev/zero"], output_limit=1_000_000)
-    assert caught.value.status == 502
+    assert mapping_for(caught.value).status == 502
     assert shared_pool.stats()["channels_in_use"] == 0
     # the cap counts stdout and stderr together
     with pytest.raises(OutputTooLarge):

@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from hcc_federation.errors import BadRequest
+from hcc_federation.api.error_map import mapping_for
+from hcc_federation.errors import InvalidArgument
 from hcc_federation.jobs.client import SlurmClient
 from hcc_federation.jobs.commands import JOB_FIELDS
 from hcc_federation.jobs.errors import JobFinished, JobForbidden, JobNotFound, SlurmRefused
@@ -146,7 +147,7 @@ def test_slurm_refusals_carry_slurms_message(cluster, runners, work_dir):
     script = "#!/bin/sh\n#SBATCH --partition=nosuchpartition\ntrue\n"
     with pytest.raises(SlurmRefused) as caught:
         alice.submit_script("alice", script, str(work_dir))
-    assert caught.value.status == 400
+    assert mapping_for(caught.value).status == 400
     assert "Invalid partition name specified" in caught.value.description
     with pytest.raises(SlurmRefused) as caught:
         alice.submit_script_path("alice", str(work_dir / "missing.sh"))
@@ -164,9 +165,9 @@ def test_unknown_and_hostile_job_ids(cluster, runners):
     before = len(runner.calls)
     for job_id in ["1;id", "$(id)", "../", "1\n2", ""]:
         for call in (alice.get_job, alice.cancel_job):
-            with pytest.raises(BadRequest) as caught:
+            with pytest.raises(InvalidArgument) as caught:
                 call("alice", job_id)
-            assert (caught.value.status, caught.value.location, caught.value.name) == (400, "path", "job_id")
+            assert (mapping_for(caught.value).status, caught.value.field) == (400, "job_id")
     assert len(runner.calls) == before  # refused before anything ran
 
 

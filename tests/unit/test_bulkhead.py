@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from hcc_federation.api.error_map import mapping_for
 from hcc_federation.bulkhead import Bulkhead, ClusterBusy, ReleasingBody
 from hcc_federation.settings import SettingsError, parse_settings
 from tests.helpers import BASE_SETTINGS
@@ -18,7 +19,7 @@ def test_requests_beyond_the_share_of_a_stalled_cluster_get_503_with_retry_after
     with pytest.raises(ClusterBusy) as caught:
         bulkhead.acquire()
     assert time.monotonic() - started < 0.5
-    assert caught.value.status == 503 and caught.value.headers["Retry-After"] == "2"
+    assert mapping_for(caught.value).status == 503 and caught.value.retry_after == 2
     assert "'beta': 2 requests are already in progress" in caught.value.description
     # nothing has finished since: the next one is refused at once, without waiting again
     started = time.monotonic()

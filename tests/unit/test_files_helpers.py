@@ -6,6 +6,7 @@ import stat
 import pytest
 
 from hcc_federation import files
+from hcc_federation.api.error_map import mapping_for
 from hcc_federation.remote.result import CommandResult
 
 
@@ -139,7 +140,7 @@ def test_command_errors_are_typed(stderr, error):
 
 def test_an_unknown_failure_names_the_command_and_keeps_its_words():
     mapped = files.map_command_error(_failed("cp: something new and strange"), "/p")
-    assert mapped.status == 500
+    assert mapping_for(mapped).status == 500
     assert mapped.description.startswith("cp failed on /p")
     assert "something new and strange" in mapped.description
     silent = files.map_command_error(_failed(""), "/p")
@@ -167,7 +168,7 @@ def test_statuses():
         files.RemoteFileError: 500,
     }
     for error, status in expected.items():
-        assert error("x", path="/p").status == status
+        assert mapping_for(error("x", path="/p")).status == status
 
 
 def test_the_sweep_of_stale_temp_files_touches_only_the_users_own_regular_files():

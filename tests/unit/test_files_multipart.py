@@ -6,7 +6,8 @@ import urllib.parse
 
 import pytest
 
-from hcc_federation.errors import BadRequest
+from hcc_federation.api.error_map import mapping_for
+from hcc_federation.errors import InvalidArgument
 from hcc_federation.files.upload import ClientDisconnected, form_parts, part_filename
 
 BOUNDARY = b"hcc-unit-boundary"
@@ -88,9 +89,10 @@ def test_filenames_browser_escapes_rfc5987_and_latin1():
 
 def test_bad_filename_star_is_a_400():
     data = body([(b"form-data; name=\"file\"; filename*=UTF-8''%ff%fe", b"x")])
-    with pytest.raises(BadRequest) as caught:
+    with pytest.raises(InvalidArgument) as caught:
         read_all(chunked(data, 1000))
-    assert caught.value.name == "file"
+    assert caught.value.field == "file"
+    assert mapping_for(caught.value).status == 400
 
 
 def test_a_body_cut_before_its_closing_delimiter_fails_inside_the_part():
@@ -129,7 +131,8 @@ def test_a_body_cut_before_its_closing_delimiter_fails_inside_the_part():
     ],
 )
 def test_malformed_bodies_are_400s_that_name_the_body(data):
-    with pytest.raises(BadRequest) as caught:
+    with pytest.raises(InvalidArgument) as caught:
         read_all(chunked(data, 4096))
     assert not isinstance(caught.value, ClientDisconnected)
-    assert (caught.value.location, caught.value.name) == ("body", "body")
+    assert caught.value.field == "body"
+    assert mapping_for(caught.value).status == 400

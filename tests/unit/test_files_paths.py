@@ -2,7 +2,7 @@
 
 import pytest
 
-from hcc_federation.errors import BadRequest
+from hcc_federation.errors import InvalidArgument
 from hcc_federation.files import MAX_LIST_LIMIT, check_paging, resolve_filesystems, validate_path
 
 
@@ -44,23 +44,23 @@ def test_valid_paths_are_normalized(raw, normalized):
     ],
 )
 def test_invalid_paths_are_bad_requests(bad):
-    with pytest.raises(BadRequest) as info:
+    with pytest.raises(InvalidArgument) as info:
         validate_path(bad)
-    assert (info.value.status, info.value.location, info.value.name) == (400, "querystring", "path")
+    assert info.value.field == "path"
 
 
 def test_path_length_limit_is_in_bytes():
     at_limit = "/" + "/".join(["a" * 255] * 16)  # 16 * 256 = 4096 bytes
     assert len(at_limit.encode()) == 4096
     assert validate_path(at_limit) == at_limit
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidArgument):
         validate_path(at_limit + "b")
 
 
 def test_the_parameter_name_is_reported():
-    with pytest.raises(BadRequest) as info:
+    with pytest.raises(InvalidArgument) as info:
         validate_path("relative", name="to")
-    assert info.value.name == "to"
+    assert info.value.field == "to"
 
 
 def test_paging_bounds():
@@ -73,9 +73,9 @@ def test_paging_bounds():
         ("1", 1, "offset"),
         (0, True, "limit"),
     ]:
-        with pytest.raises(BadRequest) as info:
+        with pytest.raises(InvalidArgument) as info:
             check_paging(offset, limit)
-        assert info.value.name == name
+        assert info.value.field == name
 
 
 def test_filesystems_substitute_user_home_and_group():

@@ -7,7 +7,8 @@ from dataclasses import FrozenInstanceError
 
 import pytest
 
-from hcc_federation.errors import ServiceError
+from hcc_federation.api.error_map import mapping_for
+from hcc_federation.errors import DomainError
 from hcc_federation.remote import (
     ClusterEndpoint,
     ClusterUnreachable,
@@ -121,10 +122,11 @@ def test_defaults_stay_below_sshd_limits():
 def test_errors_carry_status_and_name_the_cluster(error, status):
     exc = error("beta", "something happened")
     assert isinstance(exc, RemoteError)
-    assert isinstance(exc, ServiceError)
-    assert exc.status == status
+    assert isinstance(exc, DomainError)
+    assert mapping_for(exc).status == status
+    assert mapping_for(exc).location == "path"
     assert exc.cluster == "beta"
-    assert (exc.location, exc.name) == ("path", "cluster")
+    assert exc.field == "cluster"
     assert "beta" in exc.description
     assert "something happened" in exc.description
 

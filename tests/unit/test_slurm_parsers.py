@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from hcc_federation.api.error_map import mapping_for
 from hcc_federation.jobs.commands import JOB_FIELDS
 from hcc_federation.jobs.errors import SlurmError, SlurmUnavailable
 from hcc_federation.jobs.parsers import (
@@ -182,10 +183,10 @@ def test_command_error_maps_a_down_controller_to_503():
         ("squeue",), 1, b"", b"squeue: error: Unable to contact slurm controller (connect failure)"
     )
     assert isinstance(command_error(down), SlurmUnavailable)
-    assert command_error(down).status == 503
+    assert mapping_for(command_error(down)).status == 503
     other = CommandResult(("env", "X=1", "sacct"), 1, b"", b"sacct: error: something odd")
     error = command_error(other)
-    assert error.status == 502 and "sacct" in error.description
+    assert mapping_for(error).status == 502 and "sacct" in error.description
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,8 @@ from datetime import date
 
 import pytest
 
-from hcc_federation.errors import BadRequest
+from hcc_federation.api.error_map import mapping_for
+from hcc_federation.errors import InvalidArgument
 from hcc_federation.jobs.client import SlurmClient
 from hcc_federation.jobs.commands import (
     new_delimiter,
@@ -59,10 +60,10 @@ def test_valid_job_ids(job_id):
 
 @pytest.mark.parametrize("job_id", HOSTILE_IDS)
 def test_hostile_job_ids_are_a_400_on_the_path(job_id):
-    with pytest.raises(BadRequest) as caught:
+    with pytest.raises(InvalidArgument) as caught:
         validate_job_id(job_id)
-    assert caught.value.status == 400
-    assert (caught.value.location, caught.value.name) == ("path", "job_id")
+    assert mapping_for(caught.value).status == 400
+    assert caught.value.field == "job_id"
 
 
 class RecordingRunner:
@@ -80,9 +81,9 @@ class RecordingRunner:
 def test_client_runs_nothing_for_a_hostile_id(job_id):
     runner = RecordingRunner()
     client = SlurmClient(runner)
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidArgument):
         client.get_job("alice", job_id)
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidArgument):
         client.cancel_job("alice", job_id)
     assert runner.calls == []
 
@@ -92,32 +93,32 @@ def test_since():
     assert validate_since(date(2026, 2, 1)) == "2026-02-01"
     assert validate_since(None, today=date(2026, 11, 30)) == "2026-11-23"
     for bad in ["2026-02-30", "2026-1-1", "now-7days", "2026-01-01;id", "2026-01-01\n"]:
-        with pytest.raises(BadRequest) as caught:
+        with pytest.raises(InvalidArgument) as caught:
             validate_since(bad)
-        assert caught.value.name == "since"
+        assert caught.value.field == "since"
 
 
 def test_states():
     assert validate_states(["running", " PENDING "]) == {"RUNNING", "PENDING"}
     assert validate_states(None) is None
     for bad in [["RUN"], ["R"], ["RUNNING;id"]]:
-        with pytest.raises(BadRequest) as caught:
+        with pytest.raises(InvalidArgument) as caught:
             validate_states(bad)
-        assert caught.value.name == "states"
+        assert caught.value.field == "states"
 
 
 def test_limit_and_paths_and_names():
     assert validate_limit(5) == 5
     for bad in [0, -1, True, "5", MAX_LIMIT + 1]:
-        with pytest.raises(BadRequest):
+        with pytest.raises(InvalidArgument):
             validate_limit(bad)
     assert validate_absolute_path("/home/a b/x.sh", name="script_path") == "/home/a b/x.sh"
     for bad in ["x.sh", "", "/a\x00b", None]:
-        with pytest.raises(BadRequest):
+        with pytest.raises(InvalidArgument):
             validate_absolute_path(bad, name="script_path")
     assert validate_job_name('a|b "c" ü') == 'a|b "c" ü'
     for bad in ["", "a\nb", "x" * 201]:
-        with pytest.raises(BadRequest):
+        with pytest.raises(InvalidArgument):
             validate_job_name(bad)
 
 
@@ -158,9 +159,9 @@ def test_delimiters_are_fresh_and_printable():
 
 
 def test_error_statuses():
-    assert JobNotFound("x").status == 404
-    assert JobForbidden("x").status == 403
-    assert JobFinished("x").status == 409
-    assert SlurmRefused("x").status == 400
-    assert SlurmError("x").status == 502
-    assert SlurmUnavailable("x").status == 503
+    assert mapping_for(JobNotFound("x")).status == 404
+    assert mapping_for(JobForbidden("x")).status == 403
+    assert mapping_for(JobFinished("x")).status == 409
+    assert mapping_for(SlurmRefused("x")).status == 400
+    assert mapping_for(SlurmError("x")).status == 502
+    assert mapping_for(SlurmUnavailable("x")).status == 503

@@ -7,7 +7,7 @@ from .sessions import LoginThrottle, SessionStore
 
 def includeme(config) -> None:
     settings = config.registry.hcc_settings
-    config.registry.hcc_directory = Directory(settings.ldap)
-    config.registry.hcc_sessions = SessionStore(settings.auth)
-    config.registry.hcc_throttle = LoginThrottle(settings.auth)
+    config.registry.hcc_directory = Directory.from_settings(settings)
+    config.registry.hcc_sessions = SessionStore.from_settings(settings)
+    config.registry.hcc_throttle = LoginThrottle.from_settings(settings)
     config.set_security_policy(BearerTokenSecurityPolicy())

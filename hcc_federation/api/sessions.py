@@ -5,8 +5,8 @@ from __future__ import annotations
 import colander
 from cornice import Service
 from cornice.validators import colander_body_validator
+from pyramid.security import NO_PERMISSION_REQUIRED
 
-from ..auth.policy import AUTHENTICATED
 from ..auth.sessions import audit
 from ..models.meta import as_utc
 from .docs import documented
@@ -43,6 +43,7 @@ def session_json(session) -> dict:
 
 
 @sessions.post(
+    permission=NO_PERMISSION_REQUIRED,
     schema=LoginSchema(),
     validators=(colander_body_validator,),
     content_type="application/json",
@@ -60,14 +61,14 @@ def login(request):
     return {"token": str(session.token), **session_json(session)}
 
 
-@current_session.get(permission=AUTHENTICATED)
+@current_session.get()
 @documented(200, 401, response=SESSION_OUT, tag="sessions")
 def get_current_session(request):
     """The caller's session: who, since when, until when."""
     return session_json(request.identity)
 
 
-@current_session.delete(permission=AUTHENTICATED)
+@current_session.delete()
 @documented(204, 401, tag="sessions")
 def logout(request):
     """Log out: the token stops working at once."""

@@ -5,7 +5,7 @@ import functools
 from .custody import session_credential
 from .directory import Directory
 from .login import LoginService
-from .policy import BearerTokenSecurityPolicy
+from .policy import AUTHENTICATED, BearerTokenSecurityPolicy
 from .sessions import LoginThrottle, SessionStore
 
 
@@ -25,3 +25,6 @@ def includeme(config) -> None:
         credential=functools.partial(session_credential, registry),
     )
     config.set_security_policy(BearerTokenSecurityPolicy())
+    # Every view needs a live session unless it says permission=NO_PERMISSION_REQUIRED: a view
+    # added without a thought for access is private, not public. (Exception views are exempt.)
+    config.set_default_permission(AUTHENTICATED)

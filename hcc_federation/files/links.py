@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from cornice import Service
 from cornice.validators import colander_body_validator
+from pyramid.security import NO_PERMISSION_REQUIRED
 from sqlalchemy import select
 
 from .. import files
@@ -126,7 +127,7 @@ def _live_link(request, token_text: str) -> tuple[DownloadLink, dict | None]:
     return link, credential
 
 
-@download_link.get()
+@download_link.get(permission=NO_PERMISSION_REQUIRED)
 @documented(
     200,
     206,

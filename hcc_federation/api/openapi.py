@@ -235,7 +235,7 @@ def build_document(services=None, clusters: list[str] | None = None) -> dict:
         "info": {
             "title": "hcc-federation",
             "version": "1",
-            "description": "Act for a person on several HPC clusters: sessions, jobs, files and notebooks.",
+            "description": "Act for a person on several HPC clusters: sessions, jobs and files.",
         },
         "paths": dict(sorted(paths.items())),
         "components": {

@@ -1,4 +1,4 @@
-"""Logging in: the throttle, the directory, the new session and the audit trail, in one service."""
+"""Logging in and changing a password: the throttle, the directory, sessions and the audit trail."""
 
 from __future__ import annotations
 
@@ -10,7 +10,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..db import independent_session
 from ..settings import Settings
-from .directory import AccountLocked, Directory, DirectoryUnavailable, InvalidCredentials, LockedByPolicy
+from .directory import (
+    AccountLocked,
+    Directory,
+    DirectoryUnavailable,
+    InvalidCredentials,
+    LockedByPolicy,
+    PasswordRefused,
+    WrongCurrentPassword,
+)
 from .sessions import ActiveSession, LoginThrottle, SessionStore, audit
 
 log = logging.getLogger(__name__)
@@ -63,10 +71,12 @@ class LoginService:
             username_pattern=settings.auth.username_pattern,
         )
 
-    def _audit_now(self, username: str, client_addr: str, outcome: str, detail: str) -> None:
+    def _audit_now(
+        self, username: str, client_addr: str, outcome: str, detail: str, event: str = "login"
+    ) -> None:
         # committed at once: the request's own transaction is rolled back with the error response
         with independent_session(self.dbsession_factory) as db:
-            audit(db, "login", username, client_addr, outcome, detail)
+            audit(db, event, username, client_addr, outcome, detail)
 
     def login(self, db: Session, username: str, password: str, client_addr: str) -> ActiveSession:
         """A new session for a right password, written in ``db`` (the caller commits it).
@@ -106,3 +116,31 @@ class LoginService:
         audit(db, "login", person.username, client_addr, "success")
         log.info("login of %s from %s", person.username, client_addr)
         return session
+
+    def change_password(self, db: Session, username: str, current: str, new: str, client_addr: str) -> int:
+        """Change a person's password in the directory and end every session of theirs (in ``db``,
+        which the caller commits); return how many ended.
+
+        Raises TooManyAttempts (for ``current_password``), WrongCurrentPassword, InvalidCredentials,
+        PasswordRefused or DirectoryUnavailable; each failure is audited at once.
+        """
+        # a wrong current password is a guess like a wrong login: the same limits, checked and
+        # reserved before the directory is asked
+        attempt = self.throttle.reserve(
+            self.dbsession_factory, username, client_addr, event="password_change", name="current_password"
+        )
+        try:
+            self.directory.change_password(username, current, new)
+        except (WrongCurrentPassword, InvalidCredentials, PasswordRefused, DirectoryUnavailable) as exc:
+            if isinstance(exc, PasswordRefused):
+                # the current password was right (bound), only the new one was refused
+                self.throttle.succeeded_now(self.dbsession_factory, attempt)
+            elif isinstance(exc, DirectoryUnavailable):
+                self.throttle.cancel(self.dbsession_factory, attempt)
+            self._audit_now(username, client_addr, "failure", exc.description, event="password_change")
+            raise
+        self.throttle.succeeded(db, attempt)
+        ended = self.sessions.revoke_all(db, username)
+        audit(db, "password_change", username, client_addr, "success", f"{ended} sessions ended")
+        log.info("password of %s changed; %d sessions ended", username, ended)
+        return ended

@@ -3,7 +3,12 @@
 import pytest
 from sqlalchemy import select
 
-from hcc_federation.auth.directory import DirectoryUnavailable, InvalidCredentials, Person
+from hcc_federation.auth.directory import (
+    DirectoryUnavailable,
+    InvalidCredentials,
+    Person,
+    WrongCurrentPassword,
+)
 from hcc_federation.auth.login import LoginService
 from hcc_federation.auth.sessions import LoginThrottle, SessionStore, TooManyAttempts
 from hcc_federation.db import make_engine, session_factory
@@ -106,3 +111,40 @@ def test_wrong_passwords_are_throttled_before_the_directory_is_asked(factory):
     with pytest.raises(TooManyAttempts):
         _login(svc, "alice", "pw")
     assert directory.asked == ["alice", "alice"]
+
+
+class FakePasswordDirectory(FakeDirectory):
+    def change_password(self, username: str, current: str, new: str) -> None:
+        self.asked.append(username)
+        if self.error is not None:
+            raise self.error
+        if self.passwords.get(username) != current:
+            raise WrongCurrentPassword("the current password is wrong")
+        self.passwords[username] = new
+
+
+def _change(svc: LoginService, current: str, new: str) -> int:
+    with svc.dbsession_factory() as db, db.begin():
+        return svc.change_password(db, "alice", current, new, "127.0.0.1")
+
+
+def test_a_password_change_ends_every_session(factory):
+    directory = FakePasswordDirectory({"alice": "old"})
+    svc = service(factory, directory)
+    first, second = _login(svc, "alice", "old"), _login(svc, "alice", "old")
+    assert _change(svc, "old", "new") == 2
+    with svc.dbsession_factory() as db:
+        assert svc.sessions.lookup(db, str(first.token)) is None
+        assert svc.sessions.lookup(db, str(second.token)) is None
+    assert directory.passwords == {"alice": "new"}
+
+
+def test_wrong_current_passwords_count_like_wrong_logins(factory):
+    svc = service(factory, FakePasswordDirectory({"alice": "old"}), **{"hcc.auth.throttle_max_per_user": "2"})
+    for _ in range(2):
+        with pytest.raises(WrongCurrentPassword):
+            _change(svc, "guess", "new")
+    with pytest.raises(TooManyAttempts) as info:
+        _change(svc, "old", "new")
+    assert info.value.name == "current_password"
+    assert [outcome for _, outcome, _ in _audit(svc)] == ["failure", "failure", "throttled"]

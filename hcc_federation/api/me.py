@@ -6,7 +6,6 @@ import colander
 from cornice import Service
 from cornice.validators import colander_body_validator
 
-from ..auth.policy import AUTHENTICATED
 from ..errors import NotFound
 from .docs import documented
 from .responses import no_content
@@ -27,7 +26,7 @@ PROFILE_OUT = {
 }
 
 
-@me.get(permission=AUTHENTICATED)
+@me.get()
 @documented(200, 401, 404, 503, response=PROFILE_OUT, tag="me")
 def get_me(request):
     """The caller's profile and groups, from the directory."""
@@ -49,7 +48,6 @@ class PasswordChangeSchema(StrictSchema):
 
 
 @my_password.put(
-    permission=AUTHENTICATED,
     schema=PasswordChangeSchema(),
     validators=(colander_body_validator,),
     content_type="application/json",

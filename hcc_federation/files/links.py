@@ -13,7 +13,6 @@ from sqlalchemy import select
 from .. import files
 from ..api.docs import documented
 from ..auth.crypto import new_token, open_credential, parse_token, seal_credential, token_hash, token_matches
-from ..auth.policy import AUTHENTICATED
 from ..auth.sessions import audit
 from ..clusters import MissingCredential, identity_for
 from ..errors import NotFound
@@ -51,7 +50,6 @@ class LinkGone(NotFound):
 
 
 @file_links.post(
-    permission=AUTHENTICATED,
     schema=PathBody(),
     validators=(colander_body_validator,),
     content_type="application/json",

@@ -91,7 +91,7 @@ class _Reader:
         return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DatabaseSettings:
     url: str
     pool_size: int = 5
@@ -115,45 +115,47 @@ class DatabaseSettings:
     failure_cooldown: float = 5.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LdapSettings:
     uri: str
-    bind_dn: str | None
-    bind_password: str | None = field(repr=False)
     user_base: str
-    # {login} is replaced by the escaped login name
-    user_filter: str
     group_base: str
+    bind_dn: str | None = None
+    bind_password: str | None = field(default=None, repr=False)
+    # {login} is replaced by the escaped login name
+    user_filter: str = "(&(objectClass=posixAccount)(uid={login}))"
     # {uid} and {dn} are replaced by the escaped login name and the user's DN
-    group_filter: str
+    group_filter: str = (
+        "(|(&(objectClass=posixGroup)(memberUid={uid}))(&(objectClass=groupOfNames)(member={dn})))"
+    )
     # a directory's own lock flag besides OpenLDAP ppolicy, e.g. nsAccountLock (389-DS, FreeIPA)
-    lock_attribute: str | None
-    lock_value: str
-    fullname_attribute: str
-    email_attribute: str
-    description_attribute: str
-    timeout: float
-    pool_size: int
+    lock_attribute: str | None = None
+    lock_value: str = "TRUE"
+    fullname_attribute: str = "cn"
+    email_attribute: str = "mail"
+    description_attribute: str = "description"
+    # seconds to connect and to wait for each answer (ldap3 takes whole seconds: rounded up)
+    timeout: float = 5.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AuthSettings:
     secret: bytes = field(repr=False)
-    idle_timeout: int
-    max_age: int
-    throttle_window: int
-    throttle_max_per_user: int
-    throttle_max_per_address: int
+    idle_timeout: int = 6 * 3600
+    max_age: int = 24 * 3600
+    throttle_window: int = 300
+    throttle_max_per_user: int = 5
+    throttle_max_per_address: int = 20
     # a POSIX-style login name; anything else is refused before it reaches LDAP
-    username_pattern: str
+    username_pattern: str = r"^[a-z_][a-z0-9_.-]{0,31}$"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ApiSettings:
-    cors_origins: tuple[str, ...]
-    max_body_bytes: int
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 1024 * 1024
     # client addresses from X-Forwarded-For are believed only from these proxies
-    trusted_proxies: tuple[str, ...]
+    trusted_proxies: tuple[str, ...] = ()
 
 
 IDENTITY_MODES = ("password", "certificate")
@@ -178,24 +180,25 @@ CLUSTER_KEYS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ClusterSettings:
     name: str
     host: str
-    port: int
     known_hosts: str
-    identity: str
-    description: str
-    connect_timeout: float
-    command_timeout: float
-    output_limit: int
-    max_sessions: int
-    keepalive: int
-    env: tuple[tuple[str, str], ...]
+    port: int = 22
+    identity: str = "password"
+    # the cluster's name when not set
+    description: str = ""
+    connect_timeout: float = 10.0
+    command_timeout: float = 60.0
+    output_limit: int = 16 * 1024 * 1024
+    max_sessions: int = 8
+    keepalive: int = 30
+    env: tuple[tuple[str, str], ...] = ()
     # an admin's shell snippet run before each command, e.g. `module load slurm`
-    command_prefix: str
+    command_prefix: str = ""
     # named file systems with $HOME, $USER and $GROUP resolved per person, in the order given
-    filesystems: tuple[tuple[str, str], ...]
+    filesystems: tuple[tuple[str, str], ...] = (("HOME", "$HOME"),)
     # requests using this cluster at once (its bulkhead); one more waits for a slot while others
     # finish, and gets a 503 once none has finished for queue_timeout seconds (a hung cluster). The
     # shares of clusters that may hang together must stay below the server's threads (16 in the inis).
@@ -203,18 +206,18 @@ class ClusterSettings:
     queue_timeout: float = 1.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SshSettings:
-    ca_key: str | None
-    max_connections: int
-    idle_timeout: float
+    ca_key: str | None = None
+    max_connections: int = 256
+    idle_timeout: float = 300.0
     # how long a cluster's probed status is reused before probing again
-    status_ttl: float
+    status_ttl: float = 10.0
     # seconds after which a pooled connection logs in again (when it is next free)
     max_lifetime: float = 3600.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FilesSettings:
     # the largest body of a file PUT or upload (they stream; hcc.api.max_body_bytes is for JSON)
     max_upload_bytes: int = 10 * 1024**3
@@ -224,35 +227,50 @@ class FilesSettings:
     tree_timeout: int = 600
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     database: DatabaseSettings
     ldap: LdapSettings
     auth: AuthSettings
-    api: ApiSettings
-    ssh: SshSettings = field(default_factory=lambda: SshSettings(None, 256, 300.0, 10.0))
+    api: ApiSettings = field(default_factory=ApiSettings)
+    ssh: SshSettings = field(default_factory=SshSettings)
     clusters: tuple[ClusterSettings, ...] = ()
     files: FilesSettings = field(default_factory=FilesSettings)
+
+
+def default(cls: type, name: str):
+    """The default of one setting: the dataclass field's, the one place defaults are written."""
+    for f in fields(cls):
+        if f.name == name:
+            if f.default is not MISSING:
+                return f.default
+            if f.default_factory is not MISSING:
+                return f.default_factory()
+            raise SettingsError(f"{cls.__name__}.{name} has no default: the setting is required")
+    raise AttributeError(f"{cls.__name__} has no field {name}")
 
 
 def parse_database(r: _Reader) -> DatabaseSettings:
     url = r.str("hcc.database.url")
     if "://" not in url:
         raise SettingsError(f"setting hcc.database.url is not a database URL: {url.split(':', 1)[0]!r}...")
-    d = DatabaseSettings(url=url)
     key = "hcc.database."
+
+    def d(name: str):
+        return default(DatabaseSettings, name)
+
     return DatabaseSettings(
         url=url,
-        pool_size=r.int(key + "pool_size", d.pool_size, minimum=1),
-        echo=r.bool(key + "echo", d.echo),
-        connect_timeout=r.int(key + "connect_timeout", d.connect_timeout, minimum=1),
-        read_timeout=r.int(key + "read_timeout", d.read_timeout, minimum=1),
-        write_timeout=r.int(key + "write_timeout", d.write_timeout, minimum=1),
-        max_overflow=r.int(key + "max_overflow", d.max_overflow, minimum=0),
-        pool_timeout=r.float(key + "pool_timeout", d.pool_timeout, minimum=0.1),
-        max_concurrent_calls=r.int(key + "max_concurrent_calls", d.max_concurrent_calls, minimum=1),
-        call_queue_timeout=r.float(key + "call_queue_timeout", d.call_queue_timeout, minimum=0.0),
-        failure_cooldown=r.float(key + "failure_cooldown", d.failure_cooldown, minimum=0.0),
+        pool_size=r.int(key + "pool_size", d("pool_size"), minimum=1),
+        echo=r.bool(key + "echo", d("echo")),
+        connect_timeout=r.int(key + "connect_timeout", d("connect_timeout"), minimum=1),
+        read_timeout=r.int(key + "read_timeout", d("read_timeout"), minimum=1),
+        write_timeout=r.int(key + "write_timeout", d("write_timeout"), minimum=1),
+        max_overflow=r.int(key + "max_overflow", d("max_overflow"), minimum=0),
+        pool_timeout=r.float(key + "pool_timeout", d("pool_timeout"), minimum=0.1),
+        max_concurrent_calls=r.int(key + "max_concurrent_calls", d("max_concurrent_calls"), minimum=1),
+        call_queue_timeout=r.float(key + "call_queue_timeout", d("call_queue_timeout"), minimum=0.0),
+        failure_cooldown=r.float(key + "failure_cooldown", d("failure_cooldown"), minimum=0.0),
     )
 
 
@@ -260,13 +278,13 @@ def parse_ldap(r: _Reader) -> LdapSettings:
     uri = r.str("hcc.ldap.uri")
     if not uri.startswith(("ldap://", "ldaps://")):
         raise SettingsError(f"setting hcc.ldap.uri must start with ldap:// or ldaps://, not {uri!r}")
-    user_filter = r.str("hcc.ldap.user_filter", "(&(objectClass=posixAccount)(uid={login}))")
+
+    def d(name: str):
+        return default(LdapSettings, name)
+
+    user_filter = r.str("hcc.ldap.user_filter", d("user_filter"))
     if "{login}" not in user_filter:
         raise SettingsError("setting hcc.ldap.user_filter must contain {login}")
-    group_filter = r.str(
-        "hcc.ldap.group_filter",
-        "(|(&(objectClass=posixGroup)(memberUid={uid}))(&(objectClass=groupOfNames)(member={dn})))",
-    )
     return LdapSettings(
         uri=uri,
         bind_dn=r.optional("hcc.ldap.bind_dn"),
@@ -274,14 +292,13 @@ def parse_ldap(r: _Reader) -> LdapSettings:
         user_base=r.str("hcc.ldap.user_base"),
         user_filter=user_filter,
         group_base=r.str("hcc.ldap.group_base"),
-        group_filter=group_filter,
+        group_filter=r.str("hcc.ldap.group_filter", d("group_filter")),
         lock_attribute=r.optional("hcc.ldap.lock_attribute"),
-        lock_value=r.str("hcc.ldap.lock_value", "TRUE"),
-        fullname_attribute=r.str("hcc.ldap.fullname_attribute", "cn"),
-        email_attribute=r.str("hcc.ldap.email_attribute", "mail"),
-        description_attribute=r.str("hcc.ldap.description_attribute", "description"),
-        timeout=r.float("hcc.ldap.timeout", 5.0, minimum=0.1),
-        pool_size=r.int("hcc.ldap.pool_size", 10, minimum=1),
+        lock_value=r.str("hcc.ldap.lock_value", d("lock_value")),
+        fullname_attribute=r.str("hcc.ldap.fullname_attribute", d("fullname_attribute")),
+        email_attribute=r.str("hcc.ldap.email_attribute", d("email_attribute")),
+        description_attribute=r.str("hcc.ldap.description_attribute", d("description_attribute")),
+        timeout=r.float("hcc.ldap.timeout", d("timeout"), minimum=0.1),
     )
 
 
@@ -291,18 +308,24 @@ def parse_auth(r: _Reader) -> AuthSettings:
         raise SettingsError(
             "setting hcc.auth.secret must be at least 32 characters (e.g. `openssl rand -hex 32`)"
         )
-    idle = r.int("hcc.auth.idle_timeout", 6 * 3600, minimum=60)
-    max_age = r.int("hcc.auth.max_age", 24 * 3600, minimum=60)
+
+    def d(name: str):
+        return default(AuthSettings, name)
+
+    idle = r.int("hcc.auth.idle_timeout", d("idle_timeout"), minimum=60)
+    max_age = r.int("hcc.auth.max_age", d("max_age"), minimum=60)
     if idle > max_age:
         raise SettingsError("setting hcc.auth.idle_timeout must not exceed hcc.auth.max_age")
     return AuthSettings(
         secret=secret.encode(),
         idle_timeout=idle,
         max_age=max_age,
-        throttle_window=r.int("hcc.auth.throttle_window", 300, minimum=1),
-        throttle_max_per_user=r.int("hcc.auth.throttle_max_per_user", 5, minimum=1),
-        throttle_max_per_address=r.int("hcc.auth.throttle_max_per_address", 20, minimum=1),
-        username_pattern=r.str("hcc.auth.username_pattern", r"^[a-z_][a-z0-9_.-]{0,31}$"),
+        throttle_window=r.int("hcc.auth.throttle_window", d("throttle_window"), minimum=1),
+        throttle_max_per_user=r.int("hcc.auth.throttle_max_per_user", d("throttle_max_per_user"), minimum=1),
+        throttle_max_per_address=r.int(
+            "hcc.auth.throttle_max_per_address", d("throttle_max_per_address"), minimum=1
+        ),
+        username_pattern=r.str("hcc.auth.username_pattern", d("username_pattern")),
     )
 
 
@@ -315,7 +338,7 @@ def parse_api(r: _Reader) -> ApiSettings:
             )
     return ApiSettings(
         cors_origins=origins,
-        max_body_bytes=r.int("hcc.api.max_body_bytes", 1024 * 1024, minimum=1024),
+        max_body_bytes=r.int("hcc.api.max_body_bytes", default(ApiSettings, "max_body_bytes"), minimum=1024),
         trusted_proxies=r.list("hcc.api.trusted_proxies"),
     )
 
@@ -333,10 +356,14 @@ def _pairs(r: _Reader, key: str, name_re: re.Pattern) -> tuple[tuple[str, str], 
 
 def parse_cluster(r: _Reader, name: str) -> ClusterSettings:
     prefix = f"hcc.cluster.{name}."
+
+    def d(key: str):
+        return default(ClusterSettings, key)
+
     known_hosts = r.str(prefix + "known_hosts")
     if not os.path.isabs(known_hosts):
         raise SettingsError(f"setting {prefix}known_hosts must be an absolute path")
-    filesystems = _pairs(r, prefix + "filesystems", FILESYSTEM_NAME_RE)
+    filesystems = _pairs(r, prefix + "filesystems", FILESYSTEM_NAME_RE) or d("filesystems")
     for fs_name, path in filesystems:
         if not (path.startswith("/") or path.startswith("$HOME")):
             raise SettingsError(
@@ -345,26 +372,23 @@ def parse_cluster(r: _Reader, name: str) -> ClusterSettings:
     return ClusterSettings(
         name=name,
         host=r.str(prefix + "host"),
-        port=r.int(prefix + "port", 22, minimum=1),
+        port=r.int(prefix + "port", d("port"), minimum=1),
         known_hosts=known_hosts,
-        identity=r.choice(prefix + "identity", "password", IDENTITY_MODES),
-        description=r.str(prefix + "description", name),
-        connect_timeout=r.float(prefix + "connect_timeout", 10.0, minimum=0.1),
-        command_timeout=r.float(prefix + "command_timeout", 60.0, minimum=0.1),
-        output_limit=r.int(prefix + "output_limit", 16 * 1024 * 1024, minimum=1024),
-        max_sessions=r.int(prefix + "max_sessions", 8, minimum=1),
-        keepalive=r.int(prefix + "keepalive", 30, minimum=0),
+        identity=r.choice(prefix + "identity", d("identity"), IDENTITY_MODES),
+        description=r.str(prefix + "description", d("description") or name),
+        connect_timeout=r.float(prefix + "connect_timeout", d("connect_timeout"), minimum=0.1),
+        command_timeout=r.float(prefix + "command_timeout", d("command_timeout"), minimum=0.1),
+        output_limit=r.int(prefix + "output_limit", d("output_limit"), minimum=1024),
+        max_sessions=r.int(prefix + "max_sessions", d("max_sessions"), minimum=1),
+        keepalive=r.int(prefix + "keepalive", d("keepalive"), minimum=0),
         env=_pairs(r, prefix + "env", re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")),
-        command_prefix=r.str(prefix + "command_prefix", ""),
-        filesystems=filesystems or (("HOME", "$HOME"),),
+        command_prefix=r.str(prefix + "command_prefix", d("command_prefix")),
+        filesystems=filesystems,
         max_concurrent_requests=r.int(
-            prefix + "max_concurrent_requests", _CLUSTER_DEFAULTS["max_concurrent_requests"], minimum=1
+            prefix + "max_concurrent_requests", d("max_concurrent_requests"), minimum=1
         ),
-        queue_timeout=r.float(prefix + "queue_timeout", _CLUSTER_DEFAULTS["queue_timeout"], minimum=0.0),
+        queue_timeout=r.float(prefix + "queue_timeout", d("queue_timeout"), minimum=0.0),
     )
-
-
-_CLUSTER_DEFAULTS = {f.name: f.default for f in fields(ClusterSettings) if f.default is not MISSING}
 
 
 def parse_clusters(r: _Reader) -> tuple[ClusterSettings, ...]:
@@ -389,20 +413,27 @@ def parse_ssh(r: _Reader, clusters: tuple[ClusterSettings, ...]) -> SshSettings:
     ca_key = r.optional("hcc.ssh.ca_key")
     if any(c.identity == "certificate" for c in clusters) and not ca_key:
         raise SettingsError("setting hcc.ssh.ca_key is required when a cluster uses identity = certificate")
+
+    def d(name: str):
+        return default(SshSettings, name)
+
     return SshSettings(
         ca_key=ca_key,
-        max_connections=r.int("hcc.ssh.max_connections", 256, minimum=1),
-        idle_timeout=r.float("hcc.ssh.idle_timeout", 300.0, minimum=1.0),
-        status_ttl=r.float("hcc.ssh.status_ttl", 10.0, minimum=0.0),
-        max_lifetime=r.float("hcc.ssh.max_lifetime", 3600.0, minimum=1.0),
+        max_connections=r.int("hcc.ssh.max_connections", d("max_connections"), minimum=1),
+        idle_timeout=r.float("hcc.ssh.idle_timeout", d("idle_timeout"), minimum=1.0),
+        status_ttl=r.float("hcc.ssh.status_ttl", d("status_ttl"), minimum=0.0),
+        max_lifetime=r.float("hcc.ssh.max_lifetime", d("max_lifetime"), minimum=1.0),
     )
 
 
 def parse_files(r: _Reader) -> FilesSettings:
+    def d(name: str):
+        return default(FilesSettings, name)
+
     return FilesSettings(
-        max_upload_bytes=r.int("hcc.files.max_upload_bytes", 10 * 1024**3, minimum=1),
-        link_ttl=r.int("hcc.files.link_ttl", 3600, minimum=1),
-        tree_timeout=r.int("hcc.files.tree_timeout", 600, minimum=1),
+        max_upload_bytes=r.int("hcc.files.max_upload_bytes", d("max_upload_bytes"), minimum=1),
+        link_ttl=r.int("hcc.files.link_ttl", d("link_ttl"), minimum=1),
+        tree_timeout=r.int("hcc.files.tree_timeout", d("tree_timeout"), minimum=1),
     )
 
 

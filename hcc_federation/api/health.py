@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from cornice import Service
+from pyramid.security import NO_PERMISSION_REQUIRED
 from sqlalchemy import text
 
 from .docs import documented
@@ -46,7 +47,7 @@ def _timed(check, registry) -> float:
     return (time.monotonic() - start) * 1000
 
 
-@health.get()
+@health.get(permission=NO_PERMISSION_REQUIRED)
 @documented(200, 503, response=HEALTH_OUT, tag="health")
 def get_health(request):
     """Whether the database and the directory answer; 503 when one does not."""

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 import colander
 from cornice import Service
 from cornice.validators import colander_body_validator
 
-from ..auth.directory import (
-    DirectoryUnavailable,
-    InvalidCredentials,
-    PasswordRefused,
-    UnknownUser,
-    WrongCurrentPassword,
-)
-from ..auth.policy import AUTHENTICATED
-from ..auth.sessions import audit
-from ..db import independent_session
+from ..auth.directory import UnknownUser
 from .docs import documented
 from .responses import no_content
 from .schemas import PasswordString, StrictSchema
-
-log = logging.getLogger(__name__)
 
 me = Service(name="me", path="/api/v1/me", description="The caller's profile")
 my_password = Service(name="my_password", path="/api/v1/me/password", description="The caller's password")
@@ -39,7 +26,7 @@ PROFILE_OUT = {
 }
 
 
-@me.get(permission=AUTHENTICATED)
+@me.get()
 @documented(200, 401, 404, 503, response=PROFILE_OUT, tag="me")
 def get_me(request):
     """The caller's profile and groups, from the directory."""
@@ -61,7 +48,6 @@ class PasswordChangeSchema(StrictSchema):
 
 
 @my_password.put(
-    permission=AUTHENTICATED,
     schema=PasswordChangeSchema(),
     validators=(colander_body_validator,),
     content_type="application/json",
@@ -69,30 +55,11 @@ class PasswordChangeSchema(StrictSchema):
 @documented(204, 400, 401, 413, 415, 429, 503, tag="me")
 def change_password(request):
     """Change the caller's password in the directory; every session of the caller then ends."""
-    registry = request.registry
-    username = request.identity.username
-    addr = request.client_address
-    # a wrong current password is a guess like a wrong login: the same limits, checked and reserved
-    # before the directory is asked (raises TooManyAttempts, 429)
-    attempt = registry.hcc_throttle.reserve(
-        registry.hcc_dbsession_factory, username, addr, event="password_change", name="current_password"
+    request.registry.hcc_login.change_password(
+        request.dbsession,
+        request.identity.username,
+        request.validated["current_password"],
+        request.validated["new_password"],
+        request.client_address,
     )
-    try:
-        registry.hcc_directory.change_password(
-            username, request.validated["current_password"], request.validated["new_password"]
-        )
-    except (WrongCurrentPassword, InvalidCredentials, PasswordRefused, DirectoryUnavailable) as exc:
-        if isinstance(exc, PasswordRefused):
-            # the current password was right (bound), only the new one was refused
-            registry.hcc_throttle.succeeded_now(registry.hcc_dbsession_factory, attempt)
-        elif isinstance(exc, DirectoryUnavailable):
-            registry.hcc_throttle.cancel(registry.hcc_dbsession_factory, attempt)
-        # committed on its own: the request's transaction is rolled back with the error
-        with independent_session(registry.hcc_dbsession_factory) as db:
-            audit(db, "password_change", username, addr, "failure", exc.description)
-        raise
-    registry.hcc_throttle.succeeded(request.dbsession, attempt)
-    ended = request.registry.hcc_sessions.revoke_all(request.dbsession, username)
-    audit(request.dbsession, "password_change", username, addr, "success", f"{ended} sessions ended")
-    log.info("password of %s changed; %d sessions ended", username, ended)
     return no_content()

@@ -7,6 +7,7 @@ import re
 import colander
 from cornice import Service
 from cornice.service import get_services
+from pyramid.security import NO_PERMISSION_REQUIRED
 
 from .docs import documented
 from .error_map import all_codes
@@ -159,12 +160,17 @@ def _parameters(schema: colander.SchemaNode, location: str) -> list[dict]:
     ]
 
 
+def is_private(args: dict) -> bool:
+    """Whether a view needs a session: all do (the default permission) unless they say otherwise."""
+    return args.get("permission") != NO_PERMISSION_REQUIRED
+
+
 def _statuses(view, args: dict, json_body: bool) -> list[int]:
     """The view's own statuses and those that the layers around every view add."""
     statuses = set(getattr(view, "hcc_statuses", (200,)))
     # any route: a URL that is not UTF-8 (the url-encoding tween)
     statuses.add(400)
-    if args.get("permission"):
+    if is_private(args):
         # the token is looked up in the registry database: 401 without a valid one, 503 when it is down
         statuses |= {401, 503}
     if json_body:
@@ -179,7 +185,7 @@ def _operation(service: Service, method: str, view, args: dict, path_enums: dict
     tag = getattr(view, "hcc_tag", None)
     if tag:
         operation["tags"] = [tag]
-    if args.get("permission"):
+    if is_private(args):
         operation["security"] = [{"bearer": []}]
     params = []
     for name in re.findall(r"{(\w+)", service.path):
@@ -238,7 +244,7 @@ def build_document(services=None, clusters: list[str] | None = None) -> dict:
         "info": {
             "title": "hcc-federation",
             "version": "1",
-            "description": "Act for a person on several HPC clusters: sessions, jobs, files and notebooks.",
+            "description": "Act for a person on several HPC clusters: sessions, jobs and files.",
         },
         "paths": dict(sorted(paths.items())),
         "components": {
@@ -248,7 +254,7 @@ def build_document(services=None, clusters: list[str] | None = None) -> dict:
     }
 
 
-@openapi.get()
+@openapi.get(permission=NO_PERMISSION_REQUIRED)
 @documented(200, response={"type": "object"}, tag="meta")
 def get_openapi(request):
     """This API's OpenAPI 3.1 document."""

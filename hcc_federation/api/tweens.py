@@ -149,21 +149,17 @@ def body_limit_tween_factory(handler, registry):
 
     def body_limit_tween(request):
         request.add_finished_callback(_close_copied_body)
-        # refuse before anything reads the body; streaming routes (uploads) declare their own limit
-        if getattr(request, "hcc_streaming_body", False):
-            return handler(request)
-        limit = json_limit
+        # refuse before anything reads the body; streaming routes (uploads) have their own limit
         pattern = STREAMING_BODY_ROUTES.get(request.method)
-        if pattern is not None and pattern.match(request.path_info):
-            # the view reads request.body_file in chunks and counts again (a chunked body has no length)
-            request.hcc_streaming_body = True
-            limit = upload_limit
+        # the view reads request.body_file in chunks and counts again (a chunked body has no length)
+        streaming = pattern is not None and pattern.match(request.path_info) is not None
+        limit = upload_limit if streaming else json_limit
         length = request.content_length
         if length is not None and length > limit:
             return error_response(413, "body", "body", f"the request body is larger than {limit} bytes")
         # what Cornice parses as JSON: a JSON media type, or none at all
         if (
-            not getattr(request, "hcc_streaming_body", False)
+            not streaming
             and request.is_body_readable
             and _JSON_CONTENT_TYPE.match(request.content_type or "application/json")
         ):

@@ -24,7 +24,7 @@ from pyasn1.type import namedtype, namedval, tag, univ
 from pyramid_ldap3 import ConnectionManager, escape_for_search
 
 from ..errors import DomainError, InvalidArgument
-from ..settings import LdapSettings
+from ..settings import LdapSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -179,11 +179,21 @@ def _close(conn: ldap3.Connection) -> None:
 
 
 class Directory:
-    """The LDAP directory as the service needs it. Thread safe: a connection per call."""
+    """The LDAP directory as the service needs it. Thread safe: a connection per call.
+
+    No pool (hcc.ldap.pool_size was parsed and never used, and is gone): a login binds as the person,
+    which changes a connection's identity, so only the service account's searches could share one;
+    and a pooled connection keeps ldap3 server objects, which remember a failed address as
+    unavailable (see _server) -- the very state a fresh connection per call avoids.
+    """
 
     def __init__(self, settings: LdapSettings):
         self.settings = settings
         self._seconds = max(1, math.ceil(settings.timeout))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Directory:
+        return cls(settings.ldap)
 
     # -- connections ---------------------------------------------------------------------------
     def _server(self):

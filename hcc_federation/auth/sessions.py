@@ -17,7 +17,7 @@ from ..db import independent_session
 from ..errors import DomainError
 from ..models import AuditEvent, LoginAttempt, ThrottleKey, UserSession
 from ..models.meta import utcnow
-from ..settings import AuthSettings
+from ..settings import AuthSettings, Settings
 from .crypto import Token, new_token, open_credential, parse_token, seal_credential, token_hash, token_matches
 
 # last_seen_at is written at most this often: a write per request would make every GET a
@@ -43,6 +43,10 @@ class SessionStore:
         # more often than every 3/4 of it keeps a session alive; a fixed 60 s let a 60 s idle
         # timeout end a session used every 28 s after 84 s.
         self.touch_interval = min(MAX_TOUCH_INTERVAL, timedelta(seconds=settings.idle_timeout) / 4)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SessionStore:
+        return cls(settings.auth)
 
     def effective_expiry(self, row: UserSession) -> datetime:
         """When the session ends if nothing more happens: the idle limit or the maximum age."""
@@ -149,6 +153,10 @@ class LoginThrottle:
 
     def __init__(self, settings: AuthSettings):
         self.settings = settings
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LoginThrottle:
+        return cls(settings.auth)
 
     def reserve(
         self,

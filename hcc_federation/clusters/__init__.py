@@ -17,7 +17,6 @@ from .registry import (
     ClusterStatus,
     MissingCredential,
     UnknownCluster,
-    endpoint_for,
     identity_for,
 )
 
@@ -28,7 +27,6 @@ __all__ = [
     "ClusterStatus",
     "MissingCredential",
     "UnknownCluster",
-    "endpoint_for",
     "identity_for",
     "includeme",
 ]
@@ -36,15 +34,11 @@ __all__ = [
 
 def includeme(config) -> None:
     settings = config.registry.hcc_settings
-    pool = ConnectionPool(
-        max_connections=settings.ssh.max_connections,
-        idle_timeout=settings.ssh.idle_timeout,
-        max_lifetime=settings.ssh.max_lifetime,
-    )
+    pool = ConnectionPool.from_settings(settings)
     # SSH transports end cleanly with the process rather than being cut mid-channel
     atexit.register(pool.close_all)
     config.registry.hcc_pool = pool
-    config.registry.hcc_clusters = ClusterRegistry(settings.clusters, settings.ssh, pool)
+    config.registry.hcc_clusters = ClusterRegistry.from_settings(settings, pool)
     # load (and check the mode of) the CA key at start-up, not at the first login
     config.registry.hcc_ca_key = load_ca_key(settings.ssh.ca_key) if settings.ssh.ca_key else None
     # where it sat when .api was included after it: under the API's tweens, just over pyramid_tm

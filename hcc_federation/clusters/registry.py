@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from ..bulkhead import Bulkhead
 from ..errors import DomainError
 from ..remote import CertificateIdentity, ClusterEndpoint, ConnectionPool, PasswordIdentity
-from ..settings import ClusterSettings, SshSettings
+from ..settings import ClusterSettings, Settings, SshSettings
 
 
 class UnknownCluster(DomainError):
@@ -50,27 +50,11 @@ class ClusterStatus:
     checked_at: datetime
 
 
-def endpoint_for(settings: ClusterSettings) -> ClusterEndpoint:
-    return ClusterEndpoint(
-        name=settings.name,
-        host=settings.host,
-        port=settings.port,
-        known_hosts=settings.known_hosts,
-        connect_timeout=settings.connect_timeout,
-        command_timeout=settings.command_timeout,
-        output_limit=settings.output_limit,
-        max_sessions=settings.max_sessions,
-        keepalive=settings.keepalive,
-        env=dict(settings.env),
-        command_prefix=settings.command_prefix,
-    )
-
-
 class ClusterRegistry:
     """Every configured cluster by name, and their recently probed status."""
 
     def __init__(self, clusters: Sequence[ClusterSettings], ssh: SshSettings, pool: ConnectionPool):
-        self._clusters = {c.name: Cluster(c, endpoint_for(c)) for c in clusters}
+        self._clusters = {c.name: Cluster(c, ClusterEndpoint.from_settings(c)) for c in clusters}
         self._bulkheads = {
             c.name: Bulkhead(c.name, c.max_concurrent_requests, c.queue_timeout, max_wait=c.command_timeout)
             for c in clusters
@@ -83,6 +67,11 @@ class ClusterRegistry:
         self._executor = ThreadPoolExecutor(
             max_workers=max(1, min(16, len(self._clusters))), thread_name_prefix="probe"
         )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, pool: ConnectionPool) -> ClusterRegistry:
+        """Every hcc.cluster.<name> with hcc.ssh.status_ttl, on the service's pool."""
+        return cls(settings.clusters, settings.ssh, pool)
 
     def __iter__(self):
         return iter(self._clusters.values())

@@ -15,7 +15,6 @@ from cornice.validators import colander_body_validator
 from .. import files
 from ..api.docs import documented
 from ..api.responses import no_content
-from ..auth.policy import AUTHENTICATED
 from ..clusters import Cluster
 from ..errors import InvalidArgument
 from .download import serve_file
@@ -123,7 +122,7 @@ def _tree_runner(request, cluster: Cluster) -> Callable:
     return lambda argv, stdin=None: run(argv, stdin=stdin, timeout=timeout)
 
 
-@file_metadata.get(permission=AUTHENTICATED)
+@file_metadata.get()
 @documented(200, 400, 401, 403, 404, 409, 502, 503, 504, response=METADATA_OUT, tag="files")
 def get_file(request):
     """Metadata of a path; for a directory also one page of its entries (directories first, by name)."""
@@ -146,7 +145,7 @@ def get_file(request):
 get_file.hcc_querystring = ListQuery()
 
 
-@file_metadata.delete(permission=AUTHENTICATED)
+@file_metadata.delete()
 @documented(204, 400, 401, 403, 404, 409, 502, 503, 504, tag="files")
 def delete_file(request):
     """Delete a file, a symlink or an empty directory; recursive=true deletes a whole tree."""
@@ -161,7 +160,7 @@ def delete_file(request):
 delete_file.hcc_querystring = DeleteQuery()
 
 
-@file_content.get(permission=AUTHENTICATED)
+@file_content.get()
 @documented(
     200,
     206,
@@ -190,7 +189,7 @@ def download_file(request):
 download_file.hcc_querystring = PathQuery()
 
 
-@file_content.put(permission=AUTHENTICATED)
+@file_content.put()
 @documented(
     200,
     201,
@@ -233,7 +232,7 @@ def put_file(request):
 put_file.hcc_querystring = PathQuery()
 
 
-@file_upload.post(permission=AUTHENTICATED)
+@file_upload.post()
 @documented(
     200,
     201,
@@ -300,7 +299,6 @@ upload_files.hcc_querystring = UploadQuery()
 
 
 @file_mkdir.post(
-    permission=AUTHENTICATED,
     schema=MkdirBody(),
     validators=(colander_body_validator,),
     content_type="application/json",
@@ -319,7 +317,6 @@ def make_directory(request):
 
 
 @file_touch.post(
-    permission=AUTHENTICATED,
     schema=PathBody(),
     validators=(colander_body_validator,),
     content_type="application/json",
@@ -336,7 +333,6 @@ def touch_file(request):
 
 
 @file_move.post(
-    permission=AUTHENTICATED,
     schema=MoveBody(),
     validators=(colander_body_validator,),
     content_type="application/json",
@@ -352,7 +348,6 @@ def move_file(request):
 
 
 @file_copy.post(
-    permission=AUTHENTICATED,
     schema=MoveBody(),
     validators=(colander_body_validator,),
     content_type="application/json",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -238,8 +237,3 @@ def _pick(job_id: str, jobs: Sequence[Job]) -> Job | None:
             return job
     related = [job for job in jobs if re.match(rf"{re.escape(job_id)}[_+]", job["id"])]
     return min(related, key=lambda job: id_key(job["id"])) if related else None
-
-
-def format_argv(argv: Sequence[str]) -> str:
-    """For logs: how the argv reads in a shell (never executed as such)."""
-    return shlex.join(argv)

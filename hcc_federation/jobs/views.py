@@ -16,7 +16,6 @@ from sqlalchemy.exc import DBAPIError
 from ..api.docs import documented
 from ..api.error_map import mapping_for
 from ..api.responses import no_content
-from ..auth.policy import AUTHENTICATED
 from ..db import independent_session
 from ..errors import DomainError
 from ..models import JobSubmission
@@ -79,9 +78,7 @@ def _list_arguments(request) -> dict:
     }
 
 
-@cluster_jobs.get(
-    permission=AUTHENTICATED, schema=ListJobsSchema(), validators=(colander_querystring_validator,)
-)
+@cluster_jobs.get(schema=ListJobsSchema(), validators=(colander_querystring_validator,))
 @documented(200, 400, 401, 403, 404, 502, 503, 504, response=JOB_LIST_OUT, tag="jobs")
 def list_cluster_jobs(request):
     """The caller's jobs on one cluster since a day (default: the last 7 days), newest first."""
@@ -91,7 +88,6 @@ def list_cluster_jobs(request):
 
 
 @cluster_jobs.post(
-    permission=AUTHENTICATED,
     schema=SubmitJobSchema(),
     validators=(colander_body_validator,),
     content_type="application/json",
@@ -142,7 +138,7 @@ def _job_id(request) -> str:
     return validate_job_id(request.matchdict["job_id"])
 
 
-@cluster_job.get(permission=AUTHENTICATED)
+@cluster_job.get()
 @documented(200, 400, 401, 403, 404, 502, 503, 504, response=JOB_DETAIL_OUT, tag="jobs")
 def get_job(request):
     """One of the caller's jobs: its fields, steps, batch script and, while RUNNING, live usage per node."""
@@ -153,7 +149,7 @@ def get_job(request):
     return {"cluster": cluster.name, **job}
 
 
-@cluster_job.delete(permission=AUTHENTICATED)
+@cluster_job.delete()
 @documented(204, 400, 401, 403, 404, 409, 502, 503, 504, tag="jobs")
 def cancel_job(request):
     """Cancel one of the caller's jobs (409 if it already finished)."""
@@ -173,7 +169,7 @@ def _cluster_error(name: str, exc: BaseException) -> dict:
     return {"cluster": name, "status": 500, "code": "internal_error", "description": description}
 
 
-@all_jobs.get(permission=AUTHENTICATED, schema=ListJobsSchema(), validators=(colander_querystring_validator,))
+@all_jobs.get(schema=ListJobsSchema(), validators=(colander_querystring_validator,))
 @documented(200, 400, 401, response=FEDERATED_OUT, tag="jobs")
 def list_all_jobs(request):
     """The caller's jobs on every cluster at once; a cluster that fails is listed in errors."""

@@ -6,7 +6,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-MiB = 1024 * 1024
+from hcc_federation.settings import ClusterSettings, default
+
+
+def _d(name: str):
+    # an endpoint built by hand (tests, scripts) has the defaults of hcc.cluster.<name>.*, written there
+    return default(ClusterSettings, name)
+
 
 # Only names a POSIX shell could also export: anything else would reach `env` as a command or an option.
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -24,17 +30,17 @@ class ClusterEndpoint:
 
     name: str
     host: str
-    port: int = 22
+    port: int = _d("port")
     # required and keyword-only: a path to the OpenSSH known_hosts file that pins this host's keys
     known_hosts: str = field(kw_only=True)
-    connect_timeout: float = 10.0
-    command_timeout: float = 60.0
-    output_limit: int = 16 * MiB
+    connect_timeout: float = _d("connect_timeout")
+    command_timeout: float = _d("command_timeout")
+    output_limit: int = _d("output_limit")
     # channels per transport, kept below sshd's default MaxSessions (10), which would answer "open failed"
-    max_sessions: int = 8
-    keepalive: int = 30
+    max_sessions: int = _d("max_sessions")
+    keepalive: int = _d("keepalive")
     env: Mapping[str, str] = field(default_factory=dict, hash=False)
-    command_prefix: str = ""
+    command_prefix: str = _d("command_prefix")
 
     def __post_init__(self) -> None:
         if not self.name or not self.host:
@@ -53,6 +59,23 @@ class ClusterEndpoint:
                 raise ValueError(f"cluster {self.name!r}: bad environment variable {key!r}")
         # frozen all the way down: a shared endpoint must not change under a running command
         object.__setattr__(self, "env", MappingProxyType(dict(self.env)))
+
+    @classmethod
+    def from_settings(cls, settings: ClusterSettings) -> "ClusterEndpoint":
+        """The endpoint of one hcc.cluster.<name>."""
+        return cls(
+            name=settings.name,
+            host=settings.host,
+            port=settings.port,
+            known_hosts=settings.known_hosts,
+            connect_timeout=settings.connect_timeout,
+            command_timeout=settings.command_timeout,
+            output_limit=settings.output_limit,
+            max_sessions=settings.max_sessions,
+            keepalive=settings.keepalive,
+            env=dict(settings.env),
+            command_prefix=settings.command_prefix,
+        )
 
     @property
     def host_key_name(self) -> str:

@@ -30,8 +30,8 @@ _SIGNING_KEY_TYPES = (ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey, rsa
 # Tolerated clock difference between this host and the clusters' sshd when a certificate starts.
 CLOCK_SKEW = timedelta(seconds=60)
 
-# What `ssh-keygen -s` grants unless told otherwise. permit-port-forwarding matters to us: notebook
-# servers are reached through direct-tcpip channels, which sshd refuses to certificates without it.
+# What `ssh-keygen -s` grants unless told otherwise. permit-port-forwarding will matter to the planned
+# notebooks (not there yet): sshd refuses direct-tcpip channels to certificates without it.
 DEFAULT_EXTENSIONS = (
     b"permit-X11-forwarding",
     b"permit-agent-forwarding",

@@ -29,6 +29,7 @@ from hcc_federation.remote.errors import (
 from hcc_federation.remote.identity import Identity
 from hcc_federation.remote.ordered_send import send_data, send_eof, send_signal
 from hcc_federation.remote.result import CommandResult
+from hcc_federation.settings import Settings, SshSettings
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,10 @@ class _Entry:
         self.failure: RemoteError | None = None
 
 
+# the defaults of a pool built by hand (scripts, tests) are the settings' defaults, written once there
+_SSH_DEFAULTS = SshSettings()
+
+
 class ConnectionPool:
     """Pooled, authenticated SSH transports to clusters, shared by every thread of the service.
 
@@ -120,10 +125,10 @@ class ConnectionPool:
 
     def __init__(
         self,
-        max_connections: int = 256,
-        idle_timeout: float = 300.0,
+        max_connections: int = _SSH_DEFAULTS.max_connections,
+        idle_timeout: float = _SSH_DEFAULTS.idle_timeout,
         reaper_interval: float = 30.0,
-        max_lifetime: float = 3600.0,
+        max_lifetime: float = _SSH_DEFAULTS.max_lifetime,
     ) -> None:
         if max_connections <= 0 or idle_timeout <= 0 or reaper_interval <= 0 or max_lifetime <= 0:
             raise ValueError(
@@ -314,6 +319,14 @@ class ConnectionPool:
         _close_all(victims)
         if reaper is not None and reaper is not threading.current_thread():
             reaper.join(timeout=5)
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "ConnectionPool":
+        """The service's pool, from hcc.ssh.*."""
+        ssh = settings.ssh
+        return cls(
+            max_connections=ssh.max_connections, idle_timeout=ssh.idle_timeout, max_lifetime=ssh.max_lifetime
+        )
 
     def __enter__(self) -> "ConnectionPool":
         return self

@@ -24,9 +24,8 @@ from pyramid.paster import get_appsettings
 from sqlalchemy import text
 
 from ..auth.directory import Directory
-from ..clusters import endpoint_for
 from ..db import make_engine
-from ..remote import ConnectionPool, load_ca_key
+from ..remote import ClusterEndpoint, ConnectionPool, load_ca_key
 from ..settings import Settings, SettingsError, parse_settings
 
 
@@ -59,7 +58,7 @@ def check_database(settings: Settings, ini_path: str) -> str:
 
 
 def check_directory(settings: Settings) -> str:
-    Directory(settings.ldap).check()
+    Directory.from_settings(settings).check()
     return f"{settings.ldap.uri}: the service account binds and reads {settings.ldap.user_base}"
 
 
@@ -70,7 +69,7 @@ def check_ca_key(settings: Settings) -> str:
 
 def check_cluster(settings: Settings, name: str, pool: ConnectionPool) -> str:
     cluster = next(c for c in settings.clusters if c.name == name)
-    endpoint = endpoint_for(cluster)
+    endpoint = ClusterEndpoint.from_settings(cluster)
     if not os.path.isfile(cluster.known_hosts):
         raise RuntimeError(f"known_hosts file {cluster.known_hosts} does not exist")
     if not paramiko.HostKeys(cluster.known_hosts).lookup(endpoint.host_key_name):
@@ -90,7 +89,7 @@ def run_checks(settings: Settings, ini_path: str) -> list[Check]:
     ]
     if settings.ssh.ca_key:
         checks.append(_attempt("ssh user CA", lambda: check_ca_key(settings)))
-    with ConnectionPool() as pool:
+    with ConnectionPool.from_settings(settings) as pool:
         for cluster in settings.clusters:
             checks.append(
                 _attempt(

@@ -46,6 +46,7 @@ def test_huge_body_is_a_413_envelope_before_anything_reads_it(app):
 
 def test_an_unexpected_error_is_a_500_envelope_that_tells_nothing(settings):
     from pyramid.config import Configurator
+    from pyramid.security import NO_PERMISSION_REQUIRED
 
     def boom(request):
         raise RuntimeError("secret detail /etc/shadow")
@@ -54,7 +55,8 @@ def test_an_unexpected_error_is_a_500_envelope_that_tells_nothing(settings):
         for part in (".settings", ".db", ".auth", ".api"):
             config.include("hcc_federation" + part)
         config.add_route("boom", "/boom")
-        config.add_view(boom, route_name="boom")
+        # public: views are private by default, and this one must reach the error, not the 401
+        config.add_view(boom, route_name="boom", permission=NO_PERMISSION_REQUIRED)
     r = TestApp(config.make_wsgi_app()).get("/boom", status=500)
     assert_envelope(r, 500)
     assert "secret" not in r.text

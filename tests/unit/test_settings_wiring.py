@@ -1,0 +1,334 @@
+"""Every documented setting, set to a value that is not its default, arrives where it acts in the built app.
+
+The app is built by ``main()`` as pserve builds it, with no server behind it: nothing here connects
+anywhere (the database and the directory point at a closed loopback port and are never called
+except where a test catches the connect).
+"""
+
+import os
+import types
+from datetime import timedelta
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.serialization import load_ssh_public_identity
+from webob import Request
+from webtest import TestApp
+
+from hcc_federation import main
+from hcc_federation.api import client_address
+from hcc_federation.auth.custody import session_credential
+from hcc_federation.files.views import _tree_runner
+from hcc_federation.remote.identity import CLOCK_SKEW
+from tests.unit.test_settings_readme import TABLE
+
+
+class _Captured(Exception):
+    """Raised by the connect hook: the connection's parameters were seen, no connection is made."""
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory):
+    d = tmp_path_factory.mktemp("wiring")
+    known_hosts = d / "known_hosts"
+    known_hosts.write_text("")
+    ca_key = d / "ca_key"
+    key = ed25519.Ed25519PrivateKey.generate()
+    ca_key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        )
+    )
+    os.chmod(ca_key, 0o600)
+    return types.SimpleNamespace(known_hosts=str(known_hosts), ca_key=str(ca_key))
+
+
+def raw_settings(paths) -> dict[str, str]:
+    """Every key of the README's table, none at its default."""
+    alpha = "hcc.cluster.alpha."
+    return {
+        "hcc.database.url": "mysql+mysqldb://hcc:pw@127.0.0.1:9/wiringdb",
+        "hcc.database.echo": "true",
+        "hcc.database.connect_timeout": "7",
+        "hcc.database.read_timeout": "11",
+        "hcc.database.write_timeout": "13",
+        "hcc.database.pool_size": "3",
+        "hcc.database.max_overflow": "2",
+        "hcc.database.pool_timeout": "4.5",
+        "hcc.database.max_concurrent_calls": "6",
+        "hcc.database.call_queue_timeout": "0.25",
+        "hcc.database.failure_cooldown": "9",
+        "hcc.auth.secret": "k" * 40,
+        "hcc.auth.idle_timeout": "600",
+        "hcc.auth.max_age": "7200",
+        "hcc.auth.throttle_window": "120",
+        "hcc.auth.throttle_max_per_user": "3",
+        "hcc.auth.throttle_max_per_address": "7",
+        "hcc.auth.username_pattern": "^[a-z]{1,8}$",
+        "hcc.ldap.uri": "ldap://127.0.0.1:9 ldap://127.0.0.2:9",
+        "hcc.ldap.bind_dn": "cn=svc,dc=example,dc=org",
+        "hcc.ldap.bind_password": "svc-pw",
+        "hcc.ldap.timeout": "2.5",
+        "hcc.ldap.user_base": "ou=Staff,dc=example,dc=org",
+        "hcc.ldap.user_filter": "(&(objectClass=person)(uid={login}))",
+        "hcc.ldap.group_base": "ou=Teams,dc=example,dc=org",
+        "hcc.ldap.group_filter": "(memberUid={uid})",
+        "hcc.ldap.lock_attribute": "nsAccountLock",
+        "hcc.ldap.lock_value": "yes",
+        "hcc.ldap.fullname_attribute": "displayName",
+        "hcc.ldap.email_attribute": "mailAlternateAddress",
+        "hcc.ldap.description_attribute": "title",
+        "hcc.api.cors_origins": "https://portal.example.org",
+        "hcc.api.max_body_bytes": "2048",
+        "hcc.api.trusted_proxies": "127.0.0.9",
+        "hcc.files.max_upload_bytes": "4096",
+        "hcc.files.link_ttl": "60",
+        "hcc.files.tree_timeout": "30",
+        "hcc.clusters": "alpha beta",
+        alpha + "host": "127.0.0.3",
+        alpha + "port": "2299",
+        alpha + "known_hosts": paths.known_hosts,
+        alpha + "description": "Alpha, the big one",
+        alpha + "identity": "certificate",
+        alpha + "connect_timeout": "3.5",
+        alpha + "command_timeout": "20",
+        alpha + "output_limit": "4096",
+        alpha + "max_sessions": "3",
+        alpha + "keepalive": "7",
+        alpha + "max_concurrent_requests": "2",
+        alpha + "queue_timeout": "0.2",
+        alpha + "env": "HCC_A=1 HCC_B=two",
+        alpha + "command_prefix": "module load slurm",
+        alpha + "filesystems": "SCRATCH=/scratch/$USER HOME=$HOME",
+        "hcc.cluster.beta.host": "127.0.0.4",
+        "hcc.cluster.beta.known_hosts": paths.known_hosts,
+        "hcc.ssh.ca_key": paths.ca_key,
+        "hcc.ssh.max_connections": "9",
+        "hcc.ssh.idle_timeout": "45",
+        "hcc.ssh.max_lifetime": "120",
+        "hcc.ssh.status_ttl": "2.5",
+    }
+
+
+@pytest.fixture(scope="module")
+def app(paths):
+    app = main({}, **raw_settings(paths))
+    yield app
+    app.registry.hcc_pool.close_all()
+    app.registry.hcc_engine.dispose()
+
+
+def _connect_params(registry) -> dict:
+    """What the engine passes to mysqlclient when it connects; the connection itself is stopped."""
+    from MySQLdb.connections import Connection
+
+    seen: dict = {}
+
+    def capture(self, *args, **kwargs):
+        seen.update(kwargs)
+        raise _Captured
+
+    real = Connection.__init__
+    Connection.__init__ = capture
+    try:
+        with pytest.raises(_Captured):
+            registry.hcc_engine.connect()
+    finally:
+        Connection.__init__ = real
+    return seen
+
+
+def _status(client: TestApp, method: str, path: str, size: int, content_type: str = "") -> int:
+    return client.request(
+        path,
+        method=method,
+        body=b"{" + b" " * (size - 2) + b"}",
+        content_type=content_type or None,
+        expect_errors=True,
+    ).status_int
+
+
+def _certificate_validity(registry) -> timedelta:
+    credential = session_credential(registry, "alice", "secret")
+    cert = load_ssh_public_identity(credential["ssh_cert"].encode())
+    return timedelta(seconds=cert.valid_before - cert.valid_after)
+
+
+def _tree_timeout(registry) -> float:
+    calls = []
+    request = types.SimpleNamespace(
+        registry=registry, cluster_runner=lambda cluster: lambda argv, **kw: calls.append(kw["timeout"])
+    )
+    _tree_runner(request, registry.hcc_clusters.get("alpha"))(["true"])
+    return calls[0]
+
+
+def _lifted(registry, attribute):
+    return registry.hcc_directory._is_locked_by_attribute({attribute: ["yes"]})
+
+
+def _client_address(registry) -> str:
+    request = Request.blank(
+        "/", environ={"REMOTE_ADDR": "127.0.0.9"}, headers={"X-Forwarded-For": "10.1.2.3"}
+    )
+    request.registry = registry
+    return client_address(request)
+
+
+def alpha(registry):
+    return registry.hcc_clusters.get("alpha")
+
+
+def ldap(registry):
+    return registry.hcc_directory.settings
+
+
+def attributes(registry) -> list[str]:
+    return registry.hcc_directory._user_attributes()
+
+
+# the one value that depends on the test's temporary directory: compared with what was set
+KNOWN_HOSTS = object()
+
+
+# key -> (what the built app does with it, what that must be). Keys of a cluster are checked on alpha.
+CHECKS = {
+    "hcc.database.url": (lambda r: r.hcc_engine.url.database, "wiringdb"),
+    "hcc.database.echo": (lambda r: r.hcc_engine.echo, True),
+    "hcc.database.connect_timeout": (lambda r: _connect_params(r)["connect_timeout"], 7),
+    "hcc.database.read_timeout": (lambda r: _connect_params(r)["read_timeout"], 11),
+    "hcc.database.write_timeout": (lambda r: _connect_params(r)["write_timeout"], 13),
+    "hcc.database.pool_size": (lambda r: r.hcc_engine.pool.size(), 3),
+    "hcc.database.max_overflow": (lambda r: r.hcc_engine.pool._max_overflow, 2),
+    "hcc.database.pool_timeout": (lambda r: r.hcc_engine.pool.timeout(), 4.5),
+    "hcc.database.max_concurrent_calls": (lambda r: r.hcc_db_guard.max_concurrent, 6),
+    "hcc.database.call_queue_timeout": (lambda r: r.hcc_db_guard.queue_timeout, 0.25),
+    "hcc.database.failure_cooldown": (lambda r: r.hcc_db_guard.cooldown, 9),
+    "hcc.auth.secret": (
+        lambda r: (r.hcc_sessions.settings.secret, r.hcc_throttle.settings.secret),
+        (b"k" * 40,) * 2,
+    ),
+    # use is recorded every idle_timeout / 4 when that is under 60 s
+    "hcc.auth.idle_timeout": (lambda r: r.hcc_sessions.touch_interval, timedelta(seconds=60)),
+    "hcc.auth.max_age": (_certificate_validity, timedelta(seconds=7200) + CLOCK_SKEW),
+    "hcc.auth.throttle_window": (lambda r: r.hcc_throttle.settings.throttle_window, 120),
+    "hcc.auth.throttle_max_per_user": (lambda r: r.hcc_throttle.settings.throttle_max_per_user, 3),
+    "hcc.auth.throttle_max_per_address": (lambda r: r.hcc_throttle.settings.throttle_max_per_address, 7),
+    "hcc.auth.username_pattern": (lambda r: r.hcc_login.username_pattern.pattern, "^[a-z]{1,8}$"),
+    "hcc.ldap.uri": (
+        lambda r: [(s.host, s.port) for s in r.hcc_directory._server().servers],
+        [("127.0.0.1", 9), ("127.0.0.2", 9)],
+    ),
+    "hcc.ldap.bind_dn": (lambda r: ldap(r).bind_dn, "cn=svc,dc=example,dc=org"),
+    "hcc.ldap.bind_password": (lambda r: ldap(r).bind_password, "svc-pw"),
+    # ldap3 takes whole seconds: 2.5 is rounded up
+    "hcc.ldap.timeout": (
+        lambda r: (
+            {s.connect_timeout for s in r.hcc_directory._server().servers},
+            r.hcc_directory._connection(None, None).receive_timeout,
+        ),
+        ({3}, 3),
+    ),
+    "hcc.ldap.user_base": (lambda r: ldap(r).user_base, "ou=Staff,dc=example,dc=org"),
+    "hcc.ldap.user_filter": (
+        lambda r: ldap(r).user_filter,
+        "(&(objectClass=person)(uid={login}))",
+    ),
+    "hcc.ldap.group_base": (lambda r: ldap(r).group_base, "ou=Teams,dc=example,dc=org"),
+    "hcc.ldap.group_filter": (lambda r: ldap(r).group_filter, "(memberUid={uid})"),
+    "hcc.ldap.lock_attribute": (lambda r: _lifted(r, "nsAccountLock"), True),
+    "hcc.ldap.lock_value": (lambda r: _lifted(r, "nsAccountLock"), True),
+    "hcc.ldap.fullname_attribute": (lambda r: "displayName" in attributes(r), True),
+    "hcc.ldap.email_attribute": (
+        lambda r: "mailAlternateAddress" in attributes(r),
+        True,
+    ),
+    "hcc.ldap.description_attribute": (lambda r: "title" in attributes(r), True),
+    "hcc.api.trusted_proxies": (_client_address, "10.1.2.3"),
+    "hcc.files.link_ttl": (lambda r: r.hcc_settings.files.link_ttl, 60),
+    "hcc.files.tree_timeout": (_tree_timeout, 30),
+    "hcc.clusters": (lambda r: [c.name for c in r.hcc_clusters], ["alpha", "beta"]),
+    "hcc.cluster.<name>.host": (lambda r: alpha(r).endpoint.host, "127.0.0.3"),
+    "hcc.cluster.<name>.port": (lambda r: alpha(r).endpoint.port, 2299),
+    "hcc.cluster.<name>.known_hosts": (
+        lambda r: alpha(r).endpoint.known_hosts,
+        KNOWN_HOSTS,
+    ),
+    "hcc.cluster.<name>.description": (
+        lambda r: alpha(r).settings.description,
+        "Alpha, the big one",
+    ),
+    "hcc.cluster.<name>.identity": (
+        lambda r: (r.hcc_clusters.uses("certificate"), r.hcc_ca_key is not None),
+        (True, True),
+    ),
+    "hcc.cluster.<name>.connect_timeout": (
+        lambda r: alpha(r).endpoint.connect_timeout,
+        3.5,
+    ),
+    "hcc.cluster.<name>.command_timeout": (
+        lambda r: alpha(r).endpoint.command_timeout,
+        20,
+    ),
+    "hcc.cluster.<name>.output_limit": (lambda r: alpha(r).endpoint.output_limit, 4096),
+    "hcc.cluster.<name>.max_sessions": (lambda r: alpha(r).endpoint.max_sessions, 3),
+    "hcc.cluster.<name>.keepalive": (lambda r: alpha(r).endpoint.keepalive, 7),
+    "hcc.cluster.<name>.max_concurrent_requests": (lambda r: r.hcc_clusters.bulkhead("alpha").limit, 2),
+    "hcc.cluster.<name>.queue_timeout": (lambda r: r.hcc_clusters.bulkhead("alpha").stall_timeout, 0.2),
+    "hcc.cluster.<name>.env": (
+        lambda r: dict(alpha(r).endpoint.env),
+        {"HCC_A": "1", "HCC_B": "two"},
+    ),
+    "hcc.cluster.<name>.command_prefix": (
+        lambda r: alpha(r).endpoint.command_prefix,
+        "module load slurm",
+    ),
+    "hcc.cluster.<name>.filesystems": (
+        lambda r: alpha(r).settings.filesystems,
+        (("SCRATCH", "/scratch/$USER"), ("HOME", "$HOME")),
+    ),
+    "hcc.ssh.ca_key": (lambda r: r.hcc_ca_key is not None, True),
+    "hcc.ssh.max_connections": (lambda r: r.hcc_pool.max_connections, 9),
+    "hcc.ssh.idle_timeout": (lambda r: r.hcc_pool.idle_timeout, 45),
+    "hcc.ssh.max_lifetime": (lambda r: r.hcc_pool.max_lifetime, 120),
+    "hcc.ssh.status_ttl": (lambda r: r.hcc_clusters.status_ttl, 2.5),
+}
+
+
+@pytest.mark.parametrize("key", sorted(CHECKS))
+def test_the_setting_arrives_where_it_acts(app, paths, key):
+    observe, expected = CHECKS[key]
+    if expected is KNOWN_HOSTS:
+        expected = paths.known_hosts
+    assert observe(app.registry) == expected
+
+
+def test_every_documented_key_is_set_and_checked(paths):
+    """A key added to the README without a check here, or not set above, fails this test."""
+    documented = set(TABLE)
+    raw = {k.replace("hcc.cluster.alpha.", "hcc.cluster.<name>.") for k in raw_settings(paths)}
+    # besides those of the body-size and CORS tests below
+    checked = set(CHECKS) | {"hcc.api.max_body_bytes", "hcc.files.max_upload_bytes", "hcc.api.cors_origins"}
+    assert documented <= raw
+    assert documented == checked
+
+
+def test_body_limits_act(app):
+    client = TestApp(app, extra_environ={"REMOTE_ADDR": "127.0.0.1"}, lint=False)
+    # a JSON body: hcc.api.max_body_bytes (2048, not 1 MiB)
+    assert _status(client, "POST", "/api/v1/sessions", 3000, content_type="application/json") == 413
+    assert _status(client, "POST", "/api/v1/sessions", 1500, content_type="application/json") == 400
+    # a file's bytes: hcc.files.max_upload_bytes (4096), not the JSON limit
+    upload = "/api/v1/clusters/alpha/files/content?path=/tmp/x"
+    assert _status(client, "PUT", upload, 5000) == 413
+    assert _status(client, "PUT", upload, 3000) == 401
+
+
+def test_cors_origins_act(app):
+    client = TestApp(app, extra_environ={"REMOTE_ADDR": "127.0.0.1"}, lint=False)
+    preflight = {"Access-Control-Request-Method": "GET"}
+    allowed = client.options("/api/v1/me", headers={"Origin": "https://portal.example.org", **preflight})
+    assert allowed.status_int == 204
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://portal.example.org"
+    client.options("/api/v1/me", headers={"Origin": "https://other.example.org", **preflight}, status=403)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import atexit
 
 from ..remote import ConnectionPool, load_ca_key
-from .access import cluster_identity, cluster_runner, cluster_sftp, hold_cluster
+from .access import ClusterAccess, access_as, access_to, caller_credential, cluster_access
 from .registry import (
     Cluster,
     ClusterCommandFailed,
@@ -23,6 +23,7 @@ from .registry import (
 
 __all__ = [
     "Cluster",
+    "ClusterAccess",
     "ClusterCommandFailed",
     "ClusterRegistry",
     "ClusterStatus",
@@ -52,10 +53,11 @@ def includeme(config) -> None:
         "hcc_federation.clusters.access.bulkhead_tween_factory",
         under="hcc_federation.api.tweens.body_limit_tween_factory",
     )
-    config.add_request_method(hold_cluster, "hold_cluster")
-    config.add_request_method(cluster_identity, "cluster_identity")
-    config.add_request_method(cluster_runner, "cluster_runner")
-    config.add_request_method(cluster_sftp, "cluster_sftp")
+    # views reach a cluster only through these (see access.py): one lookup, one decrypt, one slot
+    config.add_request_method(caller_credential, "caller_credential", reify=True)
+    config.add_request_method(cluster_access, "cluster_access", reify=True)
+    config.add_request_method(access_to, "access_to")
+    config.add_request_method(access_as, "access_as")
     # the views are Cornice services; .api, included first (see main), has already included Cornice
     config.include("cornice")
     config.scan(".views")

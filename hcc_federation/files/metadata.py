@@ -265,20 +265,32 @@ def _sniff_text(sftp: paramiko.SFTPClient, path: str) -> bool | None:
         return None
 
 
+def lstat_path(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPAttributes:
+    """The path's own attributes (a final symlink not followed), its failure mapped to a file error."""
+    try:
+        return sftp.lstat(path)
+    except OSError as exc:
+        raise map_sftp_error(exc, path, "look at") from None
+
+
 def get_metadata(
-    sftp: paramiko.SFTPClient, path: str, *, run: Runner | None = None, sniff: bool = True
+    sftp: paramiko.SFTPClient,
+    path: str,
+    *,
+    run: Runner | None = None,
+    sniff: bool = True,
+    attr: paramiko.SFTPAttributes | None = None,
 ) -> dict[str, Any]:
     """Metadata of one path (not following a final symlink): see the field list at the top.
 
     Owner and group names come from the connection's id cache (see ``resolve_ids``). For a file,
     ``text`` reads up to 4 KiB (one open/read/close) unless ``sniff`` is false (then ``text`` is None),
-    and ``text`` is None when the file is not readable.
+    and ``text`` is None when the file is not readable. ``attr``: the path's ``lstat_path``, when the
+    caller already has it (saves a round trip).
     """
     path = validate_path(path)
-    try:
-        attr = sftp.lstat(path)
-    except OSError as exc:
-        raise map_sftp_error(exc, path, "look at") from None
+    if attr is None:
+        attr = lstat_path(sftp, path)
     names = resolve_ids(sftp, [attr.st_uid], [attr.st_gid], run)
     meta = attr_metadata(path, attr, names)
     if meta["type"] == "symlink":

@@ -1,0 +1,71 @@
+"""One request, one resolution: the cluster, the caller's credential and the path are each handled once."""
+
+import sys
+import urllib.parse
+import uuid
+from collections import Counter
+
+import paramiko
+import pytest
+
+from hcc_federation.files import paths
+
+CLUSTERS = ["alpha", "beta"]
+
+
+@pytest.fixture(params=CLUSTERS)
+def cluster(request, database_url) -> str:
+    if "mysql" in database_url:
+        pytest.skip("counts SSH-side work: the registry database plays no part")
+    return request.param
+
+
+def _count_path_checks(monkeypatch, counts: Counter) -> None:
+    """Count every real path check, whichever module's binding of validate_path is called.
+
+    A path that already passed the check (a CheckedPath, where that type exists) is not checked again.
+    """
+    original = paths.validate_path
+    checked = getattr(paths, "CheckedPath", ())
+
+    def counting(path, *args, **kwargs):
+        if not isinstance(path, checked):
+            counts["path checks"] += 1
+        return original(path, *args, **kwargs)
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("hcc_federation") and getattr(module, "validate_path", None) is original:
+            monkeypatch.setattr(module, "validate_path", counting)
+
+
+def _count_calls(monkeypatch, owner, attribute: str, counts: Counter, key: str) -> None:
+    original = getattr(owner, attribute)
+
+    def counting(*args, **kwargs):
+        counts[key] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, attribute, counting)
+
+
+def test_a_listing_checks_its_path_opens_the_credential_and_stats_the_directory_once(
+    app, login, cluster, monkeypatch
+):
+    headers = login("alice")
+    base = f"/api/v1/clusters/{cluster}/files"
+    path = f"/home/alice/hcc-access-{uuid.uuid4().hex}"
+    app.post_json(base + "/mkdir", {"path": path}, headers=headers, status=201)
+    try:
+        app.put(base + "/content?" + urllib.parse.urlencode({"path": path + "/a.txt"}), b"a", headers=headers)
+        app.post_json(base + "/mkdir", {"path": path + "/sub"}, headers=headers, status=201)
+        counts: Counter = Counter()
+        _count_path_checks(monkeypatch, counts)
+        _count_calls(monkeypatch, app.app.registry.hcc_sessions, "credential", counts, "credential opens")
+        _count_calls(monkeypatch, paramiko.SFTPClient, "stat", counts, "stats")
+        _count_calls(monkeypatch, paramiko.SFTPClient, "lstat", counts, "stats")
+        found = app.get(base + "?" + urllib.parse.urlencode({"path": path}), headers=headers, status=200).json
+        monkeypatch.undo()
+        assert [e["name"] for e in found["entries"]] == ["sub", "a.txt"]
+        assert dict(counts) == {"path checks": 1, "credential opens": 1, "stats": 1}
+    finally:
+        app.delete(base + "?" + urllib.parse.urlencode({"path": path, "recursive": "true"}), headers=headers)

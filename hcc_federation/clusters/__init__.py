@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 
 from ..remote import ConnectionPool, load_ca_key
+from ..remote.paramiko_compat import check_paramiko_version
 from .access import ClusterAccess, access_as, access_to, caller_credential, cluster_access
 from .registry import (
     Cluster,
@@ -36,6 +37,9 @@ __all__ = [
 
 
 def includeme(config) -> None:
+    # the pool relies on paramiko internals checked against one minor version: refuse any other now,
+    # with a message, rather than misbehave on the first request that needs them
+    check_paramiko_version()
     settings = config.registry.hcc_settings
     pool = ConnectionPool(
         max_connections=settings.ssh.max_connections,

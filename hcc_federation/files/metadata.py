@@ -16,11 +16,9 @@ from typing import Any
 
 import paramiko
 from paramiko.message import Message
-from paramiko.sftp import (
-    CMD_EXTENDED,
-    CMD_EXTENDED_REPLY,
-)
+from paramiko.sftp import CMD_EXTENDED_REPLY
 
+from hcc_federation.remote.paramiko_compat import sftp_extended
 from hcc_federation.remote.result import CommandResult
 
 from .errors import IsADirectory, NotARegularFile, RemoteFileError, map_command_error, map_sftp_error
@@ -182,12 +180,12 @@ def _ids_by_extension(
 ) -> tuple[list[str], list[str]]:
     """OpenSSH >= 9.1's ``users-groups-by-id@openssh.com``: names for ids in one SFTP round trip.
 
-    paramiko has no public call for it, so this uses ``_request`` the way paramiko's own
-    ``posix_rename`` does. An empty name means the server does not know the id.
+    paramiko has no public call for it (see remote.paramiko_compat.sftp_extended). An empty name
+    means the server does not know the id.
     """
     packed_uids = struct.pack(f">{len(uids)}I", *uids)
     packed_gids = struct.pack(f">{len(gids)}I", *gids)
-    kind, msg = sftp._request(CMD_EXTENDED, "users-groups-by-id@openssh.com", packed_uids, packed_gids)
+    kind, msg = sftp_extended(sftp, "users-groups-by-id@openssh.com", packed_uids, packed_gids)
     if kind != CMD_EXTENDED_REPLY:
         raise OSError("unexpected reply to users-groups-by-id")
     user_msg, group_msg = Message(msg.get_string()), Message(msg.get_string())

@@ -69,3 +69,12 @@ def test_a_listing_checks_its_path_opens_the_credential_and_stats_the_directory_
         assert dict(counts) == {"path checks": 1, "credential opens": 1, "stats": 1}
     finally:
         app.delete(base + "?" + urllib.parse.urlencode({"path": path, "recursive": "true"}), headers=headers)
+
+
+def test_the_app_refuses_to_start_on_an_unchecked_paramiko(settings, monkeypatch):
+    from hcc_federation import main
+    from hcc_federation.remote.paramiko_compat import UnsupportedParamiko
+
+    monkeypatch.setattr(paramiko, "__version__", "5.2.0")
+    with pytest.raises(UnsupportedParamiko, match="paramiko 5.2.0 is installed"):
+        main({}, **settings)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 
+from ..fanout import FanOut
 from ..remote import ConnectionPool, load_ca_key
 from ..remote.paramiko_compat import check_paramiko_version
 from .access import ClusterAccess, access_as, access_to, caller_credential, cluster_access
@@ -49,7 +50,11 @@ def includeme(config) -> None:
     # SSH transports end cleanly with the process rather than being cut mid-channel
     atexit.register(pool.close_all)
     config.registry.hcc_pool = pool
-    config.registry.hcc_clusters = ClusterRegistry(settings.clusters, settings.ssh, pool)
+    # one bounded pool of threads for all fan-out work, made once (see FanOut.for_clusters for its size)
+    fanout = FanOut.for_clusters(settings.clusters)
+    atexit.register(fanout.shutdown)
+    config.registry.hcc_fanout = fanout
+    config.registry.hcc_clusters = ClusterRegistry(settings.clusters, settings.ssh, pool, fanout)
     # load (and check the mode of) the CA key at start-up, not at the first login
     config.registry.hcc_ca_key = load_ca_key(settings.ssh.ca_key) if settings.ssh.ca_key else None
     # where it sat when .api was included after it: under the API's tweens, just over pyramid_tm

@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..bulkhead import Bulkhead
 from ..errors import NotFound, ServiceError
+from ..fanout import FanOut
 from ..remote import CertificateIdentity, ClusterEndpoint, ConnectionPool, PasswordIdentity
 from ..settings import ClusterSettings, SshSettings
 
@@ -69,7 +69,9 @@ def endpoint_for(settings: ClusterSettings) -> ClusterEndpoint:
 class ClusterRegistry:
     """Every configured cluster by name, and their recently probed status."""
 
-    def __init__(self, clusters: Sequence[ClusterSettings], ssh: SshSettings, pool: ConnectionPool):
+    def __init__(
+        self, clusters: Sequence[ClusterSettings], ssh: SshSettings, pool: ConnectionPool, fanout: FanOut
+    ):
         self._clusters = {c.name: Cluster(c, endpoint_for(c)) for c in clusters}
         self._bulkheads = {
             c.name: Bulkhead(c.name, c.max_concurrent_requests, c.queue_timeout) for c in clusters
@@ -78,10 +80,9 @@ class ClusterRegistry:
         self.status_ttl = ssh.status_ttl
         self._status: dict[str, tuple[float, ClusterStatus]] = {}
         self._lock = threading.Lock()
-        # probes of all clusters run at once; a slow cluster costs one timeout, not the sum
-        self._executor = ThreadPoolExecutor(
-            max_workers=max(1, min(16, len(self._clusters))), thread_name_prefix="probe"
-        )
+        # probes of all clusters run at once (on the shared fan-out); a slow cluster costs one
+        # timeout, not the sum
+        self._fanout = fanout
 
     def __iter__(self):
         return iter(self._clusters.values())
@@ -127,7 +128,7 @@ class ClusterRegistry:
                 if cached and now - cached[0] < self.status_ttl:
                     out[cluster.name] = cached[1]
                 else:
-                    pending[cluster.name] = self._executor.submit(self._probe, cluster)
+                    pending[cluster.name] = self._fanout.submit(self._probe, cluster)
         for name, future in pending.items():
             status = future.result()
             out[name] = status

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import posixpath
 import time
-from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from cornice import Service
@@ -47,9 +46,11 @@ all_jobs = Service(name="all_jobs", path="/api/v1/jobs", description="The caller
 FEDERATED_GRACE_SECONDS = 2.0
 
 
-def slurm_client(access: ClusterAccess) -> SlurmClient:
+def slurm_client(request, access: ClusterAccess) -> SlurmClient:
     """Slurm on the access's cluster as the caller, each command bounded by the cluster's command timeout."""
-    return SlurmClient(access.run, timeout=access.cluster.settings.command_timeout)
+    return SlurmClient(
+        access.run, timeout=access.cluster.settings.command_timeout, fanout=request.registry.hcc_fanout
+    )
 
 
 def with_recorded_names(request, cluster: str, jobs: list) -> list:
@@ -87,7 +88,7 @@ def list_cluster_jobs(request):
     """The caller's jobs on one cluster since a day (default: the last 7 days), newest first."""
     access = request.cluster_access
     cluster = access.cluster
-    jobs = slurm_client(access).list_jobs(request.identity.username, **_list_arguments(request))
+    jobs = slurm_client(request, access).list_jobs(request.identity.username, **_list_arguments(request))
     return {"cluster": cluster.name, "jobs": with_recorded_names(request, cluster.name, jobs)}
 
 
@@ -103,7 +104,7 @@ def submit_job(request):
     access = request.cluster_access
     cluster = access.cluster
     username = request.identity.username
-    client = slurm_client(access)
+    client = slurm_client(request, access)
     body = request.validated
     # The side effect first, the record after: a failed sbatch leaves no row. Nothing retries a
     # POST, so a job is never submitted twice.
@@ -151,7 +152,7 @@ def get_job(request):
     access = request.cluster_access
     cluster = access.cluster
     job_id = _job_id(request)
-    job = slurm_client(access).get_job(request.identity.username, job_id)
+    job = slurm_client(request, access).get_job(request.identity.username, job_id)
     with_recorded_names(request, cluster.name, [job])
     return {"cluster": cluster.name, **job}
 
@@ -163,7 +164,7 @@ def cancel_job(request):
     access = request.cluster_access
     cluster = access.cluster
     job_id = _job_id(request)
-    slurm_client(access).cancel_job(request.identity.username, job_id)
+    slurm_client(request, access).cancel_job(request.identity.username, job_id)
     log.info("job %s cancelled on %s by %s", job_id, cluster.name, request.identity.username)
     return no_content()
 
@@ -186,19 +187,20 @@ def list_all_jobs(request):
     # Built here, not in the workers: the credential comes from this request's session.
     for cluster in request.registry.hcc_clusters:
         try:
-            clients[cluster] = slurm_client(request.access_to(cluster))
+            clients[cluster] = slurm_client(request, request.access_to(cluster))
         except ServiceError as exc:
             errors.append(_cluster_error(cluster.name, exc))
     jobs: list[dict] = []
     if clients:
-        # One thread per cluster for this request alone: a slow cluster costs its own timeout,
-        # never a queue behind other requests; shutdown(wait=False) leaves a late one to finish
-        # on its own (its command timeout ends it) while this request answers.
-        executor = ThreadPoolExecutor(max_workers=len(clients), thread_name_prefix="hcc-jobs")
+        # Every cluster at once on the shared fan-out (never a queue behind other requests: when it
+        # is full, a cluster's list runs in this thread); a late one is left to finish on its own
+        # (its command timeout ends it) while this request answers.
+        fanout = request.registry.hcc_fanout
+        futures = {}
         try:
             started = time.monotonic()
             futures = {
-                cluster: executor.submit(client.list_jobs, username, **arguments)
+                cluster: fanout.submit(client.list_jobs, username, **arguments)
                 for cluster, client in clients.items()
             }
             for cluster, future in futures.items():
@@ -220,7 +222,8 @@ def list_all_jobs(request):
                 except Exception as exc:  # one cluster's failure is its entry, never the whole answer's
                     errors.append(_cluster_error(cluster.name, exc))
         finally:
-            executor.shutdown(wait=False, cancel_futures=True)
+            for future in futures.values():
+                future.cancel()
     jobs = newest_first(jobs)
     if arguments["limit"]:
         jobs = jobs[: arguments["limit"]]

@@ -78,3 +78,29 @@ def test_the_app_refuses_to_start_on_an_unchecked_paramiko(settings, monkeypatch
     monkeypatch.setattr(paramiko, "__version__", "5.2.0")
     with pytest.raises(UnsupportedParamiko, match="paramiko 5.2.0 is installed"):
         main({}, **settings)
+
+
+def test_job_lists_and_probes_fan_out_on_the_one_shared_executor(app, login, database_url, monkeypatch):
+    if "mysql" in database_url:
+        pytest.skip("counts threads: the registry database plays no part")
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    headers = login("alice")
+    made = []
+    original = ThreadPoolExecutor.__init__
+
+    def counting(self, *args, **kwargs):
+        made.append(kwargs.get("thread_name_prefix", ""))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ThreadPoolExecutor, "__init__", counting)
+    for _ in range(3):
+        app.get("/api/v1/clusters/alpha/jobs", headers=headers, status=200)
+        assert app.get("/api/v1/jobs", headers=headers, status=200).json["errors"] == []
+        app.get("/api/v1/clusters", headers=headers, status=200)
+    monkeypatch.undo()
+    assert made == []
+    fanout = app.app.registry.hcc_fanout
+    workers = [t for t in threading.enumerate() if t.name.startswith("hcc-fanout")]
+    assert 0 < len(workers) <= fanout.max_workers

@@ -8,6 +8,7 @@ import posixpath
 import stat
 import struct
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -30,10 +31,10 @@ from .paths import validate_path
 #   a file adds mime and text, and etag where a runner is given (get_metadata: one ``stat`` on the
 #   cluster, see FileVersion; entries of a listing carry none, as that would cost a command per page).
 #   Paths are never followed for metadata (lstat): a symlink is shown as one. Owner and group names
-#   come from OpenSSH's users-groups-by-id extension (one round trip for all new ids, cached per SFTP
-#   connection), else from ``getent`` through the runner, else the number. Parsing ``longname`` of
-#   listings was rejected: its format is the server's choice and it
-#   is not there for a single stat.
+#   come from OpenSSH's users-groups-by-id extension (one round trip for all new ids, cached per
+#   pooled SSH connection, see IdNames), else from ``getent`` through the runner, else the number.
+#   Parsing ``longname`` of listings was rejected: its format is the server's choice and it is not
+#   there for a single stat.
 #
 # Every remote command gets an argv (``--`` before paths), never a shell string, and runs as the user.
 
@@ -153,25 +154,41 @@ def looks_like_text(sample: bytes) -> bool:
     return True
 
 
-class _IdNames:
-    """uid/gid -> name for one SFTP connection (ids rarely change names; bounded, so never stale for long)."""
+class IdNames:
+    """uid/gid -> name, shared by every SFTP channel of one pooled connection (one user on one cluster).
+
+    An SFTP client lives for one request (the pool opens a channel per use), so a cache keyed by it
+    never served a second request; the connection lives for up to hcc.ssh.max_lifetime and serves
+    all of that user's requests. Bounded (MAX ids) and expiring (TTL seconds): a renamed account
+    or group shows its new name within TTL, and a directory of many owners cannot grow it for long.
+    """
 
     MAX = 4096
+    TTL = 300.0
 
-    def __init__(self) -> None:
+    def __init__(self, now: float) -> None:
+        self.born = now
         self.users: dict[int, str] = {}
         self.groups: dict[int, str] = {}
 
+    def stale(self, now: float) -> bool:
+        return now - self.born > self.TTL or len(self.users) + len(self.groups) > self.MAX
 
-_ID_NAMES: weakref.WeakKeyDictionary[paramiko.SFTPClient, _IdNames] = weakref.WeakKeyDictionary()
+
+# keyed by the pooled transport: it goes (weakly) when the pool retires or drops the connection
+_ID_NAMES: weakref.WeakKeyDictionary[object, IdNames] = weakref.WeakKeyDictionary()
 _ID_NAMES_LOCK = threading.Lock()
 
 
-def _id_names(sftp: paramiko.SFTPClient) -> _IdNames:
+def _id_names(sftp: paramiko.SFTPClient) -> IdNames:
+    channel = sftp.get_channel()
+    # the connection when there is one (the pool's); an SFTP client on its own caches for itself
+    owner = channel.get_transport() if channel is not None else sftp
+    now = time.monotonic()
     with _ID_NAMES_LOCK:
-        names = _ID_NAMES.get(sftp)
-        if names is None or len(names.users) + len(names.groups) > _IdNames.MAX:
-            names = _ID_NAMES[sftp] = _IdNames()
+        names = _ID_NAMES.get(owner)
+        if names is None or names.stale(now):
+            names = _ID_NAMES[owner] = IdNames(now)
         return names
 
 
@@ -207,7 +224,7 @@ def parse_getent(output: str) -> dict[int, str]:
 
 def resolve_ids(
     sftp: paramiko.SFTPClient, uids: Iterable[int | None], gids: Iterable[int | None], run: Runner | None
-) -> _IdNames:
+) -> IdNames:
     """Make sure every id has a name in the connection's cache; returns the cache.
 
     Order of attempts: the cache; the OpenSSH extension (no extra channel); ``getent`` through the
@@ -239,7 +256,7 @@ def resolve_ids(
     return names
 
 
-def attr_metadata(path: str, attr: paramiko.SFTPAttributes, names: _IdNames) -> dict[str, Any]:
+def attr_metadata(path: str, attr: paramiko.SFTPAttributes, names: IdNames) -> dict[str, Any]:
     kind = file_type(attr.st_mode)
     meta: dict[str, Any] = {
         "path": path,

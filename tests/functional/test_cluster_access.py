@@ -104,3 +104,23 @@ def test_job_lists_and_probes_fan_out_on_the_one_shared_executor(app, login, dat
     fanout = app.app.registry.hcc_fanout
     workers = [t for t in threading.enumerate() if t.name.startswith("hcc-fanout")]
     assert 0 < len(workers) <= fanout.max_workers
+
+
+def test_owner_names_are_looked_up_once_per_connection_not_once_per_request(app, login, cluster, monkeypatch):
+    from hcc_federation.files import metadata
+
+    headers = login("alice")
+    url = f"/api/v1/clusters/{cluster}/files?" + urllib.parse.urlencode({"path": "/home/alice"})
+    app.get(url, headers=headers, status=200)  # the connection is up and has met alice's ids
+    lookups = Counter()
+    original = metadata.sftp_extended
+
+    def counting(sftp, name, *args):
+        lookups[name] += 1
+        return original(sftp, name, *args)
+
+    monkeypatch.setattr(metadata, "sftp_extended", counting)
+    for _ in range(3):
+        assert {e["owner"] for e in app.get(url, headers=headers, status=200).json["entries"]} >= {"alice"}
+    monkeypatch.undo()
+    assert lookups["users-groups-by-id@openssh.com"] == 0

@@ -124,3 +124,18 @@ def test_owner_names_are_looked_up_once_per_connection_not_once_per_request(app,
         assert {e["owner"] for e in app.get(url, headers=headers, status=200).json["entries"]} >= {"alice"}
     monkeypatch.undo()
     assert lookups["users-groups-by-id@openssh.com"] == 0
+
+
+def test_the_federated_job_list_opens_the_credential_once_for_every_cluster(
+    app, login, database_url, monkeypatch
+):
+    if "mysql" in database_url:
+        pytest.skip("counts credential opens: the registry database plays no part")
+    headers = login("alice")
+    counts: Counter = Counter()
+    _count_calls(monkeypatch, app.app.registry.hcc_sessions, "credential", counts, "credential opens")
+    found = app.get("/api/v1/jobs", headers=headers, status=200).json
+    monkeypatch.undo()
+    assert found["errors"] == []
+    assert len(app.app.registry.hcc_clusters) == 2
+    assert dict(counts) == {"credential opens": 1}

@@ -22,7 +22,7 @@ requires = [
     "transaction>=4.0",
     "alembic>=1.13,<2",
     "mysqlclient>=2.2,<3",
-    "paramiko>=5.1,<6",
+    "paramiko>=5.1,<5.2",  # the minor version remote/paramiko_compat.py was checked against
     "cryptography>=42",
 ]
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import atexit
 
+from ..fanout import FanOut
 from ..remote import ConnectionPool, load_ca_key
-from .access import cluster_identity, cluster_runner, cluster_sftp, hold_cluster
+from ..remote.paramiko_compat import check_paramiko_version
+from .access import ClusterAccess, access_as, access_to, caller_credential, cluster_access
 from .registry import (
     Cluster,
     ClusterCommandFailed,
@@ -22,6 +24,7 @@ from .registry import (
 
 __all__ = [
     "Cluster",
+    "ClusterAccess",
     "ClusterCommandFailed",
     "ClusterRegistry",
     "ClusterStatus",
@@ -33,12 +36,19 @@ __all__ = [
 
 
 def includeme(config) -> None:
+    # the pool relies on paramiko internals checked against one minor version: refuse any other now,
+    # with a message, rather than misbehave on the first request that needs them
+    check_paramiko_version()
     settings = config.registry.hcc_settings
     pool = ConnectionPool.from_settings(settings)
     # SSH transports end cleanly with the process rather than being cut mid-channel
     atexit.register(pool.close_all)
     config.registry.hcc_pool = pool
-    config.registry.hcc_clusters = ClusterRegistry.from_settings(settings, pool)
+    # one bounded pool of threads for all fan-out work, made once (see FanOut.for_clusters for its size)
+    fanout = FanOut.for_clusters(settings.clusters)
+    atexit.register(fanout.shutdown)
+    config.registry.hcc_fanout = fanout
+    config.registry.hcc_clusters = ClusterRegistry.from_settings(settings, pool, fanout)
     # load (and check the mode of) the CA key at start-up, not at the first login
     config.registry.hcc_ca_key = load_ca_key(settings.ssh.ca_key) if settings.ssh.ca_key else None
     # where it sat when .api was included after it: under the API's tweens, just over pyramid_tm
@@ -46,10 +56,11 @@ def includeme(config) -> None:
         "hcc_federation.clusters.access.bulkhead_tween_factory",
         under="hcc_federation.api.tweens.body_limit_tween_factory",
     )
-    config.add_request_method(hold_cluster, "hold_cluster")
-    config.add_request_method(cluster_identity, "cluster_identity")
-    config.add_request_method(cluster_runner, "cluster_runner")
-    config.add_request_method(cluster_sftp, "cluster_sftp")
+    # views reach a cluster only through these (see access.py): one lookup, one decrypt, one slot
+    config.add_request_method(caller_credential, "caller_credential", reify=True)
+    config.add_request_method(cluster_access, "cluster_access", reify=True)
+    config.add_request_method(access_to, "access_to")
+    config.add_request_method(access_as, "access_as")
     # the views are Cornice services; .api, included first (see main), has already included Cornice
     config.include("cornice")
     config.scan(".views")

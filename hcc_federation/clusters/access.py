@@ -1,12 +1,56 @@
-"""Per-request access to a cluster as the caller: identity, runner, SFTP, and the cluster's bulkhead."""
+"""One cluster as one caller, for one request: the cluster, the caller's SSH identity and its bulkhead slot.
+
+Views get everything remote from ``request.cluster_access`` (the cluster named in the route) or
+``request.access_to(cluster)`` (the federated job list, which visits every cluster): the cluster is
+looked up once (one 404), the session's sealed credential is opened once per request, the cluster's
+bulkhead slot is taken once, and ``run``/``sftp``/``stream`` act as the caller. No view touches the
+pool. A download link, which acts as the link's maker rather than the caller, builds the same object
+from the identity it holds (``access_as``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+
+import paramiko
 
 from ..bulkhead import ReleasingBody, release_all
-from ..remote import CommandResult
+from ..remote import CommandResult, ConnectionPool, Identity
 from .registry import Cluster, identity_for
+
+# run(argv, stdin=None, timeout=None) as the caller on the cluster's login node
+Runner = Callable[..., CommandResult]
+
+
+class ClusterAccess:
+    """A cluster as one identity: commands, SFTP and streamed exec channels through the shared pool.
+
+    Pyramid-free: the request helpers below build it, domain code and tests can build it directly.
+    """
+
+    def __init__(self, pool: ConnectionPool, cluster: Cluster, identity: Identity) -> None:
+        self.cluster = cluster
+        self.identity = identity
+        self._pool = pool
+
+    def run(
+        self, argv: Sequence[str], stdin: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        """Run argv (timeout: the cluster's command_timeout unless given) and collect its output."""
+        return self._pool.run(self.cluster.endpoint, self.identity, argv, stdin=stdin, timeout=timeout)
+
+    def runner(self, timeout: float) -> Runner:
+        """``run`` with another default timeout (e.g. hcc.files.tree_timeout for whole trees)."""
+        return lambda argv, stdin=None: self.run(argv, stdin=stdin, timeout=timeout)
+
+    def sftp(self) -> AbstractContextManager[paramiko.SFTPClient]:
+        """An SFTP client on a pooled channel, for the ``with`` block."""
+        return self._pool.open_sftp(self.cluster.endpoint, self.identity)
+
+    def stream(self, argv: Sequence[str]) -> AbstractContextManager[paramiko.Channel]:
+        """An exec channel running argv, for reading its stdout as it comes (downloads)."""
+        return self._pool.exec_channel(self.cluster.endpoint, self.identity, argv)
 
 
 def hold_cluster(request, cluster: Cluster) -> None:
@@ -24,17 +68,30 @@ def hold_cluster(request, cluster: Cluster) -> None:
     holds[cluster.name] = bulkhead
 
 
-def cluster_identity(request, cluster: Cluster):
-    """The caller's SSH identity for a cluster, from the credential sealed in the session.
+def caller_credential(request) -> dict | None:
+    """The credential sealed in the caller's session, opened once per request (reified)."""
+    return request.registry.hcc_sessions.credential(request.identity)
 
-    Every use of a cluster for a caller starts here (runner, SFTP, downloads), so the cluster's
-    bulkhead is taken here too.
-    """
-    session = request.identity
-    credential = request.registry.hcc_sessions.credential(session)
-    identity = identity_for(cluster, session.username, credential)
+
+def access_as(request, cluster: Cluster, identity: Identity) -> ClusterAccess:
+    """``cluster`` as ``identity`` for this request, holding the cluster's bulkhead slot."""
     hold_cluster(request, cluster)
-    return identity
+    return ClusterAccess(request.registry.hcc_pool, cluster, identity)
+
+
+def access_to(request, cluster: Cluster) -> ClusterAccess:
+    """``cluster`` as the caller; built once per cluster and request."""
+    built = request.__dict__.setdefault("hcc_cluster_access", {})
+    access = built.get(cluster.name)
+    if access is None:
+        identity = identity_for(cluster, request.identity.username, request.caller_credential)
+        access = built[cluster.name] = access_as(request, cluster, identity)
+    return access
+
+
+def cluster_access(request) -> ClusterAccess:
+    """The cluster of the route's ``{cluster}`` as the caller (reified: one lookup, one 404)."""
+    return request.access_to(request.registry.hcc_clusters.get(request.matchdict["cluster"]))
 
 
 def bulkhead_tween_factory(handler, registry):
@@ -60,19 +117,3 @@ def bulkhead_tween_factory(handler, registry):
         return response
 
     return bulkhead_tween
-
-
-def cluster_runner(request, cluster: Cluster) -> Callable[..., CommandResult]:
-    """run(argv, stdin=None, timeout=None) as the caller on the cluster's login node."""
-    identity = cluster_identity(request, cluster)
-    pool = request.registry.hcc_pool
-
-    def run(argv: Sequence[str], stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
-        return pool.run(cluster.endpoint, identity, argv, stdin=stdin, timeout=timeout)
-
-    return run
-
-
-def cluster_sftp(request, cluster: Cluster):
-    """A context manager yielding an SFTP client as the caller on the cluster (a pooled channel)."""
-    return request.registry.hcc_pool.open_sftp(cluster.endpoint, cluster_identity(request, cluster))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..bulkhead import Bulkhead
 from ..errors import DomainError
+from ..fanout import FanOut
 from ..remote import CertificateIdentity, ClusterEndpoint, ConnectionPool, PasswordIdentity
 from ..settings import ClusterSettings, Settings, SshSettings
 
@@ -53,7 +53,9 @@ class ClusterStatus:
 class ClusterRegistry:
     """Every configured cluster by name, and their recently probed status."""
 
-    def __init__(self, clusters: Sequence[ClusterSettings], ssh: SshSettings, pool: ConnectionPool):
+    def __init__(
+        self, clusters: Sequence[ClusterSettings], ssh: SshSettings, pool: ConnectionPool, fanout: FanOut
+    ):
         self._clusters = {c.name: Cluster(c, ClusterEndpoint.from_settings(c)) for c in clusters}
         self._bulkheads = {
             c.name: Bulkhead(c.name, c.max_concurrent_requests, c.queue_timeout, max_wait=c.command_timeout)
@@ -63,15 +65,14 @@ class ClusterRegistry:
         self.status_ttl = ssh.status_ttl
         self._status: dict[str, tuple[float, ClusterStatus]] = {}
         self._lock = threading.Lock()
-        # probes of all clusters run at once; a slow cluster costs one timeout, not the sum
-        self._executor = ThreadPoolExecutor(
-            max_workers=max(1, min(16, len(self._clusters))), thread_name_prefix="probe"
-        )
+        # probes of all clusters run at once (on the shared fan-out); a slow cluster costs one
+        # timeout, not the sum
+        self._fanout = fanout
 
     @classmethod
-    def from_settings(cls, settings: Settings, pool: ConnectionPool) -> ClusterRegistry:
-        """Every hcc.cluster.<name> with hcc.ssh.status_ttl, on the service's pool."""
-        return cls(settings.clusters, settings.ssh, pool)
+    def from_settings(cls, settings: Settings, pool: ConnectionPool, fanout: FanOut) -> ClusterRegistry:
+        """Every hcc.cluster.<name> with hcc.ssh.status_ttl, on the service's pool and fan-out."""
+        return cls(settings.clusters, settings.ssh, pool, fanout)
 
     def __iter__(self):
         return iter(self._clusters.values())
@@ -117,7 +118,7 @@ class ClusterRegistry:
                 if cached and now - cached[0] < self.status_ttl:
                     out[cluster.name] = cached[1]
                 else:
-                    pending[cluster.name] = self._executor.submit(self._probe, cluster)
+                    pending[cluster.name] = self._fanout.submit(self._probe, cluster)
         for name, future in pending.items():
             status = future.result()
             out[name] = status

@@ -91,8 +91,9 @@ def list_clusters(request):
 def get_cluster(request):
     """One cluster: status, partitions, nodes and file systems, as the caller sees them."""
     registry = request.registry.hcc_clusters
-    found = registry.get(request.matchdict["cluster"])
-    details = cluster_details(found, request.cluster_runner(found))
-    filesystems = cluster_filesystems(request, found)
+    access = request.cluster_access
+    found = access.cluster
+    details = cluster_details(found, access.run)
+    filesystems = cluster_filesystems(request, access)
     # sinfo answered as the caller: no separate probe (a new TCP connection) is needed to say "up"
     return {**status_json(found, registry.record_up(found.name)), **details, "filesystems": filesystems}

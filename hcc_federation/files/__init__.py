@@ -45,13 +45,14 @@ from .metadata import (
     iso_time,
     looks_like_text,
     lstat_or_none,
+    lstat_path,
     parse_getent,
     parse_version,
     require_regular,
     version_argv,
 )
 from .operations import copy, copy_argv, delete, make_directory, move, remove_tree_argv, touch
-from .paths import MAX_NAME_BYTES, MAX_PATH_BYTES, resolve_filesystems, validate_path
+from .paths import MAX_NAME_BYTES, MAX_PATH_BYTES, CheckedPath, resolve_filesystems, validate_path
 from .transfer import (
     DEFAULT_CHUNK,
     FULL_MARGIN,
@@ -67,6 +68,7 @@ from .transfer import (
 )
 
 __all__ = [
+    "CheckedPath",
     "DEFAULT_CHUNK",
     "DEFAULT_LIST_LIMIT",
     "FULL_MARGIN",
@@ -115,6 +117,7 @@ __all__ = [
     "list_directory",
     "looks_like_text",
     "lstat_or_none",
+    "lstat_path",
     "make_directory",
     "map_command_error",
     "map_sftp_error",

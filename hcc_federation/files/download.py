@@ -14,7 +14,7 @@ from webob.byterange import ContentRange, Range
 from webob.etag import ETagMatcher
 
 from .. import files
-from ..clusters import Cluster
+from ..clusters import ClusterAccess
 
 # What one read of the request body asks for, and one recv of a download: 256 KiB, as the domain code.
 CHUNK = files.DEFAULT_CHUNK
@@ -141,26 +141,21 @@ class _ChannelBody:
         self._stack.close()
 
 
-def serve_file(
-    request, cluster: Cluster, identity, path: str, *, disposition: str = "attachment"
-) -> Response:
-    """A file's bytes as a streamed response (Range, ETag, If-None-Match), read as ``identity``.
+def serve_file(request, access: ClusterAccess, path: str, *, disposition: str = "attachment") -> Response:
+    """A file's bytes as a streamed response (Range, ETag, If-None-Match), read through ``access``.
 
     The stat and the permission check run over SFTP, so a missing or unreadable file fails with
     404/403 before any header is sent. Small bodies are read on that SFTP channel; bigger ones are
     streamed by ``dd`` (with ``count`` capped at the size announced, so a growing file cannot
     overrun Content-Length) on an exec channel that holds one session slot until the body ends.
     """
-    # a download link reaches here without cluster_identity: take the cluster's slot (idempotent)
-    request.hold_cluster(cluster)
-    pool = request.registry.hcc_pool
     stack = contextlib.ExitStack()
     streaming = False
     try:
-        sftp = stack.enter_context(pool.open_sftp(cluster.endpoint, identity))
+        sftp = stack.enter_context(access.sftp())
         _stat_regular(sftp, path)
         # the size that goes with the etag: both from the one stat of the file's version
-        version = files.file_version(lambda argv: pool.run(cluster.endpoint, identity, argv), path)
+        version = files.file_version(access.run, path)
         size = version.size
         etag = version.etag
         # webob compares If-None-Match weakly (RFC 9110 13.1.2), and "*" matches any etag
@@ -211,7 +206,7 @@ def serve_file(
                 f"count={length}",
                 "status=none",
             ]
-            channel = stack.enter_context(pool.exec_channel(cluster.endpoint, identity, argv))
+            channel = stack.enter_context(access.stream(argv))
             response.app_iter = _ChannelBody(stack, channel, length, path)
             streaming = True
         response.content_length = length

@@ -57,10 +57,11 @@ def make_link(request):
     """
     path = checked_path(request.validated["path"])
     registry = request.registry
-    cluster = registry.hcc_clusters.get(request.matchdict["cluster"])
+    access = request.cluster_access
+    cluster = access.cluster
     session = request.identity
     # the file must exist and be readable now: a link to nothing is a mistake better told at once
-    with request.cluster_sftp(cluster) as sftp:
+    with access.sftp() as sftp:
         try:
             files.require_regular(sftp.stat(path), path)
             sftp.open(path, "rb").close()
@@ -68,7 +69,7 @@ def make_link(request):
             raise files.map_sftp_error(exc, path, "read") from None
     secret = registry.hcc_settings.auth.secret
     token = new_token()
-    credential = registry.hcc_sessions.credential(session)
+    credential = request.caller_credential
     now = utcnow()
     # never beyond the session's hard end; its idle end is checked at each use
     expires_at = min(now + timedelta(seconds=registry.hcc_settings.files.link_ttl), session.row.expires_at)
@@ -147,4 +148,4 @@ def follow_link(request):
     except MissingCredential:
         # the cluster's identity mode changed since the link was made
         raise LinkGone("no such download link, or it has expired") from None
-    return serve_file(request, cluster, identity, link.path)
+    return serve_file(request, request.access_as(cluster, identity), link.path)

@@ -75,18 +75,20 @@ def list_directory(
     offset: int = 0,
     limit: int = DEFAULT_LIST_LIMIT,
     run: Runner | None = None,
+    attr: paramiko.SFTPAttributes | None = None,
 ) -> dict[str, Any]:
     """The directory's metadata plus ``entries`` (one page), ``offset``, ``limit`` and ``total``.
 
     Streams the listing (``listdir_iter``) and keeps only the offset+limit smallest rows, so memory is
     bounded by the page, not by the directory. Entries carry ``mime`` guessed from the name and
     ``text: None``: sniffing would cost an open/read/close per file of the page. A symlink to a
-    directory is listed (the symlink's own metadata comes first).
+    directory is listed (the symlink's own metadata comes first). ``attr``: the path's ``lstat_path``,
+    when the caller already has it (saves a round trip).
     """
     path = validate_path(path)
     offset, limit = check_paging(offset, limit)
     try:
-        own = sftp.lstat(path)
+        own = attr if attr is not None else sftp.lstat(path)
         followed = sftp.stat(path) if stat.S_ISLNK(own.st_mode or 0) else own
     except OSError as exc:
         raise map_sftp_error(exc, path, "look at") from None

@@ -8,6 +8,7 @@ import posixpath
 import stat
 import struct
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -16,11 +17,9 @@ from typing import Any
 
 import paramiko
 from paramiko.message import Message
-from paramiko.sftp import (
-    CMD_EXTENDED,
-    CMD_EXTENDED_REPLY,
-)
+from paramiko.sftp import CMD_EXTENDED_REPLY
 
+from hcc_federation.remote.paramiko_compat import sftp_extended
 from hcc_federation.remote.result import CommandResult
 
 from .errors import IsADirectory, NotARegularFile, RemoteFileError, map_command_error, map_sftp_error
@@ -32,10 +31,10 @@ from .paths import validate_path
 #   a file adds mime and text, and etag where a runner is given (get_metadata: one ``stat`` on the
 #   cluster, see FileVersion; entries of a listing carry none, as that would cost a command per page).
 #   Paths are never followed for metadata (lstat): a symlink is shown as one. Owner and group names
-#   come from OpenSSH's users-groups-by-id extension (one round trip for all new ids, cached per SFTP
-#   connection), else from ``getent`` through the runner, else the number. Parsing ``longname`` of
-#   listings was rejected: its format is the server's choice and it
-#   is not there for a single stat.
+#   come from OpenSSH's users-groups-by-id extension (one round trip for all new ids, cached per
+#   pooled SSH connection, see IdNames), else from ``getent`` through the runner, else the number.
+#   Parsing ``longname`` of listings was rejected: its format is the server's choice and it is not
+#   there for a single stat.
 #
 # Every remote command gets an argv (``--`` before paths), never a shell string, and runs as the user.
 
@@ -155,25 +154,41 @@ def looks_like_text(sample: bytes) -> bool:
     return True
 
 
-class _IdNames:
-    """uid/gid -> name for one SFTP connection (ids rarely change names; bounded, so never stale for long)."""
+class IdNames:
+    """uid/gid -> name, shared by every SFTP channel of one pooled connection (one user on one cluster).
+
+    An SFTP client lives for one request (the pool opens a channel per use), so a cache keyed by it
+    never served a second request; the connection lives for up to hcc.ssh.max_lifetime and serves
+    all of that user's requests. Bounded (MAX ids) and expiring (TTL seconds): a renamed account
+    or group shows its new name within TTL, and a directory of many owners cannot grow it for long.
+    """
 
     MAX = 4096
+    TTL = 300.0
 
-    def __init__(self) -> None:
+    def __init__(self, now: float) -> None:
+        self.born = now
         self.users: dict[int, str] = {}
         self.groups: dict[int, str] = {}
 
+    def stale(self, now: float) -> bool:
+        return now - self.born > self.TTL or len(self.users) + len(self.groups) > self.MAX
 
-_ID_NAMES: weakref.WeakKeyDictionary[paramiko.SFTPClient, _IdNames] = weakref.WeakKeyDictionary()
+
+# keyed by the pooled transport: it goes (weakly) when the pool retires or drops the connection
+_ID_NAMES: weakref.WeakKeyDictionary[object, IdNames] = weakref.WeakKeyDictionary()
 _ID_NAMES_LOCK = threading.Lock()
 
 
-def _id_names(sftp: paramiko.SFTPClient) -> _IdNames:
+def _id_names(sftp: paramiko.SFTPClient) -> IdNames:
+    channel = sftp.get_channel()
+    # the connection when there is one (the pool's); an SFTP client on its own caches for itself
+    owner = channel.get_transport() if channel is not None else sftp
+    now = time.monotonic()
     with _ID_NAMES_LOCK:
-        names = _ID_NAMES.get(sftp)
-        if names is None or len(names.users) + len(names.groups) > _IdNames.MAX:
-            names = _ID_NAMES[sftp] = _IdNames()
+        names = _ID_NAMES.get(owner)
+        if names is None or names.stale(now):
+            names = _ID_NAMES[owner] = IdNames(now)
         return names
 
 
@@ -182,12 +197,12 @@ def _ids_by_extension(
 ) -> tuple[list[str], list[str]]:
     """OpenSSH >= 9.1's ``users-groups-by-id@openssh.com``: names for ids in one SFTP round trip.
 
-    paramiko has no public call for it, so this uses ``_request`` the way paramiko's own
-    ``posix_rename`` does. An empty name means the server does not know the id.
+    paramiko has no public call for it (see remote.paramiko_compat.sftp_extended). An empty name
+    means the server does not know the id.
     """
     packed_uids = struct.pack(f">{len(uids)}I", *uids)
     packed_gids = struct.pack(f">{len(gids)}I", *gids)
-    kind, msg = sftp._request(CMD_EXTENDED, "users-groups-by-id@openssh.com", packed_uids, packed_gids)
+    kind, msg = sftp_extended(sftp, "users-groups-by-id@openssh.com", packed_uids, packed_gids)
     if kind != CMD_EXTENDED_REPLY:
         raise OSError("unexpected reply to users-groups-by-id")
     user_msg, group_msg = Message(msg.get_string()), Message(msg.get_string())
@@ -209,7 +224,7 @@ def parse_getent(output: str) -> dict[int, str]:
 
 def resolve_ids(
     sftp: paramiko.SFTPClient, uids: Iterable[int | None], gids: Iterable[int | None], run: Runner | None
-) -> _IdNames:
+) -> IdNames:
     """Make sure every id has a name in the connection's cache; returns the cache.
 
     Order of attempts: the cache; the OpenSSH extension (no extra channel); ``getent`` through the
@@ -241,7 +256,7 @@ def resolve_ids(
     return names
 
 
-def attr_metadata(path: str, attr: paramiko.SFTPAttributes, names: _IdNames) -> dict[str, Any]:
+def attr_metadata(path: str, attr: paramiko.SFTPAttributes, names: IdNames) -> dict[str, Any]:
     kind = file_type(attr.st_mode)
     meta: dict[str, Any] = {
         "path": path,
@@ -265,20 +280,32 @@ def _sniff_text(sftp: paramiko.SFTPClient, path: str) -> bool | None:
         return None
 
 
+def lstat_path(sftp: paramiko.SFTPClient, path: str) -> paramiko.SFTPAttributes:
+    """The path's own attributes (a final symlink not followed), its failure mapped to a file error."""
+    try:
+        return sftp.lstat(path)
+    except OSError as exc:
+        raise map_sftp_error(exc, path, "look at") from None
+
+
 def get_metadata(
-    sftp: paramiko.SFTPClient, path: str, *, run: Runner | None = None, sniff: bool = True
+    sftp: paramiko.SFTPClient,
+    path: str,
+    *,
+    run: Runner | None = None,
+    sniff: bool = True,
+    attr: paramiko.SFTPAttributes | None = None,
 ) -> dict[str, Any]:
     """Metadata of one path (not following a final symlink): see the field list at the top.
 
     Owner and group names come from the connection's id cache (see ``resolve_ids``). For a file,
     ``text`` reads up to 4 KiB (one open/read/close) unless ``sniff`` is false (then ``text`` is None),
-    and ``text`` is None when the file is not readable.
+    and ``text`` is None when the file is not readable. ``attr``: the path's ``lstat_path``, when the
+    caller already has it (saves a round trip).
     """
     path = validate_path(path)
-    try:
-        attr = sftp.lstat(path)
-    except OSError as exc:
-        raise map_sftp_error(exc, path, "look at") from None
+    if attr is None:
+        attr = lstat_path(sftp, path)
     names = resolve_ids(sftp, [attr.st_uid], [attr.st_gid], run)
     meta = attr_metadata(path, attr, names)
     if meta["type"] == "symlink":

@@ -15,12 +15,27 @@ MAX_NAME_BYTES = 255
 # ----------------------------------------------------------------------------------------- path rules
 
 
+class CheckedPath(str):
+    """A path that passed ``validate_path``: the views check a caller's path once, and the domain
+    functions they hand it to (which also take paths from scripts and tests) need not check it again."""
+
+    __slots__ = ()
+
+
 def validate_path(path: object, *, name: str = "path") -> str:
-    """Return ``path`` normalized, or raise ``InvalidArgument`` (querystring, ``name``).
+    """Return ``path`` normalized (a ``CheckedPath``), or raise ``InvalidArgument`` (``name``).
 
     Absolute, no NUL, at most 4096 bytes of UTF-8 and 255 bytes per component. ``..`` is resolved
     lexically: it grants nothing, since every operation runs with the user's own Unix rights.
+    A ``CheckedPath`` is returned as it is.
     """
+    if isinstance(path, CheckedPath):
+        return path
+    return check_path(path, name=name)
+
+
+def check_path(path: object, *, name: str = "path") -> CheckedPath:
+    """The rules of ``validate_path``, applied (use ``validate_path``, which skips a checked path)."""
     if not isinstance(path, str) or not path:
         raise InvalidArgument("a path is required", field=name)
     if "\x00" in path:
@@ -40,7 +55,7 @@ def validate_path(path: object, *, name: str = "path") -> str:
     for component in normalized.split("/"):
         if len(component.encode("utf-8")) > MAX_NAME_BYTES:
             raise InvalidArgument(f"a path component is longer than {MAX_NAME_BYTES} bytes", field=name)
-    return normalized
+    return CheckedPath(normalized)
 
 
 def resolve_filesystems(

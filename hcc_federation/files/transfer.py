@@ -14,17 +14,15 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import paramiko
-from paramiko.sftp import (
-    CMD_EXTENDED,
-    CMD_EXTENDED_REPLY,
-    CMD_HANDLE,
-    CMD_OPEN,
-    CMD_STATUS,
-    SFTP_FLAG_CREATE,
-    SFTP_FLAG_EXCL,
-    SFTP_FLAG_WRITE,
-)
+from paramiko.sftp import CMD_EXTENDED_REPLY
 from paramiko.sftp_file import SFTPFile
+
+from hcc_federation.remote.paramiko_compat import (
+    finish_pipelined_writes,
+    forget_handle,
+    open_exclusive,
+    sftp_extended,
+)
 
 from .errors import (
     AlreadyExists,
@@ -234,7 +232,7 @@ def write_file(
                 if max_bytes is not None and written > max_bytes:
                     raise PayloadTooLarge(f"the upload is larger than {max_bytes} bytes", path=path)
                 handle.write(data)
-            _finish_pipelined_writes(handle)
+            finish_pipelined_writes(handle)
         # Belt and braces, as paramiko's own putfo(confirm=True) does: the size must be what we sent.
         stored_attr = sftp.stat(temp)
         stored = stored_attr.st_size
@@ -298,8 +296,7 @@ def _closing_unless_link_failed(handle: paramiko.SFTPFile, path: str) -> Iterato
         yield handle
     except BaseException as exc:
         if link_failure(exc, path, "write") is not None:
-            # paramiko's BufferedFile flag: also keeps __del__ from trying to close it later
-            handle._closed = True
+            forget_handle(handle)
         else:
             handle.close()
         raise
@@ -313,15 +310,9 @@ def create_exclusive(sftp: paramiko.SFTPClient, path: str, mode: int) -> SFTPFil
     chmod after the data comes too late: another user could read a private file's new content
     while it was uploaded. SFTP v3's OPEN carries the permissions, which OpenSSH's sftp-server hands
     to open(2) (the umask can only take bits away). O_EXCL: an existing name, or a symlink planted
-    under it, is never reused. paramiko has no public call for this; ``_request`` is what its own
-    ``open`` uses.
+    under it, is never reused. paramiko has no public call for this (see paramiko_compat).
     """
-    attrs = paramiko.SFTPAttributes()
-    attrs.st_mode = mode
-    kind, msg = sftp._request(CMD_OPEN, path, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL, attrs)
-    if kind != CMD_HANDLE:
-        raise paramiko.SFTPError("expected a handle")
-    return SFTPFile(sftp, msg.get_binary(), "wb")
+    return open_exclusive(sftp, path, mode)
 
 
 def _new_file_mode(sftp: paramiko.SFTPClient, directory: str) -> int:
@@ -395,21 +386,6 @@ def sweep_stale_temp_files(run: Runner, directory: str, uid: int) -> None:
         run(sweep_stale_temp_argv(directory, uid))
 
 
-def _finish_pipelined_writes(handle: paramiko.SFTPFile) -> None:
-    """Wait for the status of every WRITE still in flight, raising the first failure.
-
-    paramiko 5.1 checks pipelined WRITE statuses only when over 100 are queued, and ``close()``
-    discards the rest: on a full disk the tail of a file was silently lost (seen on a 1 MiB tmpfs).
-    This drains the queue as paramiko's own unpipelined ``_write`` does; responses arrive in order.
-    """
-    handle.flush()
-    pending = handle._reqs
-    while pending:
-        kind, _ = handle.sftp._read_response(pending.popleft())
-        if kind != CMD_STATUS:
-            raise paramiko.SFTPError("expected a status for a WRITE")
-
-
 # Less free space than this, after a write failed, is taken for a full file system.
 FULL_MARGIN = 1024 * 1024
 
@@ -418,7 +394,7 @@ def _file_system_full(sftp: paramiko.SFTPClient, directory: str) -> bool:
     """Whether the file system holding ``directory`` is (nearly) full, by OpenSSH's
     ``statvfs@openssh.com``; False when the server cannot tell."""
     try:
-        kind, msg = sftp._request(CMD_EXTENDED, "statvfs@openssh.com", directory)
+        kind, msg = sftp_extended(sftp, "statvfs@openssh.com", directory)
     except (OSError, EOFError, paramiko.SSHException):
         return False
     if kind != CMD_EXTENDED_REPLY:

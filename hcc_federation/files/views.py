@@ -15,7 +15,7 @@ from cornice.validators import colander_body_validator
 from .. import files
 from ..api.docs import documented
 from ..api.responses import no_content
-from ..clusters import Cluster
+from ..clusters import ClusterAccess
 from ..errors import InvalidArgument
 from .download import serve_file
 from .errors import FilesystemMisconfigured
@@ -81,25 +81,22 @@ def checked_path(value: str, *, name: str = "path") -> str:
 # ------------------------------------------------------------------------------------- helpers
 
 
-def _cluster(request) -> Cluster:
-    return request.registry.hcc_clusters.get(request.matchdict["cluster"])
-
-
-def cluster_filesystems(request, cluster: Cluster) -> list[dict[str, str]]:
+def cluster_filesystems(request, access: ClusterAccess) -> list[dict[str, str]]:
     """The cluster's named file systems resolved for the caller: [{"name", "path"}].
 
     ``$HOME`` costs an SFTP channel (SFTP starts in the home directory) and ``$GROUP`` a command
     (``id -gn``); neither is asked for unless a template uses it.
     """
+    cluster = access.cluster
     templates = dict(cluster.settings.filesystems)
     joined = " ".join(templates.values())
     username = request.identity.username
     home = group = ""
     if "HOME" in joined:
-        with request.cluster_sftp(cluster) as sftp:
+        with access.sftp() as sftp:
             home = sftp.normalize(".")
     if "GROUP" in joined:
-        result = request.cluster_runner(cluster)(["id", "-gn"])
+        result = access.run(["id", "-gn"])
         group = result.text().strip()
         if not result.ok or not group:
             raise FilesystemMisconfigured(
@@ -114,12 +111,10 @@ def cluster_filesystems(request, cluster: Cluster) -> list[dict[str, str]]:
 # --------------------------------------------------------------------------------------- views
 
 
-def _tree_runner(request, cluster: Cluster) -> Callable:
+def _tree_runner(request, access: ClusterAccess) -> Callable:
     """A runner for work on whole trees (copy, recursive delete): hcc.files.tree_timeout, not the
     cluster's command_timeout, which is sized for quick commands."""
-    run = request.cluster_runner(cluster)
-    timeout = request.registry.hcc_settings.files.tree_timeout
-    return lambda argv, stdin=None: run(argv, stdin=stdin, timeout=timeout)
+    return access.runner(request.registry.hcc_settings.files.tree_timeout)
 
 
 @file_metadata.get()
@@ -128,18 +123,22 @@ def get_file(request):
     """Metadata of a path; for a directory also one page of its entries (directories first, by name)."""
     query = parse_query(request, ListQuery())
     path = checked_path(query["path"])
-    cluster = _cluster(request)
-    run = request.cluster_runner(cluster)
-    with request.cluster_sftp(cluster) as sftp:
-        meta = files.get_metadata(sftp, path, run=run)
-        if meta["type"] == "directory" or meta["type"] == "symlink":
+    access = request.cluster_access
+    run = access.run
+    with access.sftp() as sftp:
+        # one lstat serves both answers: the listing's own entry and a non-directory's metadata
+        attr = files.lstat_path(sftp, path)
+        kind = files.file_type(attr.st_mode)
+        if kind == "directory" or kind == "symlink":
             try:
-                return files.list_directory(sftp, path, offset=query["offset"], limit=query["limit"], run=run)
+                return files.list_directory(
+                    sftp, path, offset=query["offset"], limit=query["limit"], run=run, attr=attr
+                )
             except (files.NotADirectory, files.NoSuchPath):
-                if meta["type"] == "directory":
+                if kind == "directory":
                     raise
                 # a symlink to a file, or a dangling one: its own metadata
-        return meta
+        return files.get_metadata(sftp, path, run=run, attr=attr)
 
 
 get_file.hcc_querystring = ListQuery()
@@ -151,9 +150,9 @@ def delete_file(request):
     """Delete a file, a symlink or an empty directory; recursive=true deletes a whole tree."""
     query = parse_query(request, DeleteQuery())
     path = checked_path(query["path"])
-    cluster = _cluster(request)
-    with request.cluster_sftp(cluster) as sftp:
-        files.delete(sftp, path, recursive=query["recursive"], run=_tree_runner(request, cluster))
+    access = request.cluster_access
+    with access.sftp() as sftp:
+        files.delete(sftp, path, recursive=query["recursive"], run=_tree_runner(request, access))
     return no_content()
 
 
@@ -182,8 +181,7 @@ def download_file(request):
     """The file's bytes, streamed; Range (one range), ETag and If-None-Match are honoured."""
     query = parse_query(request, PathQuery())
     path = checked_path(query["path"])
-    cluster = _cluster(request)
-    return serve_file(request, cluster, request.cluster_identity(cluster), path)
+    return serve_file(request, request.cluster_access, path)
 
 
 download_file.hcc_querystring = PathQuery()
@@ -213,16 +211,16 @@ def put_file(request):
     """Create or replace a file with the body, atomically; If-Match guards against a change meanwhile."""
     query = parse_query(request, PathQuery())
     path = checked_path(query["path"])
-    cluster = _cluster(request)
+    access = request.cluster_access
     limit = request.registry.hcc_settings.files.max_upload_bytes
-    with request.cluster_sftp(cluster) as sftp:
+    with access.sftp() as sftp:
         created, meta = files.write_file(
             sftp,
             path,
             request_chunks(request, limit, path),
             if_match=request.headers.get("If-Match"),
             max_bytes=limit,
-            run=request.cluster_runner(cluster),
+            run=access.run,
         )
     request.response.status = 201 if created else 200
     request.response.headers["ETag"] = meta["etag"]
@@ -260,13 +258,13 @@ def upload_files(request):
     query = parse_query(request, UploadQuery())
     directory = checked_path(query["path"])
     boundary = multipart_boundary(request)
-    cluster = _cluster(request)
-    run = request.cluster_runner(cluster)
+    access = request.cluster_access
+    run = access.run
     limit = request.registry.hcc_settings.files.max_upload_bytes
     parts = form_parts(request_chunks(request, limit, directory), boundary)
     stored: list[dict[str, Any]] = []
     any_created = False
-    with request.cluster_sftp(cluster) as sftp:
+    with access.sftp() as sftp:
         try:
             attr = sftp.stat(directory)
         except OSError as exc:
@@ -307,11 +305,9 @@ upload_files.hcc_querystring = UploadQuery()
 def make_directory(request):
     """Create a directory; parents=true creates missing parents and accepts an existing directory (200)."""
     path = checked_path(request.validated["path"])
-    cluster = _cluster(request)
-    with request.cluster_sftp(cluster) as sftp:
-        created, meta = files.make_directory(
-            sftp, path, parents=request.validated["parents"], run=request.cluster_runner(cluster)
-        )
+    access = request.cluster_access
+    with access.sftp() as sftp:
+        created, meta = files.make_directory(sftp, path, parents=request.validated["parents"], run=access.run)
     request.response.status = 201 if created else 200
     return meta
 
@@ -325,9 +321,9 @@ def make_directory(request):
 def touch_file(request):
     """Create an empty file (201), or set an existing one's modification time to now (200)."""
     path = checked_path(request.validated["path"])
-    cluster = _cluster(request)
-    with request.cluster_sftp(cluster) as sftp:
-        created, meta = files.touch(sftp, path, run=request.cluster_runner(cluster))
+    access = request.cluster_access
+    with access.sftp() as sftp:
+        created, meta = files.touch(sftp, path, run=access.run)
     request.response.status = 201 if created else 200
     return meta
 
@@ -342,9 +338,9 @@ def move_file(request):
     """Rename or move a file or directory; an existing target is never replaced (409)."""
     path = checked_path(request.validated["path"])
     to = checked_path(request.validated["to"], name="to")
-    cluster = _cluster(request)
-    with request.cluster_sftp(cluster) as sftp:
-        return files.move(sftp, path, to, run=request.cluster_runner(cluster))
+    access = request.cluster_access
+    with access.sftp() as sftp:
+        return files.move(sftp, path, to, run=access.run)
 
 
 @file_copy.post(
@@ -357,8 +353,8 @@ def copy_file(request):
     """Copy a file or a directory tree on the cluster (the data stays there); the target must not exist."""
     path = checked_path(request.validated["path"])
     to = checked_path(request.validated["to"], name="to")
-    cluster = _cluster(request)
-    with request.cluster_sftp(cluster) as sftp:
-        meta = files.copy(sftp, _tree_runner(request, cluster), path, to)
+    access = request.cluster_access
+    with access.sftp() as sftp:
+        meta = files.copy(sftp, _tree_runner(request, access), path, to)
     request.response.status = 201
     return meta

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent import futures
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from hcc_federation.fanout import FanOut
 from hcc_federation.remote.result import CommandResult
 
 from .commands import (
@@ -72,8 +73,16 @@ class SlurmClient:
     pass through.
     """
 
-    def __init__(self, run: Runner, *, timeout: float = 30.0, clock: Callable[[], float] | None = None):
+    def __init__(
+        self,
+        run: Runner,
+        *,
+        timeout: float = 30.0,
+        clock: Callable[[], float] | None = None,
+        fanout: FanOut | None = None,
+    ):
         self._run_argv = run
+        self._fanout = fanout
         self.timeout = timeout
         self._clock = clock or (lambda: datetime.now(UTC).timestamp())
 
@@ -114,13 +123,21 @@ class SlurmClient:
         wanted = validate_states(states)
         limit = validate_limit(limit)
         delimiter = new_delimiter()
-        # the history and the live queue are independent reads: run them at once (two channels on
-        # the user's connection), so a list costs the slower of the two rather than their sum
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="slurm-list") as both:
-            history = both.submit(self._history, sacct_list_argv(user, since_text, delimiter, wanted))
-            queue = both.submit(self._checked, squeue_argv(user))
-            accounted, _ = parse_sacct(history.result(), delimiter)
-            queued = parse_squeue_json(queue.result().text(), self._clock(), user=user)
+        # the history and the live queue are independent reads: with a fan-out, squeue runs beside
+        # sacct (two channels on the user's connection), so a list costs the slower of the two
+        # rather than their sum
+        queue_argv = squeue_argv(user)
+        queue = self._fanout.submit(self._checked, queue_argv) if self._fanout is not None else None
+        try:
+            history = self._history(sacct_list_argv(user, since_text, delimiter, wanted))
+        except BaseException:
+            if queue is not None:
+                # its channel is given back before this request ends, as the request's own are
+                futures.wait([queue])
+            raise
+        accounted, _ = parse_sacct(history, delimiter)
+        queue_result = queue.result() if queue is not None else self._checked(queue_argv)
+        queued = parse_squeue_json(queue_result.text(), self._clock(), user=user)
         jobs = merge_jobs(accounted, queued)
         if wanted is not None:
             jobs = [job for job in jobs if job["state"] in wanted]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import posixpath
 import time
-from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from cornice import Service
@@ -16,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 from ..api.docs import documented
 from ..api.error_map import mapping_for
 from ..api.responses import no_content
+from ..clusters import ClusterAccess
 from ..db import independent_session
 from ..errors import DomainError
 from ..models import JobSubmission
@@ -46,9 +46,11 @@ all_jobs = Service(name="all_jobs", path="/api/v1/jobs", description="The caller
 FEDERATED_GRACE_SECONDS = 2.0
 
 
-def slurm_client(request, cluster) -> SlurmClient:
-    """Slurm on ``cluster`` as the caller, each command bounded by the cluster's command timeout."""
-    return SlurmClient(request.cluster_runner(cluster), timeout=cluster.settings.command_timeout)
+def slurm_client(request, access: ClusterAccess) -> SlurmClient:
+    """Slurm on the access's cluster as the caller, each command bounded by the cluster's command timeout."""
+    return SlurmClient(
+        access.run, timeout=access.cluster.settings.command_timeout, fanout=request.registry.hcc_fanout
+    )
 
 
 def with_recorded_names(request, cluster: str, jobs: list) -> list:
@@ -82,8 +84,9 @@ def _list_arguments(request) -> dict:
 @documented(200, 400, 401, 403, 404, 502, 503, 504, response=JOB_LIST_OUT, tag="jobs")
 def list_cluster_jobs(request):
     """The caller's jobs on one cluster since a day (default: the last 7 days), newest first."""
-    cluster = request.registry.hcc_clusters.get(request.matchdict["cluster"])
-    jobs = slurm_client(request, cluster).list_jobs(request.identity.username, **_list_arguments(request))
+    access = request.cluster_access
+    cluster = access.cluster
+    jobs = slurm_client(request, access).list_jobs(request.identity.username, **_list_arguments(request))
     return {"cluster": cluster.name, "jobs": with_recorded_names(request, cluster.name, jobs)}
 
 
@@ -95,9 +98,10 @@ def list_cluster_jobs(request):
 @documented(201, 400, 401, 403, 404, 413, 415, 502, 503, 504, response=SUBMITTED_OUT, tag="jobs")
 def submit_job(request):
     """Submit a batch job: a script on the cluster (script_path) or its text (script + work_dir)."""
-    cluster = request.registry.hcc_clusters.get(request.matchdict["cluster"])
+    access = request.cluster_access
+    cluster = access.cluster
     username = request.identity.username
-    client = slurm_client(request, cluster)
+    client = slurm_client(request, access)
     body = request.validated
     # The side effect first, the record after: a failed sbatch leaves no row. Nothing retries a
     # POST, so a job is never submitted twice.
@@ -134,7 +138,7 @@ def submit_job(request):
 
 
 def _job_id(request) -> str:
-    # validated before a runner is even built: a hostile id never comes near argv
+    # validated before any command is built: a hostile id never comes near argv
     return validate_job_id(request.matchdict["job_id"])
 
 
@@ -142,9 +146,10 @@ def _job_id(request) -> str:
 @documented(200, 400, 401, 403, 404, 502, 503, 504, response=JOB_DETAIL_OUT, tag="jobs")
 def get_job(request):
     """One of the caller's jobs: its fields, steps, batch script and, while RUNNING, live usage per node."""
-    cluster = request.registry.hcc_clusters.get(request.matchdict["cluster"])
+    access = request.cluster_access
+    cluster = access.cluster
     job_id = _job_id(request)
-    job = slurm_client(request, cluster).get_job(request.identity.username, job_id)
+    job = slurm_client(request, access).get_job(request.identity.username, job_id)
     with_recorded_names(request, cluster.name, [job])
     return {"cluster": cluster.name, **job}
 
@@ -153,9 +158,10 @@ def get_job(request):
 @documented(204, 400, 401, 403, 404, 409, 502, 503, 504, tag="jobs")
 def cancel_job(request):
     """Cancel one of the caller's jobs (409 if it already finished)."""
-    cluster = request.registry.hcc_clusters.get(request.matchdict["cluster"])
+    access = request.cluster_access
+    cluster = access.cluster
     job_id = _job_id(request)
-    slurm_client(request, cluster).cancel_job(request.identity.username, job_id)
+    slurm_client(request, access).cancel_job(request.identity.username, job_id)
     log.info("job %s cancelled on %s by %s", job_id, cluster.name, request.identity.username)
     return no_content()
 
@@ -180,19 +186,20 @@ def list_all_jobs(request):
     # Built here, not in the workers: the credential comes from this request's session.
     for cluster in request.registry.hcc_clusters:
         try:
-            clients[cluster] = slurm_client(request, cluster)
+            clients[cluster] = slurm_client(request, request.access_to(cluster))
         except DomainError as exc:
             errors.append(_cluster_error(cluster.name, exc))
     jobs: list[dict] = []
     if clients:
-        # One thread per cluster for this request alone: a slow cluster costs its own timeout,
-        # never a queue behind other requests; shutdown(wait=False) leaves a late one to finish
-        # on its own (its command timeout ends it) while this request answers.
-        executor = ThreadPoolExecutor(max_workers=len(clients), thread_name_prefix="hcc-jobs")
+        # Every cluster at once on the shared fan-out (never a queue behind other requests: when it
+        # is full, a cluster's list runs in this thread); a late one is left to finish on its own
+        # (its command timeout ends it) while this request answers.
+        fanout = request.registry.hcc_fanout
+        futures = {}
         try:
             started = time.monotonic()
             futures = {
-                cluster: executor.submit(client.list_jobs, username, **arguments)
+                cluster: fanout.submit(client.list_jobs, username, **arguments)
                 for cluster, client in clients.items()
             }
             for cluster, future in futures.items():
@@ -214,7 +221,8 @@ def list_all_jobs(request):
                 except Exception as exc:  # one cluster's failure is its entry, never the whole answer's
                     errors.append(_cluster_error(cluster.name, exc))
         finally:
-            executor.shutdown(wait=False, cancel_futures=True)
+            for future in futures.values():
+                future.cancel()
     jobs = newest_first(jobs)
     if arguments["limit"]:
         jobs = jobs[: arguments["limit"]]

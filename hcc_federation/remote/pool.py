@@ -3,9 +3,7 @@
 import base64
 import contextlib
 import copy
-import functools
 import hashlib
-import itertools
 import logging
 import select
 import socket
@@ -27,7 +25,13 @@ from hcc_federation.remote.errors import (
     RemoteTimeout,
 )
 from hcc_federation.remote.identity import Identity
-from hcc_federation.remote.ordered_send import send_data, send_eof, send_signal
+from hcc_federation.remote.paramiko_compat import (
+    bound_channel_waits,
+    forget_old_channels,
+    send_data,
+    send_eof,
+    send_signal,
+)
 from hcc_federation.remote.result import CommandResult
 from hcc_federation.settings import Settings, SshSettings
 
@@ -385,11 +389,9 @@ class ConnectionPool:
                 self._channels_in_use += 1
             try:
                 channel = self._open_session(entry, endpoint, identity, transport, deadline)
-                # paramiko waits for the answer to exec and subsystem requests with no timeout at
-                # all (Channel._wait_for_event): over a blackholed link a job list or a listing
-                # hung until the client gave up (30 s and counting, with a 5 s command_timeout)
-                channel._wait_for_event = functools.partial(_wait_for_event_within, channel, timeout)
-                _forget_old_channels(channel.get_transport())
+                # exec and subsystem requests wait for their answer within the command's budget
+                bound_channel_waits(channel, timeout)
+                forget_old_channels(channel.get_transport(), CHANNELS_REMEMBERED)
                 try:
                     yield channel, deadline
                 finally:
@@ -662,32 +664,6 @@ def _interrupt(channel: paramiko.Channel) -> None:
         return
     with contextlib.suppress(Exception):
         send_signal(channel, "TERM")
-
-
-def _wait_for_event_within(channel: paramiko.Channel, seconds: float) -> None:
-    """paramiko's Channel._wait_for_event, bounded: socket.timeout when no answer came in time."""
-    if not channel.event.wait(seconds):
-        raise TimeoutError(f"no answer from the server within {seconds:g} s")
-    if channel.event_ready:
-        return
-    exc = channel.transport.get_exception()
-    raise exc if exc is not None else paramiko.SSHException("Channel closed.")
-
-
-def _forget_old_channels(transport: paramiko.Transport) -> None:
-    """Drop the oldest ids from paramiko's record of channels seen, past CHANNELS_REMEMBERED (see there).
-
-    Pruned in batches of a quarter, so that the walk is rare; under the transport's lock, which
-    paramiko holds while it adds an id (its reader thread only looks ids up).
-    """
-    seen = transport.channels_seen
-    excess = len(seen) - CHANNELS_REMEMBERED
-    if excess < max(CHANNELS_REMEMBERED // 4, 1):
-        return
-    with transport.lock:
-        # dicts keep insertion order: the first ids are the oldest
-        for chanid in list(itertools.islice(seen, len(seen) - CHANNELS_REMEMBERED)):
-            del seen[chanid]
 
 
 def _reason(exc: BaseException) -> str:

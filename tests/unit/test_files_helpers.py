@@ -190,3 +190,13 @@ def test_the_sweep_of_stale_temp_files_touches_only_the_users_own_regular_files(
     # swept at most once per interval, so what is a day old at a write was old enough at the last sweep
     assert (files.STALE_TEMP_MINUTES + 1) * 60 + files.SWEEP_INTERVAL <= 86400
     assert files.sweep_stale_temp_argv("/", 0)[1] == "/."
+
+
+def test_the_id_name_cache_expires_and_is_bounded():
+    from hcc_federation.files.metadata import IdNames
+
+    names = IdNames(now=1000.0)
+    assert not names.stale(1000.0 + IdNames.TTL)
+    assert names.stale(1000.0 + IdNames.TTL + 1)
+    names.users.update((i, str(i)) for i in range(IdNames.MAX + 1))
+    assert names.stale(1000.0)

@@ -19,6 +19,7 @@ from webtest import TestApp
 from hcc_federation import main
 from hcc_federation.api import client_address
 from hcc_federation.auth.custody import session_credential
+from hcc_federation.clusters import ClusterAccess
 from hcc_federation.files.views import _tree_runner
 from hcc_federation.remote.identity import CLOCK_SKEW
 from tests.unit.test_settings_readme import TABLE
@@ -157,10 +158,13 @@ def _certificate_validity(registry) -> timedelta:
 
 def _tree_timeout(registry) -> float:
     calls = []
-    request = types.SimpleNamespace(
-        registry=registry, cluster_runner=lambda cluster: lambda argv, **kw: calls.append(kw["timeout"])
-    )
-    _tree_runner(request, registry.hcc_clusters.get("alpha"))(["true"])
+
+    class Pool:
+        def run(self, endpoint, identity, argv, stdin=None, timeout=None):
+            calls.append(timeout)
+
+    access = ClusterAccess(Pool(), registry.hcc_clusters.get("alpha"), identity=None)
+    _tree_runner(types.SimpleNamespace(registry=registry), access)(["true"])
     return calls[0]
 
 

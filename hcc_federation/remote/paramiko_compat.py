@@ -1,0 +1,249 @@
+"""Every use of paramiko's private internals, fenced here and checked against one paramiko minor version.
+
+paramiko has no public call for several things this service needs (below). Each helper names the
+internals it uses; ``check_paramiko_version`` refuses to start on a minor version they were not
+checked against, and setup.py pins that minor version, so an upgrade is a deliberate act: read
+paramiko's changelog for these names, run tests/functional (test_remote_pool, test_memory,
+test_api_files, test_faults), then raise TESTED_MINOR and the pin together.
+
+Internals used: ``Channel._wait_for_event`` (replaced, bounded), ``Channel.event``/``event_ready``,
+``Transport.channels_seen`` and ``Transport.lock``, ``Channel.lock``/``eof_sent``/``out_window_size``,
+``Transport.clear_to_send``/``clear_to_send_lock``/``_send_message``, ``SFTPClient._request`` (extended
+requests, exclusive OPEN with a mode), ``SFTPFile(...)`` built from a raw handle, ``SFTPFile._closed``,
+``SFTPFile._reqs`` with ``SFTPClient._read_response``.
+
+Ordered sends -- channel writes that cannot overtake paramiko's reply to the server's CLOSE
+(paramiko #1115, #1705).
+
+paramiko decides a DATA or EOF message under the channel's lock but sends it after releasing the
+lock. If the command exits at that moment, paramiko's transport thread answers the server's
+CHANNEL_CLOSE with its own CLOSE in between, our DATA/EOF goes out after it, and OpenSSH, which
+frees the channel on our CLOSE, disconnects the whole connection ("ieof packet referred to
+nonexistent channel"), killing every other channel of that user. On a shared, pooled transport
+that turned a fast `echo` into an outage for all concurrent commands (seen on the test bed: 29
+failed commands and 8 dropped connections in 1,800 commands run 30 at a time; none with this).
+
+The helpers below hold the channel's lock from the decision until the message is handed to the
+socket, so the CLOSE reply (which needs that lock) can only come before the decision (we then see
+the channel closed and send nothing) or after our message. They never wait for a key exchange
+while holding the lock (paramiko's reason for releasing it): they check ``clear_to_send`` without
+blocking and retry outside the lock. They use paramiko internals (``lock``, ``eof_sent``,
+``out_window_size``, ``clear_to_send``, ``_send_message``), checked against paramiko 5.1.
+"""
+
+import functools
+import itertools
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import paramiko
+from paramiko.common import cMSG_CHANNEL_DATA, cMSG_CHANNEL_EOF, cMSG_CHANNEL_REQUEST
+from paramiko.message import Message
+from paramiko.sftp import (
+    CMD_EXTENDED,
+    CMD_HANDLE,
+    CMD_OPEN,
+    CMD_STATUS,
+    SFTP_FLAG_CREATE,
+    SFTP_FLAG_EXCL,
+    SFTP_FLAG_WRITE,
+)
+from paramiko.sftp_file import SFTPFile
+
+T = TypeVar("T")
+
+# The paramiko minor version whose internals this module was read against (setup.py pins the same).
+TESTED_MINOR = (5, 1)
+
+
+class UnsupportedParamiko(RuntimeError):
+    """The installed paramiko is not the minor version this module was checked against."""
+
+
+def check_paramiko_version(version: str | None = None) -> None:
+    """Refuse to run on a paramiko whose minor version differs from TESTED_MINOR (called at start-up).
+
+    A private name that changed would not fail at import: it would fail (or silently do nothing,
+    for an attribute we set) on the first request that needs it, e.g. a listing that hangs on a
+    dead link because the bounded wait no longer replaces anything.
+    """
+    version = version or paramiko.__version__
+    try:
+        found = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        found = ()
+    if found != TESTED_MINOR:
+        tested = ".".join(map(str, TESTED_MINOR))
+        below = f"{TESTED_MINOR[0]}.{TESTED_MINOR[1] + 1}"
+        raise UnsupportedParamiko(
+            f"paramiko {version} is installed, but hcc_federation.remote.paramiko_compat was checked "
+            f"against paramiko {tested}.x only: install 'paramiko>={tested},<{below}', "
+            "or re-check that module's internals and raise TESTED_MINOR with setup.py's pin"
+        )
+
+
+def _send_locked(
+    channel: paramiko.Channel, build: Callable[[], tuple[paramiko.Message | None, T]], closed: T
+) -> T:
+    """Build a message under the channel's lock and send it before releasing the lock."""
+    transport = channel.get_transport()
+    while transport is not None and transport.is_active():
+        with channel.lock:
+            if channel.closed:
+                return closed
+            lock: threading.Lock = transport.clear_to_send_lock
+            with lock:
+                if transport.clear_to_send.is_set():
+                    message, result = build()
+                    if message is not None:
+                        transport._send_message(message)
+                    return result
+        # a key exchange is running: wait for it without holding the channel's lock
+        transport.clear_to_send.wait(0.1)
+    return closed
+
+
+def send_data(channel: paramiko.Channel, data: bytes | memoryview) -> int:
+    """Send as much of ``data`` as the server's window allows now, without blocking.
+
+    Returns the number of bytes sent: 0 when the window is full, -1 when the channel is closed
+    or its EOF already sent (the command will read no more).
+    """
+
+    def build() -> tuple[paramiko.Message | None, int]:
+        if channel.eof_sent:
+            return None, -1
+        size = min(len(data), channel.out_window_size, channel.out_max_packet_size - 64)
+        if size <= 0:
+            return None, 0
+        channel.out_window_size -= size
+        message = paramiko.Message()
+        message.add_byte(cMSG_CHANNEL_DATA)
+        message.add_int(channel.remote_chanid)
+        message.add_string(bytes(data[:size]))
+        return message, size
+
+    return _send_locked(channel, build, -1)
+
+
+def send_eof(channel: paramiko.Channel) -> None:
+    """Tell the command its stdin is finished (no-op if the channel is closed or EOF was sent)."""
+
+    def build() -> tuple[paramiko.Message | None, None]:
+        if channel.eof_sent:
+            return None, None
+        channel.eof_sent = True
+        message = paramiko.Message()
+        message.add_byte(cMSG_CHANNEL_EOF)
+        message.add_int(channel.remote_chanid)
+        return message, None
+
+    _send_locked(channel, build, None)
+
+
+def send_signal(channel: paramiko.Channel, name: str = "TERM") -> bool:
+    """Ask sshd to send a signal to the channel's command (RFC 4254 6.9; OpenSSH >= 7.9 honours it).
+
+    Returns False if the channel was already closed; sshd's answer is not awaited.
+    """
+
+    def build() -> tuple[paramiko.Message | None, bool]:
+        message = paramiko.Message()
+        message.add_byte(cMSG_CHANNEL_REQUEST)
+        message.add_int(channel.remote_chanid)
+        message.add_string("signal")
+        message.add_boolean(False)
+        message.add_string(name)
+        return message, True
+
+    return _send_locked(channel, build, False)
+
+
+# ------------------------------------------------------------------------------------ channels
+
+
+def bound_channel_waits(channel: paramiko.Channel, seconds: float) -> None:
+    """Make the channel's waits for request answers (exec, subsystem) give up after ``seconds``.
+
+    paramiko waits for those answers with no timeout at all (``Channel._wait_for_event``): over a
+    blackholed link a job list or a listing hung until the client gave up (30 s and counting, with
+    a 5 s command_timeout). The replacement raises TimeoutError instead.
+    """
+    channel._wait_for_event = functools.partial(_wait_for_event_within, channel, seconds)
+
+
+def _wait_for_event_within(channel: paramiko.Channel, seconds: float) -> None:
+    """paramiko's Channel._wait_for_event, bounded: TimeoutError when no answer came in time."""
+    if not channel.event.wait(seconds):
+        raise TimeoutError(f"no answer from the server within {seconds:g} s")
+    if channel.event_ready:
+        return
+    exc = channel.transport.get_exception()
+    raise exc if exc is not None else paramiko.SSHException("Channel closed.")
+
+
+def forget_old_channels(transport: paramiko.Transport, remembered: int) -> None:
+    """Drop the oldest ids from paramiko's record of channels seen, past ``remembered``.
+
+    paramiko keeps every channel id a transport has opened (``Transport.channels_seen``) and never
+    forgets one (see pool.CHANNELS_REMEMBERED for the figures). Pruned in batches of a quarter, so
+    that the walk is rare; under the transport's lock, which paramiko holds while it adds an id
+    (its reader thread only looks ids up).
+    """
+    seen = transport.channels_seen
+    excess = len(seen) - remembered
+    if excess < max(remembered // 4, 1):
+        return
+    with transport.lock:
+        # dicts keep insertion order: the first ids are the oldest
+        for chanid in list(itertools.islice(seen, len(seen) - remembered)):
+            del seen[chanid]
+
+
+# ---------------------------------------------------------------------------------------- SFTP
+
+
+def sftp_extended(sftp: paramiko.SFTPClient, name: str, *args: object) -> tuple[int, Message]:
+    """An SFTP extended request (e.g. OpenSSH's ``statvfs@openssh.com``): (reply kind, message).
+
+    paramiko has no public call for extensions it does not wrap; ``_request`` is what its own
+    ``posix_rename`` uses.
+    """
+    return sftp._request(CMD_EXTENDED, name, *args)
+
+
+def open_exclusive(sftp: paramiko.SFTPClient, path: str, mode: int) -> SFTPFile:
+    """OPEN with WRITE|CREAT|EXCL and the permission bits in the request's attrs, as an SFTPFile.
+
+    paramiko's ``open`` sends an empty attrs block; ``_request`` and building the SFTPFile from the
+    returned handle are what its own ``open`` does.
+    """
+    attrs = paramiko.SFTPAttributes()
+    attrs.st_mode = mode
+    kind, msg = sftp._request(CMD_OPEN, path, SFTP_FLAG_WRITE | SFTP_FLAG_CREATE | SFTP_FLAG_EXCL, attrs)
+    if kind != CMD_HANDLE:
+        raise paramiko.SFTPError("expected a handle")
+    return SFTPFile(sftp, msg.get_binary(), "wb")
+
+
+def forget_handle(handle: SFTPFile) -> None:
+    """Mark a handle closed without sending CLOSE (the link is gone; the server drops it with the
+    channel). paramiko's BufferedFile flag: also keeps ``__del__`` from trying to close it later."""
+    handle._closed = True
+
+
+def finish_pipelined_writes(handle: SFTPFile) -> None:
+    """Wait for the status of every WRITE still in flight, raising the first failure.
+
+    paramiko 5.1 checks pipelined WRITE statuses only when over 100 are queued, and ``close()``
+    discards the rest: on a full disk the tail of a file was silently lost (seen on a 1 MiB tmpfs).
+    This drains the queue (``_reqs``) as paramiko's own unpipelined ``_write`` does; responses
+    arrive in order.
+    """
+    handle.flush()
+    pending = handle._reqs
+    while pending:
+        kind, _ = handle.sftp._read_response(pending.popleft())
+        if kind != CMD_STATUS:
+            raise paramiko.SFTPError("expected a status for a WRITE")

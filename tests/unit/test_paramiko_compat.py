@@ -1,0 +1,53 @@
+"""The paramiko fence: the minor version its internals were checked against; nothing private outside it."""
+
+import pathlib
+import re
+
+import paramiko
+import pytest
+
+import hcc_federation
+from hcc_federation.remote import paramiko_compat
+from hcc_federation.remote.paramiko_compat import UnsupportedParamiko, check_paramiko_version
+
+PACKAGE = pathlib.Path(hcc_federation.__file__).parent
+
+
+def test_the_installed_paramiko_is_the_checked_minor_version():
+    check_paramiko_version()
+    assert tuple(int(p) for p in paramiko.__version__.split(".")[:2]) == paramiko_compat.TESTED_MINOR
+
+
+@pytest.mark.parametrize("version", ["5.2.0", "5.0.9", "6.1.0", "4.0.0", "not-a-version"])
+def test_another_minor_version_is_refused_with_a_message_that_says_what_to_do(version):
+    with pytest.raises(
+        UnsupportedParamiko, match=rf"paramiko {re.escape(version)} is installed.*paramiko>=5\.1,<5\.2"
+    ):
+        check_paramiko_version(version)
+
+
+@pytest.mark.parametrize("version", ["5.1.0", "5.1.7", "5.1.0rc1"])
+def test_any_patch_release_of_the_checked_minor_is_accepted(version):
+    check_paramiko_version(version)
+
+
+def test_setup_py_pins_the_checked_minor_version():
+    setup = (PACKAGE.parent / "setup.py").read_text()
+    major, minor = paramiko_compat.TESTED_MINOR
+    assert f'"paramiko>={major}.{minor},<{major}.{minor + 1}"' in setup
+
+
+def test_no_module_but_the_fence_touches_a_private_paramiko_name():
+    # a private attribute of a paramiko object: ._request, ._wait_for_event, ._closed, ._reqs ...
+    private = re.compile(
+        r"\b(?:sftp|handle|channel|transport|chan)\w*\.(?:_request|_read_response|_wait_for_event|_closed"
+        r"|_reqs|_send_message|channels_seen)\b"
+    )
+    offenders = [
+        f"{path.relative_to(PACKAGE)}:{number}"
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "paramiko_compat.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if private.search(line) and not line.lstrip().startswith("#")
+    ]
+    assert offenders == []

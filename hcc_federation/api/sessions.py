@@ -14,7 +14,8 @@ from ..auth.directory import AccountLocked, DirectoryUnavailable, InvalidCredent
 from ..auth.policy import AUTHENTICATED
 from ..auth.sessions import audit
 from ..db import independent_session
-from ..models.meta import as_utc
+from ..timefmt import JSON_SCHEMA as TIME
+from ..timefmt import rfc3339
 from .docs import documented
 from .responses import no_content
 from .schemas import PasswordString, StrictSchema, StrictString
@@ -30,8 +31,8 @@ SESSION_OUT = {
     "type": "object",
     "properties": {
         "username": {"type": "string"},
-        "expires_at": {"type": "string", "format": "date-time"},
-        "created_at": {"type": "string", "format": "date-time"},
+        "expires_at": TIME,
+        "created_at": TIME,
     },
 }
 LOGIN_OUT = {"type": "object", "properties": {"token": {"type": "string"}, **SESSION_OUT["properties"]}}
@@ -51,8 +52,8 @@ def _audit_now(request, username: str, outcome: str, detail: str) -> None:
 def session_json(session) -> dict:
     return {
         "username": session.username,
-        "created_at": as_utc(session.row.created_at).isoformat(),
-        "expires_at": as_utc(session.expires_at).isoformat(),
+        "created_at": rfc3339(session.row.created_at),
+        "expires_at": rfc3339(session.expires_at),
     }
 
 

@@ -17,7 +17,9 @@ from ..auth.sessions import audit
 from ..clusters import MissingCredential, identity_for
 from ..errors import NotFound
 from ..models import DownloadLink, UserSession
-from ..models.meta import as_utc, utcnow
+from ..models.meta import utcnow
+from ..timefmt import JSON_SCHEMA as TIME
+from ..timefmt import rfc3339
 from .download import serve_file
 from .schemas import FILE_CONTENT, PathBody
 from .views import body_locations, checked_path
@@ -35,7 +37,7 @@ LINK_OUT = {
     "type": "object",
     "properties": {
         "url": {"type": "string", "format": "uri", "description": "works without a token until expires_at"},
-        "expires_at": {"type": "string", "format": "date-time"},
+        "expires_at": TIME,
         "cluster": {"type": "string"},
         "path": {"type": "string"},
     },
@@ -96,7 +98,7 @@ def make_link(request):
     request.response.status = 201
     return {
         "url": request.route_url(download_link.name, token=str(token)),
-        "expires_at": as_utc(expires_at).isoformat(),
+        "expires_at": rfc3339(expires_at),
         "cluster": cluster.name,
         "path": path,
     }

@@ -11,7 +11,6 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import paramiko
@@ -23,6 +22,7 @@ from paramiko.sftp import (
 
 from hcc_federation.remote.result import CommandResult
 
+from ..timefmt import rfc3339
 from .errors import IsADirectory, NotARegularFile, RemoteFileError, map_command_error, map_sftp_error
 from .paths import validate_path
 
@@ -122,12 +122,6 @@ def file_version(run: Runner, path: str) -> FileVersion:
     if not stat.S_ISREG(version.mode):
         raise NotARegularFile(f"not a regular file: {path}", path=path)
     return version
-
-
-def iso_time(timestamp: int | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # Only Python's built-in table: the system's /etc/mime.types differs between machines.
@@ -251,7 +245,7 @@ def attr_metadata(path: str, attr: paramiko.SFTPAttributes, names: _IdNames) -> 
         "mode": f"{stat.S_IMODE(attr.st_mode or 0):04o}",
         "owner": names.users.get(attr.st_uid, str(attr.st_uid)) if attr.st_uid is not None else None,
         "group": names.groups.get(attr.st_gid, str(attr.st_gid)) if attr.st_gid is not None else None,
-        "mtime": iso_time(attr.st_mtime),
+        "mtime": rfc3339(attr.st_mtime),
     }
     return meta
 

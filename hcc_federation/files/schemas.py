@@ -6,6 +6,7 @@ import colander
 
 from .. import files
 from ..api.schemas import PathString, StrictSchema
+from ..timefmt import nullable
 
 
 class JsonBoolean(colander.Boolean):
@@ -84,7 +85,7 @@ ENTRY_PROPERTIES = {
     "mode": {"type": "string", "description": "permission bits in octal, e.g. 0644"},
     "owner": {"type": ["string", "null"]},
     "group": {"type": ["string", "null"]},
-    "mtime": {"type": ["string", "null"], "format": "date-time"},
+    "mtime": nullable(),
     "target": {"type": ["string", "null"], "description": "a symlink's target"},
     "etag": {
         "type": "string",

@@ -8,6 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 import colander
 
 from ..api.schemas import PathString, StrictSchema, StrictString
+from ..timefmt import JSON_SCHEMA as TIME
+from ..timefmt import nullable
 from .validation import DEFAULT_SINCE_DAYS, JOB_STATES, MAX_LIMIT, MAX_NAME_LENGTH
 
 # Below the API's request body limit (hcc.api.max_body_bytes, 1 MiB by default, which answers 413
@@ -176,7 +178,7 @@ class SubmitJobSchema(StrictSchema):
 
 _STRING = {"type": ["string", "null"]}
 _INT = {"type": ["integer", "null"]}
-_TIME = {"type": ["string", "null"], "format": "date-time"}
+_TIME = nullable()
 JOB_PROPERTIES = {
     "id": {"type": "string"},
     "name": {"type": "string"},
@@ -236,7 +238,7 @@ USAGE = {
     "type": ["object", "null"],
     "description": "live usage of a RUNNING job",
     "properties": {
-        "sampled_at": {"type": "string", "format": "date-time"},
+        "sampled_at": TIME,
         "nodes": {
             "type": "array",
             "items": {

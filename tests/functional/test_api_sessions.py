@@ -8,6 +8,7 @@ from sqlalchemy import create_engine, text
 from webtest import TestApp
 
 from hcc_federation.models.meta import utcnow
+from hcc_federation.timefmt import rfc3339
 from tests.helpers import login_token
 
 
@@ -198,7 +199,7 @@ def test_use_keeps_an_idle_session_alive(app, login, database_url):
     # five hours idle, then a request: the idle clock restarts
     _age_session(database_url, token_id, last_seen_at=utcnow() - timedelta(hours=5))
     before = app.get("/api/v1/sessions/current", headers=headers, status=200).json["expires_at"]
-    assert before > (utcnow() + timedelta(hours=5, minutes=59)).isoformat()
+    assert before > rfc3339(utcnow() + timedelta(hours=5, minutes=59))
 
 
 def test_failed_logins_for_a_username_are_throttled_with_retry_after(app, users):

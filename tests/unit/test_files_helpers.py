@@ -7,6 +7,7 @@ import pytest
 
 from hcc_federation import files
 from hcc_federation.remote.result import CommandResult
+from hcc_federation.timefmt import rfc3339
 
 
 def test_text_sniffing():
@@ -70,8 +71,8 @@ def test_file_types_and_times():
     assert files.file_type(stat.S_IFLNK | 0o777) == "symlink"
     assert files.file_type(stat.S_IFIFO | 0o600) == "other"
     assert files.file_type(None) == "other"
-    assert files.iso_time(0) == "1970-01-01T00:00:00Z"
-    assert files.iso_time(1_000_000_000) == "2001-09-09T01:46:40Z"
+    assert rfc3339(0) == "1970-01-01T00:00:00Z"
+    assert rfc3339(1_000_000_000) == "2001-09-09T01:46:40Z"
 
 
 def _rows(names_and_dirs):
@@ -189,3 +190,14 @@ def test_the_sweep_of_stale_temp_files_touches_only_the_users_own_regular_files(
     # swept at most once per interval, so what is a day old at a write was old enough at the last sweep
     assert (files.STALE_TEMP_MINUTES + 1) * 60 + files.SWEEP_INTERVAL <= 86400
     assert files.sweep_stale_temp_argv("/", 0)[1] == "/."
+
+
+def test_every_time_has_one_format_whatever_its_source():
+    # a Slurm/SFTP epoch, the database's naive UTC with microseconds, and an aware time elsewhere
+    from datetime import UTC, datetime, timedelta, timezone
+
+    naive = datetime(2026, 11, 30, 1, 31, 32, 654321)
+    aware = datetime(2026, 11, 30, 2, 31, 32, tzinfo=timezone(timedelta(hours=1)))
+    assert rfc3339(naive) == rfc3339(aware) == rfc3339(naive.replace(tzinfo=UTC).timestamp())
+    assert rfc3339(naive) == "2026-11-30T01:31:32Z"
+    assert rfc3339(None) is None

@@ -10,11 +10,8 @@ import colander
 from ..api.schemas import PathString, StrictSchema, StrictString
 from ..timefmt import JSON_SCHEMA as TIME
 from ..timefmt import nullable
-from .validation import DEFAULT_SINCE_DAYS, JOB_STATES, MAX_LIMIT, MAX_NAME_LENGTH
+from .validation import DEFAULT_SINCE_DAYS, JOB_STATES, MAX_LIMIT, MAX_NAME_LENGTH, script_problem
 
-# Below the API's request body limit (hcc.api.max_body_bytes, 1 MiB by default, which answers 413
-# first) and well below Slurm's own max_script_size (4 MiB): a batch script is a page of shell.
-MAX_SCRIPT_BYTES = 1024 * 1024
 MAX_PATH_LENGTH = 4096
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -119,12 +116,9 @@ def _absolute_path(node, value: str) -> None:
 
 
 def _script_text(node, value: str) -> None:
-    if not value.strip():
-        raise colander.Invalid(node, "must not be empty")
-    if "\x00" in value:
-        raise colander.Invalid(node, "must not contain NUL characters")
-    if len(value.encode("utf-8", "surrogatepass")) > MAX_SCRIPT_BYTES:
-        raise colander.Invalid(node, f"must be at most {MAX_SCRIPT_BYTES} bytes")
+    problem = script_problem(value)
+    if problem is not None:
+        raise colander.Invalid(node, problem)
 
 
 def _job_name(node, value: str) -> None:

@@ -64,6 +64,10 @@ DEFAULT_SINCE_DAYS = 7
 MAX_LIMIT = 10_000
 MAX_NAME_LENGTH = 200
 TOP_PROCESSES = 10
+# Below the API's request body limit (hcc.api.max_body_bytes, 1 MiB by default, which answers 413
+# first) and below Slurm's own max_script_size (4 MiB by default): a batch script is a page of shell.
+# The API's schema and the domain client check this one number (they said 1 and 4 MiB).
+MAX_SCRIPT_BYTES = 1024 * 1024
 
 
 def validate_job_id(job_id: object) -> str:
@@ -128,6 +132,29 @@ def validate_absolute_path(path: object, *, name: str) -> str:
     if not isinstance(path, str) or not path.startswith("/") or "\x00" in path or len(path) > 4096:
         raise SlurmBadRequest(f"{name} must be an absolute path", location="body", name=name)
     return path
+
+
+def script_problem(script: object) -> str | None:
+    """What is wrong with a batch script's text, or None: the rule of the API schema and the client."""
+    if not isinstance(script, str) or not script.strip():
+        return "must not be empty"
+    if "\x00" in script:
+        return "must not contain NUL characters"
+    try:
+        size = len(script.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "must be Unicode text (no lone surrogates)"
+    if size > MAX_SCRIPT_BYTES:
+        return f"must be at most {MAX_SCRIPT_BYTES} bytes"
+    return None
+
+
+def validate_script(script: object) -> bytes:
+    """The script's UTF-8 bytes for sbatch's stdin, or ``SlurmBadRequest``."""
+    problem = script_problem(script)
+    if problem is not None:
+        raise SlurmBadRequest(f"script {problem}", location="body", name="script")
+    return script.encode("utf-8")  # type: ignore[union-attr]
 
 
 def validate_job_name(name: object) -> str:

@@ -122,7 +122,7 @@ def _live_link(request, token_text: str) -> tuple[DownloadLink, dict | None]:
         raise gone
     session = db.get(UserSession, link.session_id)
     sessions = request.registry.hcc_sessions
-    if session is None or session.revoked_at is not None or now >= sessions.effective_expiry(session):
+    if session is None or not sessions.is_live(session, now):
         raise gone
     credential = open_credential(secret, token, link.credential) if link.credential else None
     return link, credential

@@ -7,6 +7,7 @@ import re
 import colander
 from cornice import Service
 from cornice.service import get_services
+from cornice.validators import colander_body_validator, colander_querystring_validator
 
 from .docs import documented
 
@@ -179,17 +180,16 @@ def _operation(service: Service, method: str, view, args: dict, path_enums: dict
             schema["enum"] = path_enums[name]
         schema.update(PATH_PARAMETERS.get(name, {}))
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
+    # The service declares where its schema applies, by the Cornice validator that checks it.
     schema = args.get("schema")
-    querystring = getattr(view, "hcc_querystring", None)
-    if querystring is not None:
-        params += _parameters(querystring, "query")
-    json_body = schema is not None and method in ("POST", "PUT", "PATCH")
+    validators = args.get("validators", ())
+    json_body = schema is not None and colander_body_validator in validators
     if json_body:
         operation["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": _node_schema(schema)}},
         }
-    elif schema is not None:
+    elif schema is not None and colander_querystring_validator in validators:
         params += _parameters(schema, "query")
     if getattr(view, "hcc_body", None):
         operation["requestBody"] = {"required": True, "content": view.hcc_body}

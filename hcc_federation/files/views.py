@@ -9,13 +9,13 @@ import stat
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import colander
 from cornice import Service
-from cornice.validators import colander_body_validator
+from cornice.validators import colander_body_validator, colander_querystring_validator
 
 from .. import files
 from ..api.docs import documented
 from ..api.responses import no_content
+from ..api.schemas import querystring_only
 from ..auth.policy import AUTHENTICATED
 from ..clusters import Cluster
 from ..errors import BadRequest, ServiceError
@@ -56,29 +56,6 @@ class FilesystemMisconfigured(ServiceError):
     status = 500
     location = "path"
     name = "cluster"
-
-
-def parse_query(request, schema: colander.SchemaNode) -> dict[str, Any]:
-    """The query string through a colander schema, without touching the body.
-
-    Cornice's querystring validator builds its input with ``extract_cstruct``, which reads the whole
-    body (``request.body`` or ``request.POST``): fatal for a streamed upload. A name given twice is
-    an error rather than a guess at which one was meant.
-    """
-    params: dict[str, str] = {}
-    try:
-        items = list(request.GET.items())
-    except UnicodeDecodeError:
-        raise BadRequest("the query string is not valid UTF-8", location="querystring", name="path") from None
-    for key, value in items:
-        if key in params:
-            raise BadRequest(f"{key} is given more than once", location="querystring", name=key)
-        params[key] = value
-    try:
-        return schema.deserialize(params)
-    except colander.Invalid as exc:
-        name, message = next(iter(exc.asdict().items()))
-        raise BadRequest(message, location="querystring", name=name or "querystring") from None
 
 
 def checked_path(value: str, *, location: str = "querystring", name: str = "path") -> str:
@@ -144,11 +121,16 @@ def _tree_runner(request, cluster: Cluster) -> Callable:
     return lambda argv, stdin=None: run(argv, stdin=stdin, timeout=timeout)
 
 
-@file_metadata.get(permission=AUTHENTICATED)
+@file_metadata.get(
+    permission=AUTHENTICATED,
+    schema=ListQuery(),
+    validators=(colander_querystring_validator,),
+    deserializer=querystring_only,
+)
 @documented(200, 400, 401, 403, 404, 409, 502, 503, 504, response=METADATA_OUT, tag="files")
 def get_file(request):
     """Metadata of a path; for a directory also one page of its entries (directories first, by name)."""
-    query = parse_query(request, ListQuery())
+    query = request.validated
     path = checked_path(query["path"])
     cluster = _cluster(request)
     run = request.cluster_runner(cluster)
@@ -164,14 +146,16 @@ def get_file(request):
         return meta
 
 
-get_file.hcc_querystring = ListQuery()
-
-
-@file_metadata.delete(permission=AUTHENTICATED)
+@file_metadata.delete(
+    permission=AUTHENTICATED,
+    schema=DeleteQuery(),
+    validators=(colander_querystring_validator,),
+    deserializer=querystring_only,
+)
 @documented(204, 400, 401, 403, 404, 409, 502, 503, 504, tag="files")
 def delete_file(request):
     """Delete a file, a symlink or an empty directory; recursive=true deletes a whole tree."""
-    query = parse_query(request, DeleteQuery())
+    query = request.validated
     path = checked_path(query["path"])
     cluster = _cluster(request)
     with request.cluster_sftp(cluster) as sftp:
@@ -179,10 +163,12 @@ def delete_file(request):
     return no_content()
 
 
-delete_file.hcc_querystring = DeleteQuery()
-
-
-@file_content.get(permission=AUTHENTICATED)
+@file_content.get(
+    permission=AUTHENTICATED,
+    schema=PathQuery(),
+    validators=(colander_querystring_validator,),
+    deserializer=querystring_only,
+)
 @documented(
     200,
     206,
@@ -202,16 +188,18 @@ delete_file.hcc_querystring = DeleteQuery()
 )
 def download_file(request):
     """The file's bytes, streamed; Range (one range), ETag and If-None-Match are honoured."""
-    query = parse_query(request, PathQuery())
+    query = request.validated
     path = checked_path(query["path"])
     cluster = _cluster(request)
     return serve_file(request, cluster, request.cluster_identity(cluster), path)
 
 
-download_file.hcc_querystring = PathQuery()
-
-
-@file_content.put(permission=AUTHENTICATED)
+@file_content.put(
+    permission=AUTHENTICATED,
+    schema=PathQuery(),
+    validators=(colander_querystring_validator,),
+    deserializer=querystring_only,
+)
 @documented(
     200,
     201,
@@ -233,7 +221,7 @@ download_file.hcc_querystring = PathQuery()
 )
 def put_file(request):
     """Create or replace a file with the body, atomically; If-Match guards against a change meanwhile."""
-    query = parse_query(request, PathQuery())
+    query = request.validated
     path = checked_path(query["path"])
     cluster = _cluster(request)
     limit = request.registry.hcc_settings.files.max_upload_bytes
@@ -251,10 +239,12 @@ def put_file(request):
     return meta
 
 
-put_file.hcc_querystring = PathQuery()
-
-
-@file_upload.post(permission=AUTHENTICATED)
+@file_upload.post(
+    permission=AUTHENTICATED,
+    schema=UploadQuery(),
+    validators=(colander_querystring_validator,),
+    deserializer=querystring_only,
+)
 @documented(
     200,
     201,
@@ -279,7 +269,7 @@ def upload_files(request):
     A name that exists is a 409 unless overwrite=true. Files are written in order: when one fails,
     those before it stay (each is complete), the failing one leaves nothing.
     """
-    query = parse_query(request, UploadQuery())
+    query = request.validated
     directory = checked_path(query["path"])
     boundary = multipart_boundary(request)
     cluster = _cluster(request)
@@ -318,9 +308,6 @@ def upload_files(request):
         raise BadRequest("the form has no 'file' part", location="body", name="file")
     request.response.status = 201 if any_created else 200
     return {"files": stored}
-
-
-upload_files.hcc_querystring = UploadQuery()
 
 
 @file_mkdir.post(

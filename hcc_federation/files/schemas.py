@@ -108,7 +108,9 @@ ENTRY_OUT = {"type": "object", "properties": ENTRY_PROPERTIES}
 UPLOAD_OUT = {"type": "object", "properties": {"files": {"type": "array", "items": ENTRY_OUT}}}
 
 # A file's bytes: their media type is guessed from the name, so any type may come back.
-FILE_CONTENT = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+# OpenAPI 3.1 describes raw bytes by their media type alone: a JSON Schema "type": "string" is text,
+# and a validator (openapi-core) refused every downloaded file against it.
+FILE_CONTENT = {"*/*": {"schema": {"description": "the file's bytes; Content-Type says what they are"}}}
 
 
 UPLOAD_FORM = {

@@ -26,11 +26,10 @@ from ..timefmt import rfc3339
 from .errors import IsADirectory, NotARegularFile, RemoteFileError, map_command_error, map_sftp_error
 from .paths import validate_path
 
-# Metadata of a path (get_metadata, and each entry of list_directory):
-#   path, name, type ("file" | "directory" | "symlink" | "other"), size, mode ("0644"), owner, group
-#   (names), mtime (ISO 8601 UTC, whole seconds: SFTP v3 has no finer time); a symlink adds target;
-#   a file adds mime and text, and etag where a runner is given (get_metadata: one ``stat`` on the
-#   cluster, see FileVersion; entries of a listing carry none, as that would cost a command per page).
+# Metadata of a path (get_metadata, and each entry of list_directory): the fields are declared once,
+#   in files/schemas.py (ENTRY). mtime has whole seconds: SFTP v3 has no finer time. A file's etag
+#   comes where a runner is given (get_metadata: one ``stat`` on the cluster, see FileVersion; entries
+#   of a listing carry none, as that would cost a command per page).
 #   Paths are never followed for metadata (lstat): a symlink is shown as one. Owner and group names
 #   come from OpenSSH's users-groups-by-id extension (one round trip for all new ids, cached per SFTP
 #   connection), else from ``getent`` through the runner, else the number. Parsing ``longname`` of

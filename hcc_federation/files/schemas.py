@@ -94,17 +94,25 @@ ENTRY_PROPERTIES = {
     "mime": {"type": "string", "description": "a file's MIME type, guessed"},
     "text": {"type": ["boolean", "null"], "description": "a file looks like UTF-8 text (null: not read)"},
 }
+# The fields every entry has; a symlink adds target, a file mime and text, a file's metadata etag.
+ENTRY = {
+    "type": "object",
+    "required": ["path", "name", "type", "size", "mode", "owner", "group", "mtime"],
+    "additionalProperties": False,
+    "properties": ENTRY_PROPERTIES,
+}
 METADATA_OUT = {
     "type": "object",
+    "required": ENTRY["required"],
     "properties": {
         **ENTRY_PROPERTIES,
-        "entries": {"type": "array", "items": {"type": "object", "properties": ENTRY_PROPERTIES}},
+        "entries": {"type": "array", "items": ENTRY},
         "offset": {"type": "integer"},
         "limit": {"type": "integer"},
         "total": {"type": "integer"},
     },
 }
-ENTRY_OUT = {"type": "object", "properties": ENTRY_PROPERTIES}
+ENTRY_OUT = ENTRY
 UPLOAD_OUT = {"type": "object", "properties": {"files": {"type": "array", "items": ENTRY_OUT}}}
 
 # A file's bytes: their media type is guessed from the name, so any type may come back.

@@ -193,6 +193,15 @@ JOB_PROPERTIES = {
     "work_dir": _STRING,
     "exit_code": {**_STRING, "description": "exit:signal, once finished"},
 }
+# The contract's job fields, in order: every job of a list has exactly these (detail adds steps,
+# script and usage). The parsers build them; the OpenAPI check of the functional tests holds them to it.
+JOB_FIELDS = tuple(JOB_PROPERTIES)
+JOB = {
+    "type": "object",
+    "required": list(JOB_FIELDS),
+    "additionalProperties": False,
+    "properties": JOB_PROPERTIES,
+}
 CLUSTER_ERROR = {
     "type": "object",
     "properties": {
@@ -205,7 +214,7 @@ JOB_LIST_OUT = {
     "type": "object",
     "properties": {
         "cluster": {"type": "string"},
-        "jobs": {"type": "array", "items": {"type": "object", "properties": JOB_PROPERTIES}},
+        "jobs": {"type": "array", "items": JOB},
     },
 }
 FEDERATED_OUT = {
@@ -213,7 +222,11 @@ FEDERATED_OUT = {
     "properties": {
         "jobs": {
             "type": "array",
-            "items": {"type": "object", "properties": {"cluster": {"type": "string"}, **JOB_PROPERTIES}},
+            "items": {
+                **JOB,
+                "required": ["cluster", *JOB_FIELDS],
+                "properties": {"cluster": {"type": "string"}, **JOB_PROPERTIES},
+            },
         },
         "errors": {"type": "array", "items": CLUSTER_ERROR},
     },
@@ -251,6 +264,7 @@ USAGE = {
 }
 JOB_DETAIL_OUT = {
     "type": "object",
+    "required": ["cluster", *JOB_FIELDS],
     "properties": {
         "cluster": {"type": "string"},
         **JOB_PROPERTIES,

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
-from hcc_federation.jobs.commands import JOB_FIELDS
+from hcc_federation.jobs.schemas import JOB_FIELDS
 from hcc_federation.models import JobSubmission
 from hcc_federation.timefmt import rfc3339
 from tests.helpers import (

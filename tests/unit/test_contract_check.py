@@ -46,3 +46,17 @@ def test_an_undocumented_route_may_only_answer_an_error_envelope(served):
     check_contract(served, unknown, _json({"status": "error", "errors": []}, status=404))
     with pytest.raises(AssertionError):
         check_contract(served, unknown, _json({"ok": True}))
+
+
+def test_a_job_must_carry_exactly_the_declared_fields():
+    import hcc_federation.jobs.views  # noqa: F401  (declares the jobs services)
+    from hcc_federation.jobs.schemas import JOB_FIELDS
+
+    served = ServedDocument(build_document(clusters=["alpha"]))
+    listing = Request.blank("/api/v1/clusters/alpha/jobs")
+    job = {**dict.fromkeys(JOB_FIELDS), "id": "1", "name": "x", "state": "RUNNING", "elapsed_seconds": 0}
+    check_contract(served, listing, _json({"cluster": "alpha", "jobs": [job]}))
+    missing = {k: v for k, v in job.items() if k != "exit_code"}
+    for drifted in (missing, {**job, "extra": 1}):
+        with pytest.raises(AssertionError):
+            check_contract(served, listing, _json({"cluster": "alpha", "jobs": [drifted]}))

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from hcc_federation.jobs.commands import JOB_FIELDS
 from hcc_federation.jobs.errors import SlurmError, SlurmUnavailable
 from hcc_federation.jobs.parsers import (
     command_error,
@@ -25,6 +24,7 @@ from hcc_federation.jobs.parsers import (
     split_records,
     tres_memory_mb,
 )
+from hcc_federation.jobs.schemas import JOB_FIELDS
 from hcc_federation.remote.result import CommandResult
 from hcc_federation.timefmt import PATTERN
 

@@ -9,7 +9,13 @@ from cornice import Service
 from cornice.service import get_services
 from cornice.validators import colander_body_validator, colander_querystring_validator
 
+from ..timefmt import PATTERN as TIME_PATTERN
 from .docs import documented
+
+TIME_FORMAT_NOTE = (
+    "Every time in an answer is RFC 3339 in UTC to the second, YYYY-MM-DDTHH:MM:SSZ"
+    f" (each such field has the pattern {TIME_PATTERN})."
+)
 
 openapi = Service(name="openapi", path="/api/v1/openapi.json", description="This API's OpenAPI document")
 
@@ -229,7 +235,8 @@ def build_document(services=None, clusters: list[str] | None = None) -> dict:
         "info": {
             "title": "hcc-federation",
             "version": "1",
-            "description": "Act for a person on several HPC clusters: sessions, jobs, files and notebooks.",
+            "description": "Act for a person on several HPC clusters: sessions, jobs, files and notebooks."
+            f" {TIME_FORMAT_NOTE}",
         },
         "paths": dict(sorted(paths.items())),
         "components": {

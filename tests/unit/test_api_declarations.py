@@ -60,3 +60,26 @@ def test_the_streamed_routes_are_the_services_own():
     assert not streams("POST", "/api/v1/clusters/alpha/files/content")
     assert not streams("PUT", "/api/v1/clusters/alpha/files/content/x")
     assert not streams("POST", "/api/v1/clusters/alpha/files/mkdir")
+
+
+def test_the_document_states_the_one_time_format_and_every_time_field_follows_it():
+    from hcc_federation.timefmt import PATTERN
+
+    document = build_document(clusters=["alpha"])
+    assert "YYYY-MM-DDTHH:MM:SSZ" in document["info"]["description"]
+    times = []
+
+    def walk(node, name=""):
+        if isinstance(node, dict):
+            if node.get("format") == "date-time":
+                times.append((name, node.get("pattern")))
+            for key, value in node.items():
+                walk(value, key)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, name)
+
+    walk(document["paths"])
+    names = {name for name, _ in times}
+    assert {"expires_at", "created_at", "mtime", "submit_time", "checked_at", "sampled_at"} <= names
+    assert all(pattern == PATTERN for _, pattern in times), times

@@ -9,6 +9,7 @@ from cornice import Service
 from cornice.service import get_services
 from cornice.validators import colander_body_validator, colander_querystring_validator
 
+from ..jobs.validation import JOB_ID_PATTERN
 from ..timefmt import PATTERN as TIME_PATTERN
 from .docs import documented
 
@@ -87,7 +88,7 @@ HEADER_PARAMETERS = {
 PATH_PARAMETERS = {
     "job_id": {
         "type": "string",
-        "pattern": r"^[0-9]{1,10}(_[0-9]{1,10}|\+[0-9]{1,5})?$",
+        "pattern": f"^{JOB_ID_PATTERN}$",
         "description": "a Slurm job id: 123, 123_4 (array task) or 123+1 (heterogeneous component)",
     },
     "token": {"type": "string", "description": "the download link's token, as its url gives it"},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime, timedelta
 
 import colander
@@ -10,11 +9,17 @@ import colander
 from ..api.schemas import PathString, StrictSchema, StrictString
 from ..timefmt import JSON_SCHEMA as TIME
 from ..timefmt import nullable
-from .validation import DEFAULT_SINCE_DAYS, JOB_STATES, MAX_LIMIT, MAX_NAME_LENGTH, script_problem
+from .validation import (
+    CONTROL,
+    DATE,
+    DEFAULT_SINCE_DAYS,
+    JOB_STATES,
+    MAX_LIMIT,
+    MAX_NAME_LENGTH,
+    script_problem,
+)
 
 MAX_PATH_LENGTH = 4096
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # The accounting database starts at the epoch; an earlier day is a client's mistake.
 EARLIEST_SINCE = date(1970, 1, 2)
 # The time zone farthest ahead of UTC (Kiribati's Line Islands): its today is the latest anywhere.
@@ -34,7 +39,7 @@ class IsoDate(colander.SchemaType):
     def deserialize(self, node, cstruct):
         if cstruct is colander.null:
             return colander.null
-        if not isinstance(cstruct, str) or not _DATE.fullmatch(cstruct):
+        if not isinstance(cstruct, str) or not DATE.fullmatch(cstruct):
             raise colander.Invalid(node, "must be a date YYYY-MM-DD")
         try:
             value = date.fromisoformat(cstruct)
@@ -111,7 +116,7 @@ def _absolute_path(node, value: str) -> None:
         raise colander.Invalid(node, f"must be at most {MAX_PATH_LENGTH} characters")
     # No NUL can reach argv, and a newline or escape in a path would forge lines in logs; such
     # paths exist but are not worth that: they are refused rather than passed on.
-    if _CONTROL.search(value):
+    if CONTROL.search(value):
         raise colander.Invalid(node, "must not contain control characters")
 
 
@@ -122,7 +127,7 @@ def _script_text(node, value: str) -> None:
 
 
 def _job_name(node, value: str) -> None:
-    if len(value) > MAX_NAME_LENGTH or _CONTROL.search(value):
+    if len(value) > MAX_NAME_LENGTH or CONTROL.search(value):
         raise colander.Invalid(node, f"must be 1 to {MAX_NAME_LENGTH} characters without control characters")
 
 

@@ -10,10 +10,12 @@ from .errors import SlurmBadRequest
 
 # Plain 123, array task 123_4, heterogeneous component 123+1; ASCII digits only ([0-9], not \d,
 # which would accept other scripts' digits) and fullmatch, so a trailing newline cannot slip in.
-_JOB_ID = re.compile(r"[0-9]{1,10}(?:_[0-9]{1,10}|\+[0-9]{1,5})?")
+# The OpenAPI document gives the same pattern for the job_id path parameter.
+JOB_ID_PATTERN = r"[0-9]{1,10}(_[0-9]{1,10}|\+[0-9]{1,5})?"
+_JOB_ID = re.compile(JOB_ID_PATTERN)
 _USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # Every base job state of Slurm 22.05 (slurm.h job_state_string), which is what we report.
 JOB_STATES = frozenset(
@@ -93,7 +95,7 @@ def validate_since(since: date | str | None, *, today: date | None = None) -> st
         return ((today or date.today()) - timedelta(days=DEFAULT_SINCE_DAYS)).isoformat()
     if isinstance(since, date):
         return since.isoformat()
-    if isinstance(since, str) and _DATE.fullmatch(since):
+    if isinstance(since, str) and DATE.fullmatch(since):
         try:
             return date.fromisoformat(since).isoformat()
         except ValueError:
@@ -160,7 +162,7 @@ def validate_script(script: object) -> bytes:
 def validate_job_name(name: object) -> str:
     # Slurm itself takes any byte but NUL (even newlines); we refuse control characters in the
     # names we submit so they cannot forge lines in logs or terminals.
-    if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH or _CONTROL.search(name):
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH or CONTROL.search(name):
         raise SlurmBadRequest(
             f"name must be 1 to {MAX_NAME_LENGTH} characters without control characters",
             location="body",

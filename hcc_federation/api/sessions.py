@@ -29,13 +29,18 @@ current_session = Service(
 
 SESSION_OUT = {
     "type": "object",
+    "required": ["username", "expires_at", "created_at"],
     "properties": {
         "username": {"type": "string"},
         "expires_at": TIME,
         "created_at": TIME,
     },
 }
-LOGIN_OUT = {"type": "object", "properties": {"token": {"type": "string"}, **SESSION_OUT["properties"]}}
+LOGIN_OUT = {
+    "type": "object",
+    "required": ["token", *SESSION_OUT["required"]],
+    "properties": {"token": {"type": "string"}, **SESSION_OUT["properties"]},
+}
 
 
 class LoginSchema(StrictSchema):

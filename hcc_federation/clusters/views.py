@@ -23,11 +23,15 @@ STATUS_PROPERTIES = {
 CLUSTERS_OUT = {
     "type": "object",
     "properties": {
-        "clusters": {"type": "array", "items": {"type": "object", "properties": STATUS_PROPERTIES}}
+        "clusters": {
+            "type": "array",
+            "items": {"type": "object", "required": list(STATUS_PROPERTIES), "properties": STATUS_PROPERTIES},
+        }
     },
 }
 CLUSTER_OUT = {
     "type": "object",
+    "required": list(STATUS_PROPERTIES),
     "properties": {
         **STATUS_PROPERTIES,
         "partitions": {

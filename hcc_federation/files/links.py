@@ -35,6 +35,7 @@ download_link = Service(
 
 LINK_OUT = {
     "type": "object",
+    "required": ["url", "expires_at", "cluster", "path"],
     "properties": {
         "url": {"type": "string", "format": "uri", "description": "works without a token until expires_at"},
         "expires_at": TIME,

@@ -113,7 +113,11 @@ METADATA_OUT = {
     },
 }
 ENTRY_OUT = ENTRY
-UPLOAD_OUT = {"type": "object", "properties": {"files": {"type": "array", "items": ENTRY_OUT}}}
+UPLOAD_OUT = {
+    "type": "object",
+    "required": ["files"],
+    "properties": {"files": {"type": "array", "items": ENTRY_OUT}},
+}
 
 # A file's bytes: their media type is guessed from the name, so any type may come back.
 # OpenAPI 3.1 describes raw bytes by their media type alone: a JSON Schema "type": "string" is text,

@@ -217,6 +217,7 @@ CLUSTER_ERROR = {
 }
 JOB_LIST_OUT = {
     "type": "object",
+    "required": ["cluster", "jobs"],
     "properties": {
         "cluster": {"type": "string"},
         "jobs": {"type": "array", "items": JOB},
@@ -224,6 +225,7 @@ JOB_LIST_OUT = {
 }
 FEDERATED_OUT = {
     "type": "object",
+    "required": ["jobs", "errors"],
     "properties": {
         "jobs": {
             "type": "array",
@@ -278,4 +280,8 @@ JOB_DETAIL_OUT = {
         "usage": USAGE,
     },
 }
-SUBMITTED_OUT = {"type": "object", "properties": {"cluster": {"type": "string"}, "id": {"type": "string"}}}
+SUBMITTED_OUT = {
+    "type": "object",
+    "required": ["cluster", "id"],
+    "properties": {"cluster": {"type": "string"}, "id": {"type": "string"}},
+}

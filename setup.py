@@ -33,6 +33,9 @@ tests_require = [
     "ruff>=0.6",
     # fuzzing from the OpenAPI document (tests/functional/test_fuzz.py)
     "schemathesis>=4.3,<5",
+    # every functional test response is checked against the served OpenAPI document
+    "openapi-core>=0.23,<0.24",
+    "jsonschema>=4.18,<5",
 ]
 
 setup(

@@ -10,6 +10,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from jsonschema import Draft202012Validator
+from openapi_core import OpenAPI
+from openapi_core.datatypes import RequestParameters
+from openapi_core.templating.paths.exceptions import PathError
+from openapi_core.validation.response.exceptions import MissingData, ResponseValidationError
+from webtest import TestApp, TestRequest
+
 # A name cannot hold "/", so these reach /tmp/pwned through cd: "cd" alone goes home (/home/alice).
 PWN = "cd;cd ..;cd ..;cd tmp;touch pwned"
 HOSTILE_NAMES = [
@@ -139,13 +146,86 @@ def cluster_settings(endpoints: dict, modes: dict[str, str]) -> dict:
     return out
 
 
-def make_app(settings: dict):
-    from webtest import TestApp
+class _Request:
+    """A WebOb request as openapi-core reads it to find the operation (the path, not the parameters:
+    a response is checked against the operation of the request that got it)."""
 
+    def __init__(self, req):
+        self.host_url = "http://localhost"
+        # as the server received it (latin-1 text of the bytes): WebOb's decoded path_info raises
+        # on a URL that is not UTF-8, which the API answers with a 400 that must be checked too
+        self.path = req.environ.get("SCRIPT_NAME", "") + req.environ.get("PATH_INFO", "")
+        self.method = req.method.lower()
+        self.parameters = RequestParameters()
+        self.content_type = (req.content_type or "").lower()
+        self.body = None
+
+
+class _Response:
+    def __init__(self, response):
+        self.status_code = response.status_int
+        self.content_type = (response.headers.get("Content-Type") or "").lower()
+        self.headers = dict(response.headers)
+        self.data = response.body
+
+
+class ServedDocument:
+    """The OpenAPI document an app serves, ready to check responses against."""
+
+    def __init__(self, document: dict):
+        self.openapi = OpenAPI.from_dict(document)
+        self.error = Draft202012Validator(document["components"]["schemas"]["Error"])
+
+
+class ContractTestApp(TestApp):
+    """A WebTest app whose every response is validated against the OpenAPI document that the app
+    serves (fetched once per app), so the document cannot drift from what the service does."""
+
+    served: ServedDocument | None = None
+
+    def do_request(self, req, status=None, expect_errors=None):
+        response = super().do_request(req, status=status, expect_errors=expect_errors)
+        # HEAD answers as GET without a body, and a CORS preflight is the tween's: neither is an operation
+        if req.method not in ("HEAD", "OPTIONS"):
+            check_contract(self.served_document(), req, response)
+        return response
+
+    def served_document(self) -> ServedDocument:
+        if self.served is None:
+            served = super().do_request(TestRequest.blank("/api/v1/openapi.json"), status=200)
+            self.served = ServedDocument(served.json)
+        return self.served
+
+
+def check_contract(served: ServedDocument, req, response) -> None:
+    """Raise AssertionError when ``response`` is not what the document says ``req`` may get.
+
+    A request that matches no documented operation (an unknown path or method, a URL that is not
+    UTF-8) may only get an error in the documented envelope.
+    """
+    path = req.environ.get("PATH_INFO", "")
+    for error in served.openapi.iter_response_errors(_Request(req), _Response(response)):
+        if isinstance(error, PathError) and response.status_int >= 400:
+            problems = [e.message for e in served.error.iter_errors(response.json)]
+            if not problems:
+                continue
+            error = AssertionError(f"not the error envelope: {problems}")
+        elif isinstance(error, MissingData) and not response.body and "json" not in response.content_type:
+            continue  # an empty file is still a file (openapi-core takes no bytes for no content)
+        detail = f"{type(error).__name__}: {error}"[:300]
+        if isinstance(error, ResponseValidationError) and error.__cause__ is not None:
+            schema_errors = getattr(error.__cause__, "schema_errors", ())
+            detail += "".join(f"\n  {e.message[:200]} at {list(e.absolute_path)}" for e in schema_errors)
+        raise AssertionError(
+            f"{req.method} {path!r} -> {response.status}: not as the OpenAPI document says: {detail}"
+        )
+
+
+def make_app(settings: dict):
     from hcc_federation import main
 
     app = main({}, **settings)
-    return TestApp(app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+    return ContractTestApp(app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
 
 
 def login_token(app, users: dict, name: str = "alice", environ: dict | None = None) -> str:

@@ -13,7 +13,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from webob import Request, Response
 from webtest.http import StopableWSGIServer
+
+from tests.helpers import ServedDocument, check_contract
+
+OPENAPI_PATH = "/api/v1/openapi.json"
 
 
 @dataclass
@@ -47,6 +52,7 @@ class LiveServer:
         self.registry = server.test_app.registry
         self.host = server.adj.host
         self.port = server.adj.port
+        self.served: ServedDocument | None = None
 
     def call(
         self,
@@ -71,11 +77,23 @@ class LiveServer:
             connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
             data = response.read()
-            return Answer(response.status, data, dict(response.headers), time.monotonic() - started)
+            answer = Answer(response.status, data, dict(response.headers), time.monotonic() - started)
         except (TimeoutError, OSError, http.client.HTTPException) as exc:
             return Answer(0, repr(exc).encode(), {}, time.monotonic() - started)
         finally:
             connection.close()
+        if method not in ("HEAD", "OPTIONS") and path != OPENAPI_PATH:
+            self.check(method, path, answer)
+        return answer
+
+    def check(self, method: str, path: str, answer: Answer) -> None:
+        """The answer as the OpenAPI document that this server serves says it may be."""
+        if self.served is None:
+            document = self.call("GET", OPENAPI_PATH)
+            assert document.status == 200, document.body
+            self.served = ServedDocument(document.json)
+        response = Response(body=answer.body, status=answer.status, headerlist=list(answer.headers.items()))
+        check_contract(self.served, Request.blank(path, method=method), response)
 
     def login(self, username: str, password: str) -> str:
         answer = self.call("POST", "/api/v1/sessions", body={"username": username, "password": password})

@@ -16,6 +16,7 @@ my_password = Service(name="my_password", path="/api/v1/me/password", descriptio
 
 PROFILE_OUT = {
     "type": "object",
+    "required": ["username", "fullname", "email", "description", "groups"],
     "properties": {
         "username": {"type": "string"},
         "fullname": {"type": ["string", "null"]},

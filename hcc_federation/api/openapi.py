@@ -7,10 +7,18 @@ import re
 import colander
 from cornice import Service
 from cornice.service import get_services
+from cornice.validators import colander_body_validator, colander_querystring_validator
 from pyramid.security import NO_PERMISSION_REQUIRED
 
+from ..jobs.validation import JOB_ID_PATTERN
+from ..timefmt import PATTERN as TIME_PATTERN
 from .docs import documented
 from .error_map import all_codes
+
+TIME_FORMAT_NOTE = (
+    "Every time in an answer is RFC 3339 in UTC to the second, YYYY-MM-DDTHH:MM:SSZ"
+    f" (each such field has the pattern {TIME_PATTERN})."
+)
 
 openapi = Service(name="openapi", path="/api/v1/openapi.json", description="This API's OpenAPI document")
 
@@ -90,7 +98,7 @@ HEADER_PARAMETERS = {
 PATH_PARAMETERS = {
     "job_id": {
         "type": "string",
-        "pattern": r"^[0-9]{1,10}(_[0-9]{1,10}|\+[0-9]{1,5})?$",
+        "pattern": f"^{JOB_ID_PATTERN}$",
         "description": "a Slurm job id: 123, 123_4 (array task) or 123+1 (heterogeneous component)",
     },
     "token": {"type": "string", "description": "the download link's token, as its url gives it"},
@@ -194,17 +202,16 @@ def _operation(service: Service, method: str, view, args: dict, path_enums: dict
             schema["enum"] = path_enums[name]
         schema.update(PATH_PARAMETERS.get(name, {}))
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
+    # The service declares where its schema applies, by the Cornice validator that checks it.
     schema = args.get("schema")
-    querystring = getattr(view, "hcc_querystring", None)
-    if querystring is not None:
-        params += _parameters(querystring, "query")
-    json_body = schema is not None and method in ("POST", "PUT", "PATCH")
+    validators = args.get("validators", ())
+    json_body = schema is not None and colander_body_validator in validators
     if json_body:
         operation["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": _node_schema(schema)}},
         }
-    elif schema is not None:
+    elif schema is not None and colander_querystring_validator in validators:
         params += _parameters(schema, "query")
     if getattr(view, "hcc_body", None):
         operation["requestBody"] = {"required": True, "content": view.hcc_body}
@@ -244,7 +251,8 @@ def build_document(services=None, clusters: list[str] | None = None) -> dict:
         "info": {
             "title": "hcc-federation",
             "version": "1",
-            "description": "Act for a person on several HPC clusters: sessions, jobs and files.",
+            "description": "Act for a person on several HPC clusters: sessions, jobs and files."
+            f" {TIME_FORMAT_NOTE}",
         },
         "paths": dict(sorted(paths.items())),
         "components": {

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import colander
 
+from ..errors import InvalidArgument
+
 
 class StrictString(colander.String):
     """A string that refuses numbers, lists and objects rather than turning them into text.
@@ -47,3 +49,23 @@ class StrictSchema(colander.MappingSchema):
 
     def schema_type(self, **kw):
         return colander.Mapping(unknown="raise")
+
+
+def querystring_only(request) -> dict:
+    """Cornice's input for ``colander_querystring_validator`` (its ``deserializer=``) that leaves
+    the body alone.
+
+    Cornice's own ``extract_cstruct`` reads the whole body (``request.body`` or ``request.POST``):
+    fatal for a streamed upload, whose query string says where the body goes. A name given twice is
+    an error rather than a guess at which one was meant.
+    """
+    params: dict[str, str] = {}
+    try:
+        items = list(request.GET.items())
+    except UnicodeDecodeError:
+        raise InvalidArgument("the query string is not valid UTF-8", field="path") from None
+    for key, value in items:
+        if key in params:
+            raise InvalidArgument(f"{key} is given more than once", field=key)
+        params[key] = value
+    return {"querystring": params, "path": request.matchdict}

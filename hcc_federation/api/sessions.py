@@ -8,7 +8,8 @@ from cornice.validators import colander_body_validator
 from pyramid.security import NO_PERMISSION_REQUIRED
 
 from ..auth.sessions import audit
-from ..models.meta import as_utc
+from ..timefmt import JSON_SCHEMA as TIME
+from ..timefmt import rfc3339
 from .docs import documented
 from .responses import no_content
 from .schemas import PasswordString, StrictSchema, StrictString
@@ -20,13 +21,18 @@ current_session = Service(
 
 SESSION_OUT = {
     "type": "object",
+    "required": ["username", "expires_at", "created_at"],
     "properties": {
         "username": {"type": "string"},
-        "expires_at": {"type": "string", "format": "date-time"},
-        "created_at": {"type": "string", "format": "date-time"},
+        "expires_at": TIME,
+        "created_at": TIME,
     },
 }
-LOGIN_OUT = {"type": "object", "properties": {"token": {"type": "string"}, **SESSION_OUT["properties"]}}
+LOGIN_OUT = {
+    "type": "object",
+    "required": ["token", *SESSION_OUT["required"]],
+    "properties": {"token": {"type": "string"}, **SESSION_OUT["properties"]},
+}
 
 
 class LoginSchema(StrictSchema):
@@ -37,8 +43,8 @@ class LoginSchema(StrictSchema):
 def session_json(session) -> dict:
     return {
         "username": session.username,
-        "created_at": as_utc(session.row.created_at).isoformat(),
-        "expires_at": as_utc(session.expires_at).isoformat(),
+        "created_at": rfc3339(session.row.created_at),
+        "expires_at": rfc3339(session.expires_at),
     }
 
 

@@ -5,17 +5,30 @@ from __future__ import annotations
 import re
 import urllib.parse
 
+from cornice.service import get_services
+from pyramid.urldispatch import Route
+
 from .errors import error_response
 from .responses import no_content
 
 ALLOWED_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, Range"
 EXPOSED_HEADERS = "ETag, Content-Disposition, Content-Length, Content-Range, Retry-After, WWW-Authenticate"
 ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
-# File uploads stream their body to the cluster (never held in memory) under their own, larger limit.
-STREAMING_BODY_ROUTES = {
-    "PUT": re.compile(r"^/api/v1/clusters/[^/]+/files/content$"),
-    "POST": re.compile(r"^/api/v1/clusters/[^/]+/files/upload$"),
-}
+
+
+def streaming_body_routes(services=None) -> list[tuple[str, Route]]:
+    """(method, route) of every view whose request body is not JSON: a file's bytes or a form.
+
+    Such a body is streamed to the cluster (never held in memory) under its own, larger limit.
+    The body limit acts before routing, so it matches the services' own paths, read from their
+    declarations (``documented(body=...)``) rather than kept here a second time.
+    """
+    routes = []
+    for service in services if services is not None else get_services():
+        for method, view, _ in service.definitions:
+            if getattr(view, "hcc_body", None):
+                routes.append((method, Route(service.name, service.path)))
+    return routes
 
 
 def undecodable_url(environ: dict) -> tuple[str, str, str] | None:
@@ -146,14 +159,17 @@ def _close_copied_body(request) -> None:
 def body_limit_tween_factory(handler, registry):
     json_limit = registry.hcc_settings.api.max_body_bytes
     upload_limit = registry.hcc_settings.files.max_upload_bytes
+    streaming = streaming_body_routes()
 
     def body_limit_tween(request):
         request.add_finished_callback(_close_copied_body)
         # refuse before anything reads the body; streaming routes (uploads) have their own limit
-        pattern = STREAMING_BODY_ROUTES.get(request.method)
+        path = request.path_info
         # the view reads request.body_file in chunks and counts again (a chunked body has no length)
-        streaming = pattern is not None and pattern.match(request.path_info) is not None
-        limit = upload_limit if streaming else json_limit
+        upload = any(
+            method == request.method and route.match(path) is not None for method, route in streaming
+        )
+        limit = upload_limit if upload else json_limit
         length = request.content_length
         if length is not None and length > limit:
             return error_response(413, "body", "body", f"the request body is larger than {limit} bytes")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -23,6 +23,30 @@ from .crypto import Token, new_token, open_credential, parse_token, seal_credent
 # last_seen_at is written at most this often: a write per request would make every GET a
 # database write. SessionStore.touch_interval shortens it for short idle timeouts.
 MAX_TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+# --------------------------------------------------------------------------------------------
+# The one rule of a session's life, in Python (requests, download links) and in SQL (hcc-cleanup):
+# not revoked, younger than hcc.auth.max_age (expires_at) and used within hcc.auth.idle_timeout.
+# --------------------------------------------------------------------------------------------
+
+
+def session_ends_at(row: UserSession, idle_timeout: float) -> datetime:
+    """When the session ends if nothing more happens: the idle limit or the maximum age."""
+    return min(row.expires_at, row.last_seen_at + timedelta(seconds=idle_timeout))
+
+
+def session_is_live(row: UserSession, now: datetime, idle_timeout: float) -> bool:
+    return row.revoked_at is None and now < session_ends_at(row, idle_timeout)
+
+
+def dead_sessions(now: datetime, idle_timeout: float) -> ColumnElement[bool]:
+    """``not session_is_live`` as a WHERE clause on the sessions table."""
+    return or_(
+        UserSession.revoked_at.is_not(None),
+        UserSession.expires_at <= now,
+        UserSession.last_seen_at <= now - timedelta(seconds=idle_timeout),
+    )
 
 
 @dataclass(frozen=True)
@@ -50,7 +74,10 @@ class SessionStore:
 
     def effective_expiry(self, row: UserSession) -> datetime:
         """When the session ends if nothing more happens: the idle limit or the maximum age."""
-        return min(row.expires_at, row.last_seen_at + timedelta(seconds=self.settings.idle_timeout))
+        return session_ends_at(row, self.settings.idle_timeout)
+
+    def is_live(self, row: UserSession, now: datetime) -> bool:
+        return session_is_live(row, now, self.settings.idle_timeout)
 
     def create(self, db: Session, username: str, client_addr: str, credential: dict | None) -> ActiveSession:
         token = new_token()
@@ -85,14 +112,12 @@ class SessionStore:
         row = db.execute(
             select(UserSession).where(UserSession.token_id == token.token_id)
         ).scalar_one_or_none()
+        now = utcnow()
         if (
             row is None
-            or row.revoked_at is not None
             or not token_matches(self.settings.secret, token, row.token_hash)
+            or not self.is_live(row, now)
         ):
-            return None
-        now = utcnow()
-        if now >= self.effective_expiry(row):
             return None
         expires_at = self.effective_expiry(row)
         if now - row.last_seen_at >= self.touch_interval and touch is not None:

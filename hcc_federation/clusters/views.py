@@ -6,6 +6,8 @@ from cornice import Service
 
 from ..api.docs import documented
 from ..files.views import cluster_filesystems
+from ..timefmt import JSON_SCHEMA as TIME
+from ..timefmt import rfc3339
 from .details import cluster_details
 
 clusters = Service(name="clusters", path="/api/v1/clusters", description="The deployment's clusters")
@@ -15,16 +17,20 @@ STATUS_PROPERTIES = {
     "name": {"type": "string"},
     "description": {"type": "string"},
     "status": {"type": "string", "enum": ["up", "down", "hostkey_mismatch"]},
-    "checked_at": {"type": "string", "format": "date-time"},
+    "checked_at": TIME,
 }
 CLUSTERS_OUT = {
     "type": "object",
     "properties": {
-        "clusters": {"type": "array", "items": {"type": "object", "properties": STATUS_PROPERTIES}}
+        "clusters": {
+            "type": "array",
+            "items": {"type": "object", "required": list(STATUS_PROPERTIES), "properties": STATUS_PROPERTIES},
+        }
     },
 }
 CLUSTER_OUT = {
     "type": "object",
+    "required": list(STATUS_PROPERTIES),
     "properties": {
         **STATUS_PROPERTIES,
         "partitions": {
@@ -73,7 +79,7 @@ def status_json(cluster, status) -> dict:
         "name": cluster.name,
         "description": cluster.settings.description,
         "status": status.status,
-        "checked_at": status.checked_at.isoformat(),
+        "checked_at": rfc3339(status.checked_at),
     }
 
 

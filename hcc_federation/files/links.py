@@ -17,7 +17,9 @@ from ..auth.sessions import audit
 from ..clusters import MissingCredential, identity_for
 from ..clusters.registry import UnknownCluster
 from ..models import DownloadLink, UserSession
-from ..models.meta import as_utc, utcnow
+from ..models.meta import utcnow
+from ..timefmt import JSON_SCHEMA as TIME
+from ..timefmt import rfc3339
 from .download import serve_file
 from .errors import LinkGone
 from .schemas import FILE_CONTENT, PathBody
@@ -34,9 +36,10 @@ download_link = Service(
 
 LINK_OUT = {
     "type": "object",
+    "required": ["url", "expires_at", "cluster", "path"],
     "properties": {
         "url": {"type": "string", "format": "uri", "description": "works without a token until expires_at"},
-        "expires_at": {"type": "string", "format": "date-time"},
+        "expires_at": TIME,
         "cluster": {"type": "string"},
         "path": {"type": "string"},
     },
@@ -90,7 +93,7 @@ def make_link(request):
     request.response.status = 201
     return {
         "url": request.route_url(download_link.name, token=str(token)),
-        "expires_at": as_utc(expires_at).isoformat(),
+        "expires_at": rfc3339(expires_at),
         "cluster": cluster.name,
         "path": path,
     }
@@ -114,7 +117,7 @@ def _live_link(request, token_text: str) -> tuple[DownloadLink, dict | None]:
         raise gone
     session = db.get(UserSession, link.session_id)
     sessions = request.registry.hcc_sessions
-    if session is None or session.revoked_at is not None or now >= sessions.effective_expiry(session):
+    if session is None or not sessions.is_live(session, now):
         raise gone
     credential = open_credential(secret, token, link.credential) if link.credential else None
     return link, credential

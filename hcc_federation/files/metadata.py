@@ -12,7 +12,6 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import paramiko
@@ -22,14 +21,14 @@ from paramiko.sftp import CMD_EXTENDED_REPLY
 from hcc_federation.remote.paramiko_compat import sftp_extended
 from hcc_federation.remote.result import CommandResult
 
+from ..timefmt import rfc3339
 from .errors import IsADirectory, NotARegularFile, RemoteFileError, map_command_error, map_sftp_error
 from .paths import validate_path
 
-# Metadata of a path (get_metadata, and each entry of list_directory):
-#   path, name, type ("file" | "directory" | "symlink" | "other"), size, mode ("0644"), owner, group
-#   (names), mtime (ISO 8601 UTC, whole seconds: SFTP v3 has no finer time); a symlink adds target;
-#   a file adds mime and text, and etag where a runner is given (get_metadata: one ``stat`` on the
-#   cluster, see FileVersion; entries of a listing carry none, as that would cost a command per page).
+# Metadata of a path (get_metadata, and each entry of list_directory): the fields are declared once,
+#   in files/schemas.py (ENTRY). mtime has whole seconds: SFTP v3 has no finer time. A file's etag
+#   comes where a runner is given (get_metadata: one ``stat`` on the cluster, see FileVersion; entries
+#   of a listing carry none, as that would cost a command per page).
 #   Paths are never followed for metadata (lstat): a symlink is shown as one. Owner and group names
 #   come from OpenSSH's users-groups-by-id extension (one round trip for all new ids, cached per
 #   pooled SSH connection, see IdNames), else from ``getent`` through the runner, else the number.
@@ -121,12 +120,6 @@ def file_version(run: Runner, path: str) -> FileVersion:
     if not stat.S_ISREG(version.mode):
         raise NotARegularFile(f"not a regular file: {path}", path=path)
     return version
-
-
-def iso_time(timestamp: int | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # Only Python's built-in table: the system's /etc/mime.types differs between machines.
@@ -266,7 +259,7 @@ def attr_metadata(path: str, attr: paramiko.SFTPAttributes, names: IdNames) -> d
         "mode": f"{stat.S_IMODE(attr.st_mode or 0):04o}",
         "owner": names.users.get(attr.st_uid, str(attr.st_uid)) if attr.st_uid is not None else None,
         "group": names.groups.get(attr.st_gid, str(attr.st_gid)) if attr.st_gid is not None else None,
-        "mtime": iso_time(attr.st_mtime),
+        "mtime": rfc3339(attr.st_mtime),
     }
     return meta
 

@@ -6,6 +6,7 @@ import colander
 
 from .. import files
 from ..api.schemas import PathString, StrictSchema
+from ..timefmt import nullable
 
 
 class JsonBoolean(colander.Boolean):
@@ -84,7 +85,7 @@ ENTRY_PROPERTIES = {
     "mode": {"type": "string", "description": "permission bits in octal, e.g. 0644"},
     "owner": {"type": ["string", "null"]},
     "group": {"type": ["string", "null"]},
-    "mtime": {"type": ["string", "null"], "format": "date-time"},
+    "mtime": nullable(),
     "target": {"type": ["string", "null"], "description": "a symlink's target"},
     "etag": {
         "type": "string",
@@ -93,21 +94,35 @@ ENTRY_PROPERTIES = {
     "mime": {"type": "string", "description": "a file's MIME type, guessed"},
     "text": {"type": ["boolean", "null"], "description": "a file looks like UTF-8 text (null: not read)"},
 }
+# The fields every entry has; a symlink adds target, a file mime and text, a file's metadata etag.
+ENTRY = {
+    "type": "object",
+    "required": ["path", "name", "type", "size", "mode", "owner", "group", "mtime"],
+    "additionalProperties": False,
+    "properties": ENTRY_PROPERTIES,
+}
 METADATA_OUT = {
     "type": "object",
+    "required": ENTRY["required"],
     "properties": {
         **ENTRY_PROPERTIES,
-        "entries": {"type": "array", "items": {"type": "object", "properties": ENTRY_PROPERTIES}},
+        "entries": {"type": "array", "items": ENTRY},
         "offset": {"type": "integer"},
         "limit": {"type": "integer"},
         "total": {"type": "integer"},
     },
 }
-ENTRY_OUT = {"type": "object", "properties": ENTRY_PROPERTIES}
-UPLOAD_OUT = {"type": "object", "properties": {"files": {"type": "array", "items": ENTRY_OUT}}}
+ENTRY_OUT = ENTRY
+UPLOAD_OUT = {
+    "type": "object",
+    "required": ["files"],
+    "properties": {"files": {"type": "array", "items": ENTRY_OUT}},
+}
 
 # A file's bytes: their media type is guessed from the name, so any type may come back.
-FILE_CONTENT = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+# OpenAPI 3.1 describes raw bytes by their media type alone: a JSON Schema "type": "string" is text,
+# and a validator (openapi-core) refused every downloaded file against it.
+FILE_CONTENT = {"*/*": {"schema": {"description": "the file's bytes; Content-Type says what they are"}}}
 
 
 UPLOAD_FORM = {

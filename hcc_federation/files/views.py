@@ -8,13 +8,13 @@ import stat
 from collections.abc import Callable
 from typing import Any
 
-import colander
 from cornice import Service
-from cornice.validators import colander_body_validator
+from cornice.validators import colander_body_validator, colander_querystring_validator
 
 from .. import files
 from ..api.docs import documented
 from ..api.responses import no_content
+from ..api.schemas import querystring_only
 from ..clusters import ClusterAccess
 from ..errors import InvalidArgument
 from .download import serve_file
@@ -49,29 +49,6 @@ file_move = Service(name="file_move", path=BASE + "/move", description="Rename o
 file_copy = Service(
     name="file_copy", path=BASE + "/copy", description="Copy a file or directory on the cluster"
 )
-
-
-def parse_query(request, schema: colander.SchemaNode) -> dict[str, Any]:
-    """The query string through a colander schema, without touching the body.
-
-    Cornice's querystring validator builds its input with ``extract_cstruct``, which reads the whole
-    body (``request.body`` or ``request.POST``): fatal for a streamed upload. A name given twice is
-    an error rather than a guess at which one was meant.
-    """
-    params: dict[str, str] = {}
-    try:
-        items = list(request.GET.items())
-    except UnicodeDecodeError:
-        raise InvalidArgument("the query string is not valid UTF-8", field="path") from None
-    for key, value in items:
-        if key in params:
-            raise InvalidArgument(f"{key} is given more than once", field=key)
-        params[key] = value
-    try:
-        return schema.deserialize(params)
-    except colander.Invalid as exc:
-        name, message = next(iter(exc.asdict().items()))
-        raise InvalidArgument(message, field=name or "querystring") from None
 
 
 def checked_path(value: str, *, name: str = "path") -> str:
@@ -117,11 +94,15 @@ def _tree_runner(request, access: ClusterAccess) -> Callable:
     return access.runner(request.registry.hcc_settings.files.tree_timeout)
 
 
-@file_metadata.get()
+@file_metadata.get(
+    schema=ListQuery(),
+    validators=(colander_querystring_validator,),
+    deserializer=querystring_only,
+)
 @documented(200, 400, 401, 403, 404, 409, 502, 503, 504, response=METADATA_OUT, tag="files")
 def get_file(request):
     """Metadata of a path; for a directory also one page of its entries (directories first, by name)."""
-    query = parse_query(request, ListQuery())
+    query = request.validated
     path = checked_path(query["path"])
     access = request.cluster_access
     run = access.run
@@ -141,14 +122,15 @@ def get_file(request):
         return files.get_metadata(sftp, path, run=run, attr=attr)
 
 
-get_file.hcc_querystring = ListQuery()
-
-
-@file_metadata.delete()
+@file_metadata.delete(
+    schema=DeleteQuery(),
+    validators=(colander_querystring_validator,),
+    deserializer=querystring_only,
+)
 @documented(204, 400, 401, 403, 404, 409, 502, 503, 504, tag="files")
 def delete_file(request):
     """Delete a file, a symlink or an empty directory; recursive=true deletes a whole tree."""
-    query = parse_query(request, DeleteQuery())
+    query = request.validated
     path = checked_path(query["path"])
     access = request.cluster_access
     with access.sftp() as sftp:
@@ -156,10 +138,11 @@ def delete_file(request):
     return no_content()
 
 
-delete_file.hcc_querystring = DeleteQuery()
-
-
-@file_content.get()
+@file_content.get(
+    schema=PathQuery(),
+    validators=(colander_querystring_validator,),
+    deserializer=querystring_only,
+)
 @documented(
     200,
     206,
@@ -179,15 +162,16 @@ delete_file.hcc_querystring = DeleteQuery()
 )
 def download_file(request):
     """The file's bytes, streamed; Range (one range), ETag and If-None-Match are honoured."""
-    query = parse_query(request, PathQuery())
+    query = request.validated
     path = checked_path(query["path"])
     return serve_file(request, request.cluster_access, path)
 
 
-download_file.hcc_querystring = PathQuery()
-
-
-@file_content.put()
+@file_content.put(
+    schema=PathQuery(),
+    validators=(colander_querystring_validator,),
+    deserializer=querystring_only,
+)
 @documented(
     200,
     201,
@@ -209,7 +193,7 @@ download_file.hcc_querystring = PathQuery()
 )
 def put_file(request):
     """Create or replace a file with the body, atomically; If-Match guards against a change meanwhile."""
-    query = parse_query(request, PathQuery())
+    query = request.validated
     path = checked_path(query["path"])
     access = request.cluster_access
     limit = request.registry.hcc_settings.files.max_upload_bytes
@@ -227,10 +211,11 @@ def put_file(request):
     return meta
 
 
-put_file.hcc_querystring = PathQuery()
-
-
-@file_upload.post()
+@file_upload.post(
+    schema=UploadQuery(),
+    validators=(colander_querystring_validator,),
+    deserializer=querystring_only,
+)
 @documented(
     200,
     201,
@@ -255,7 +240,7 @@ def upload_files(request):
     A name that exists is a 409 unless overwrite=true. Files are written in order: when one fails,
     those before it stay (each is complete), the failing one leaves nothing.
     """
-    query = parse_query(request, UploadQuery())
+    query = request.validated
     directory = checked_path(query["path"])
     boundary = multipart_boundary(request)
     access = request.cluster_access
@@ -291,9 +276,6 @@ def upload_files(request):
         raise InvalidArgument("the form has no 'file' part", field="file")
     request.response.status = 201 if any_created else 200
     return {"files": stored}
-
-
-upload_files.hcc_querystring = UploadQuery()
 
 
 @file_mkdir.post(

@@ -23,7 +23,7 @@ from .commands import (
     squeue_argv,
     sstat_argv,
 )
-from .errors import InvalidJobArgument, JobFinished, JobForbidden, JobNotFound, SlurmRefused, SlurmUnavailable
+from .errors import JobFinished, JobForbidden, JobNotFound, SlurmRefused, SlurmUnavailable
 from .parsers import (
     UNAVAILABLE,
     Job,
@@ -45,6 +45,7 @@ from .validation import (
     validate_job_id,
     validate_job_name,
     validate_limit,
+    validate_script,
     validate_since,
     validate_states,
     validate_user,
@@ -54,8 +55,6 @@ from .validation import (
 Runner = Callable[[Sequence[str], bytes | None, float | None], CommandResult]
 
 _START_AFTER_NOW = re.compile(r"Start time \(.*\) requested is after end time")
-
-MAX_SCRIPT_BYTES = 4 * 1024 * 1024  # Slurm's default max_script_size
 
 
 @dataclass(frozen=True)
@@ -208,14 +207,7 @@ class SlurmClient:
         work_dir = validate_absolute_path(work_dir, name="work_dir")
         if name is not None:
             name = validate_job_name(name)
-        if not isinstance(script, str) or not script.strip():
-            raise InvalidJobArgument("script must not be empty", field="script")
-        body = script.encode("utf-8")
-        if len(body) > MAX_SCRIPT_BYTES or "\x00" in script:
-            raise InvalidJobArgument(
-                f"script must be text of at most {MAX_SCRIPT_BYTES} bytes", field="script"
-            )
-        return self._submit(sbatch_stdin_argv(work_dir, name), body)
+        return self._submit(sbatch_stdin_argv(work_dir, name), validate_script(script))
 
     def _submit(self, argv: list[str], stdin: bytes | None) -> str:
         # Never retried: a second sbatch would be a second job.

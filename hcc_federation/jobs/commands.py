@@ -59,27 +59,6 @@ SACCT_JOB_FIELDS = (
     "NTasks",
     "MaxRSS",
 )
-# The REST contract's job fields, in order (detail adds steps, script and usage).
-JOB_FIELDS = (
-    "id",
-    "name",
-    "state",
-    "reason",
-    "partition",
-    "account",
-    "user",
-    "submit_time",
-    "start_time",
-    "end_time",
-    "elapsed_seconds",
-    "time_limit_seconds",
-    "node_count",
-    "nodes",
-    "cpus",
-    "memory",
-    "work_dir",
-    "exit_code",
-)
 SSTAT_FIELDS = ("JobID", "AveCPU", "AveRSS", "MaxRSS", "MaxRSSNode", "NTasks", "NodeList", "TRESUsageInTot")
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from hcc_federation.remote.result import CommandResult
+from hcc_federation.timefmt import rfc3339
 
 from .commands import SACCT_JOB_FIELDS, SSTAT_FIELDS
 from .errors import SlurmError, SlurmUnavailable
@@ -68,10 +68,8 @@ def _epoch(value: object) -> int | None:
 
 
 def iso_time(epoch: int | None) -> str | None:
-    """ISO 8601 in UTC with its offset, e.g. ``2026-11-30T01:31:32+00:00``."""
-    if not epoch:
-        return None
-    return datetime.fromtimestamp(epoch, tz=UTC).isoformat()
+    """The API's time format (timefmt); Slurm's 0 means unset."""
+    return rfc3339(epoch) if epoch else None
 
 
 def _int(value: object, default: int | None = None) -> int | None:

@@ -18,6 +18,7 @@ from pyramid.paster import get_appsettings, setup_logging
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
+from ..auth.sessions import dead_sessions
 from ..db import make_engine, session_factory
 from ..models import AuditEvent, DownloadLink, LoginAttempt, ThrottleKey, UserSession
 from ..models.meta import utcnow
@@ -38,14 +39,7 @@ def cleanup(
 ):
     """Delete dead rows; return how many of each kind. The caller commits."""
     now = now or utcnow()
-    idle_cutoff = now - timedelta(seconds=auth.idle_timeout)
-    dead = select(UserSession.id).where(
-        or_(
-            UserSession.revoked_at.is_not(None),
-            UserSession.expires_at <= now,
-            UserSession.last_seen_at <= idle_cutoff,
-        )
-    )
+    dead = select(UserSession.id).where(dead_sessions(now, auth.idle_timeout))
     dead_ids = [row[0] for row in db.execute(dead)]
     links = db.execute(
         delete(DownloadLink).where(or_(DownloadLink.expires_at <= now, DownloadLink.session_id.in_(dead_ids)))

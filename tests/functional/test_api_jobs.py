@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
-from hcc_federation.jobs.commands import JOB_FIELDS
+from hcc_federation.jobs.schemas import JOB_FIELDS
 from hcc_federation.models import JobSubmission
+from hcc_federation.timefmt import rfc3339
 from tests.helpers import (
     alice_work_dir,
     jobs_cancelled_afterwards,
@@ -372,7 +373,7 @@ def test_federated_list_and_a_stopped_cluster(app, login, endpoints, database_ur
     }
     federated = {(job["cluster"], job["id"]) for job in jobs}
     assert federated <= set(single)
-    older = (asked - timedelta(seconds=2)).isoformat()
+    older = rfc3339(asked - timedelta(seconds=2))
     assert {key for key, submitted in single.items() if submitted and submitted < older} <= federated
     assert len(app.get("/api/v1/jobs", {"limit": "1"}, headers=alice).json["jobs"]) == 1
     held = app.get("/api/v1/jobs", {"state": "PENDING"}, headers=alice).json["jobs"]

@@ -5,10 +5,10 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import create_engine, text
-from webtest import TestApp
 
 from hcc_federation.models.meta import utcnow
-from tests.helpers import login_token
+from hcc_federation.timefmt import rfc3339
+from tests.helpers import ContractTestApp, login_token
 
 
 def bearer(token: str) -> dict:
@@ -198,7 +198,7 @@ def test_use_keeps_an_idle_session_alive(app, login, database_url):
     # five hours idle, then a request: the idle clock restarts
     _age_session(database_url, token_id, last_seen_at=utcnow() - timedelta(hours=5))
     before = app.get("/api/v1/sessions/current", headers=headers, status=200).json["expires_at"]
-    assert before > (utcnow() + timedelta(hours=5, minutes=59)).isoformat()
+    assert before > rfc3339(utcnow() + timedelta(hours=5, minutes=59))
 
 
 def test_failed_logins_for_a_username_are_throttled_with_retry_after(app, users):
@@ -283,7 +283,7 @@ def test_concurrent_wrong_logins_on_two_replicas_never_pass_the_per_user_limit(a
     start = threading.Barrier(10)
 
     def attempt(i: int) -> None:
-        client = TestApp(apps[i % 2].app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+        client = ContractTestApp(apps[i % 2].app, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
         start.wait(timeout=30)
         r = client.post_json("/api/v1/sessions", {"username": "bob", "password": "wrong"}, expect_errors=True)
         statuses.append(r.status_int)

@@ -10,8 +10,8 @@ import pytest
 from hcc_federation.api.error_map import mapping_for
 from hcc_federation.errors import InvalidArgument
 from hcc_federation.jobs.client import SlurmClient
-from hcc_federation.jobs.commands import JOB_FIELDS
 from hcc_federation.jobs.errors import JobFinished, JobForbidden, JobNotFound, SlurmRefused
+from hcc_federation.jobs.schemas import JOB_FIELDS
 from hcc_federation.remote.result import CommandResult
 from tests.helpers import alice_work_dir, jobs_cancelled_afterwards, wait_for
 

@@ -8,6 +8,7 @@ import pytest
 from hcc_federation import files
 from hcc_federation.api.error_map import mapping_for
 from hcc_federation.remote.result import CommandResult
+from hcc_federation.timefmt import rfc3339
 
 
 def test_text_sniffing():
@@ -71,8 +72,8 @@ def test_file_types_and_times():
     assert files.file_type(stat.S_IFLNK | 0o777) == "symlink"
     assert files.file_type(stat.S_IFIFO | 0o600) == "other"
     assert files.file_type(None) == "other"
-    assert files.iso_time(0) == "1970-01-01T00:00:00Z"
-    assert files.iso_time(1_000_000_000) == "2001-09-09T01:46:40Z"
+    assert rfc3339(0) == "1970-01-01T00:00:00Z"
+    assert rfc3339(1_000_000_000) == "2001-09-09T01:46:40Z"
 
 
 def _rows(names_and_dirs):
@@ -200,3 +201,14 @@ def test_the_id_name_cache_expires_and_is_bounded():
     assert names.stale(1000.0 + IdNames.TTL + 1)
     names.users.update((i, str(i)) for i in range(IdNames.MAX + 1))
     assert names.stale(1000.0)
+
+
+def test_every_time_has_one_format_whatever_its_source():
+    # a Slurm/SFTP epoch, the database's naive UTC with microseconds, and an aware time elsewhere
+    from datetime import UTC, datetime, timedelta, timezone
+
+    naive = datetime(2026, 11, 30, 1, 31, 32, 654321)
+    aware = datetime(2026, 11, 30, 2, 31, 32, tzinfo=timezone(timedelta(hours=1)))
+    assert rfc3339(naive) == rfc3339(aware) == rfc3339(naive.replace(tzinfo=UTC).timestamp())
+    assert rfc3339(naive) == "2026-11-30T01:31:32Z"
+    assert rfc3339(None) is None

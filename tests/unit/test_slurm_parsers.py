@@ -1,12 +1,12 @@
 """Parsers of hcc_federation.jobs on real Slurm 22.05 output (recorded by data/slurm/capture.py)."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from hcc_federation.api.error_map import mapping_for
-from hcc_federation.jobs.commands import JOB_FIELDS
 from hcc_federation.jobs.errors import SlurmError, SlurmUnavailable
 from hcc_federation.jobs.parsers import (
     command_error,
@@ -25,7 +25,9 @@ from hcc_federation.jobs.parsers import (
     split_records,
     tres_memory_mb,
 )
+from hcc_federation.jobs.schemas import JOB_FIELDS
 from hcc_federation.remote.result import CommandResult
+from hcc_federation.timefmt import PATTERN
 
 DATA = Path(__file__).parent / "data" / "slurm"
 DELIMITER = "|#0123456789abcdef#|"  # what capture.py used
@@ -62,7 +64,7 @@ def test_sacct_job_fields(sacct_list):
     assert failed["exit_code"] == "3:0"
     assert failed["user"] == "alice"
     assert failed["work_dir"].startswith("/home/alice/")
-    assert failed["submit_time"].endswith("+00:00")
+    assert re.fullmatch(PATTERN, failed["submit_time"])
     assert failed["time_limit_seconds"] == 60
     assert failed["memory"] == 1024  # the bed's default: 1G, given in MiB
     assert jobs["9"]["memory"] == 100

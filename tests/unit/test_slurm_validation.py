@@ -165,3 +165,30 @@ def test_error_statuses():
     assert mapping_for(SlurmRefused("x")).status == 400
     assert mapping_for(SlurmError("x")).status == 502
     assert mapping_for(SlurmUnavailable("x")).status == 503
+
+
+def test_the_api_and_the_client_cap_a_script_at_the_same_size():
+    # one limit: the API said 1 MiB and the client 4 MiB, so a direct caller could send 4 MiB
+    import colander
+
+    from hcc_federation.jobs.schemas import SubmitJobSchema
+    from hcc_federation.remote.result import CommandResult
+
+    sent = []
+
+    def run(argv, stdin=None, timeout=None):
+        sent.append(stdin)
+        return CommandResult(tuple(argv), 0, b"42\n", b"")
+
+    client = SlurmClient(run)
+    limit = 1024 * 1024  # the limit the API has always applied to a script
+    fits = "#!/bin/sh\n" + "x" * (limit - 10)
+    over = fits + "x"
+    assert client.submit_script("alice", fits, "/home/alice") == "42"
+    with pytest.raises(InvalidArgument):
+        client.submit_script("alice", over, "/home/alice")
+    assert sent == [fits.encode()]
+    schema = SubmitJobSchema()
+    assert schema.deserialize({"script": fits, "work_dir": "/home/alice"})["script"] == fits
+    with pytest.raises(colander.Invalid):
+        schema.deserialize({"script": over, "work_dir": "/home/alice"})

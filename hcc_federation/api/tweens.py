@@ -175,7 +175,7 @@ def body_limit_tween_factory(handler, registry):
             return error_response(413, "body", "body", f"the request body is larger than {limit} bytes")
         # what Cornice parses as JSON: a JSON media type, or none at all
         if (
-            not streaming
+            not upload
             and request.is_body_readable
             and _JSON_CONTENT_TYPE.match(request.content_type or "application/json")
         ):

@@ -153,6 +153,7 @@ class ConnectionPool:
             "reuses": 0,
             "reconnects": 0,
             "open_retries": 0,
+            "overflow_connects": 0,
             "evictions": 0,
             "idle_closed": 0,
             "retired": 0,
@@ -379,7 +380,8 @@ class ConnectionPool:
             held = self._held_slots()
             # a thread that already holds a channel of this entry takes a slot of the reserve: the
             # reserve's holders open no further channel, so they finish and nobody waits in a circle
-            slots = entry.nested_slots if held.get(id(entry)) else entry.slots
+            nested = bool(held.get(id(entry)))
+            slots = entry.nested_slots if nested else entry.slots
             if not slots.acquire(timeout=timeout):
                 raise RemoteTimeout(
                     endpoint.name, f"all {endpoint.max_sessions} sessions stayed busy for {timeout:g} s"
@@ -387,8 +389,9 @@ class ConnectionPool:
             held[id(entry)] = held.get(id(entry), 0) + 1
             with self._lock:
                 self._channels_in_use += 1
+            private = None
             try:
-                channel = self._open_session(entry, endpoint, identity, transport, deadline)
+                channel, private = self._open_session(entry, endpoint, identity, transport, deadline, nested)
                 # exec and subsystem requests wait for their answer within the command's budget
                 bound_channel_waits(channel, timeout)
                 forget_old_channels(channel.get_transport(), CHANNELS_REMEMBERED)
@@ -399,6 +402,8 @@ class ConnectionPool:
                     with contextlib.suppress(Exception):
                         channel.close()
             finally:
+                if private is not None:
+                    private.close()
                 with self._lock:
                     self._channels_in_use -= 1
                 held[id(entry)] -= 1
@@ -473,11 +478,13 @@ class ConnectionPool:
         identity: Identity,
         transport: paramiko.Transport,
         deadline: float,
-    ) -> paramiko.Channel:
+        nested: bool = False,
+    ) -> tuple[paramiko.Channel, paramiko.Transport | None]:
         """Open a session channel, waiting out a busy server and reconnecting once if the transport died.
 
-        Retrying is safe only because nothing has been sent on the channel yet: a command that
-        was started is never run again.
+        Returns the channel and, when it had to be opened on a connection of its own (see below),
+        that connection, for the caller to close with the channel. Retrying is safe only because
+        nothing has been sent on the channel yet: a command that was started is never run again.
         """
         reconnected = False
         backoff = 0.002
@@ -488,7 +495,7 @@ class ConnectionPool:
             try:
                 # never a tiny timeout: a channel paramiko gave up on may still open on the server
                 # and hold one of its sessions until the transport closes
-                return transport.open_session(timeout=max(remaining, endpoint.connect_timeout))
+                return transport.open_session(timeout=max(remaining, endpoint.connect_timeout)), None
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 failure = exc
             if not transport.is_active():
@@ -501,6 +508,21 @@ class ConnectionPool:
                 continue
             if "timeout" in str(failure).lower():
                 raise RemoteTimeout(endpoint.name, "timed out opening a session") from None
+            if nested:
+                # This thread holds a channel of this connection and sshd refuses it another: its
+                # MaxSessions is below hcc.cluster.<name>.max_sessions. Waiting can be circular here
+                # (every session held by a thread that wants a second one: with 16 slots against
+                # sshd's 10, 11 of 30 concurrent calls waited out their timeout, 504), so the second
+                # channel goes over a connection of its own, closed with it.
+                with self._lock:
+                    self._counters["overflow_connects"] += 1
+                private = self._connect(endpoint, identity)
+                try:
+                    remaining = max(deadline - time.monotonic(), endpoint.connect_timeout)
+                    return private.open_session(timeout=remaining), private
+                except BaseException:
+                    private.close()
+                    raise
             # The transport is fine but sshd said no: "no more sessions" because it still counts
             # sessions we have closed (it frees one only once the command's process is reaped and
             # its CLOSE processed, which can lag behind our slot accounting), or a bounded policy.

@@ -191,6 +191,28 @@ def test_threads_that_hold_a_channel_and_open_a_second_one_never_wait_in_a_circl
     assert pool.stats()["channels_in_use"] == 0
 
 
+def test_a_second_channel_that_sshd_refuses_goes_over_a_connection_of_its_own(pool, alpha, alice):
+    # max_sessions above the bed sshd's MaxSessions (10): ten threads hold every session sshd
+    # allows, each then wants a second channel; sshd refuses them all, and waiting would be circular
+    endpoint = dataclasses.replace(alpha, max_sessions=16, command_timeout=5)
+    holders = 10
+    pool.run(endpoint, alice, ["true"])
+    inside = threading.Barrier(holders)
+
+    def nest(i: int) -> str:
+        with pool.open_sftp(endpoint, alice) as sftp:
+            sftp.stat("/")
+            inside.wait(timeout=5)  # sshd's ten sessions are all held now
+            return pool.run(endpoint, alice, ["echo", str(i)]).text()
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(holders) as executor:
+        assert list(executor.map(nest, range(holders))) == [f"{i}\n" for i in range(holders)]
+    assert time.monotonic() - started < 4
+    assert pool.stats()["overflow_connects"] > 0
+    assert pool.stats()["channels_in_use"] == 0
+
+
 def test_the_nested_reserve_leaves_most_slots_to_the_queue():
     assert [nested_reserve(n) for n in (1, 2, 4, 8, 10, 16)] == [0, 1, 1, 2, 2, 4]
 

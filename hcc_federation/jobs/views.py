@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import posixpath
-import time
-from concurrent.futures import TimeoutError as FutureTimeout
 
 from cornice import Service
 from cornice.validators import colander_body_validator, colander_querystring_validator
@@ -20,6 +19,7 @@ from ..db import independent_session
 from ..errors import DomainError
 from ..models import JobSubmission
 from .client import SlurmClient
+from .federated import list_everywhere
 from .parsers import newest_first, restore_recorded_names
 from .schemas import (
     FEDERATED_OUT,
@@ -42,8 +42,6 @@ cluster_job = Service(
     name="cluster_job", path="/api/v1/clusters/{cluster}/jobs/{job_id}", description="One job on one cluster"
 )
 all_jobs = Service(name="all_jobs", path="/api/v1/jobs", description="The caller's jobs on every cluster")
-# A federated list waits for a cluster this long beyond its own connect and command timeouts.
-FEDERATED_GRACE_SECONDS = 2.0
 
 
 def slurm_client(request, access: ClusterAccess) -> SlurmClient:
@@ -189,40 +187,17 @@ def list_all_jobs(request):
             clients[cluster] = slurm_client(request, request.access_to(cluster))
         except DomainError as exc:
             errors.append(_cluster_error(cluster.name, exc))
+    # sacct and squeue (at once since they share nothing), after a connect if none yet
+    lists = {
+        c.name: functools.partial(client.list_jobs, username, **arguments) for c, client in clients.items()
+    }
+    budgets = {c.name: c.settings.connect_timeout + 2 * c.settings.command_timeout for c in clients}
+    found, failed = list_everywhere(lists, budgets, request.registry.hcc_fanout)
     jobs: list[dict] = []
-    if clients:
-        # Every cluster at once on the shared fan-out (never a queue behind other requests: when it
-        # is full, a cluster's list runs in this thread); a late one is left to finish on its own
-        # (its command timeout ends it) while this request answers.
-        fanout = request.registry.hcc_fanout
-        futures = {}
-        try:
-            started = time.monotonic()
-            futures = {
-                cluster: fanout.submit(client.list_jobs, username, **arguments)
-                for cluster, client in clients.items()
-            }
-            for cluster, future in futures.items():
-                # sacct and squeue (at once since they share nothing), after a connect if none yet
-                budget = cluster.settings.connect_timeout + 2 * cluster.settings.command_timeout
-                remaining = budget + FEDERATED_GRACE_SECONDS - (time.monotonic() - started)
-                try:
-                    found = future.result(timeout=max(0, remaining))
-                    with_recorded_names(request, cluster.name, found)
-                    jobs.extend({"cluster": cluster.name, **job} for job in found)
-                except FutureTimeout:
-                    errors.append(
-                        {
-                            "cluster": cluster.name,
-                            "status": 504,
-                            "description": f"no answer within {budget:g} s",
-                        }
-                    )
-                except Exception as exc:  # one cluster's failure is its entry, never the whole answer's
-                    errors.append(_cluster_error(cluster.name, exc))
-        finally:
-            for future in futures.values():
-                future.cancel()
+    for name, cluster_jobs_found in found.items():
+        with_recorded_names(request, name, cluster_jobs_found)
+        jobs.extend({"cluster": name, **job} for job in cluster_jobs_found)
+    errors.extend(_cluster_error(name, exc) for name, exc in failed.items())
     jobs = newest_first(jobs)
     if arguments["limit"]:
         jobs = jobs[: arguments["limit"]]

@@ -247,3 +247,35 @@ def finish_pipelined_writes(handle: SFTPFile) -> None:
         kind, _ = handle.sftp._read_response(pending.popleft())
         if kind != CMD_STATUS:
             raise paramiko.SFTPError("expected a status for a WRITE")
+
+
+class RekeySafeTransport(paramiko.Transport):
+    """paramiko's Transport, except that its own reader thread never waits for a key exchange.
+
+    When a channel closes, paramiko's reader thread answers with CLOSE through ``_send_user_message``,
+    which waits until a key exchange in progress is over; but during a re-key (paramiko starts one
+    every 512 MiB) it is this very thread that must read the exchange's answer, so it waited out
+    ``clear_to_send_timeout`` (30 s) and killed the connection: 3 of 12 downloads of 256 MiB on one
+    pooled connection ended short, with "Key-exchange timed out waiting for key negotiation". A
+    message the reader thread sends during an exchange is now queued, and sent once the new keys
+    are in place (in order, before the thread reads anything else).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._hcc_deferred: list = []
+
+    def _send_user_message(self, data) -> None:
+        if threading.current_thread() is self:
+            with self.clear_to_send_lock:
+                if not self.clear_to_send.is_set():
+                    self._hcc_deferred.append(data)
+                    return
+        super()._send_user_message(data)
+
+    def _parse_newkeys(self, m) -> None:
+        super()._parse_newkeys(m)
+        with self.clear_to_send_lock:
+            deferred, self._hcc_deferred = self._hcc_deferred, []
+            for data in deferred:
+                self._send_message(data)

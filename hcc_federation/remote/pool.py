@@ -26,6 +26,7 @@ from hcc_federation.remote.errors import (
 )
 from hcc_federation.remote.identity import Identity
 from hcc_federation.remote.paramiko_compat import (
+    RekeySafeTransport,
     bound_channel_waits,
     forget_old_channels,
     send_data,
@@ -733,7 +734,7 @@ def _start_transport(endpoint: ClusterEndpoint, timeout: float) -> paramiko.Tran
     # without this every small request waits for a delayed ACK (Nagle): 48 ms instead of 3 ms per command
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        transport = paramiko.Transport(sock)
+        transport = RekeySafeTransport(sock)
     except BaseException:
         sock.close()
         raise

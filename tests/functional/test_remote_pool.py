@@ -213,6 +213,21 @@ def test_a_second_channel_that_sshd_refuses_goes_over_a_connection_of_its_own(po
     assert pool.stats()["channels_in_use"] == 0
 
 
+def test_channels_that_close_during_a_rekey_do_not_kill_the_connection(pool, alpha, alice):
+    # paramiko re-keys every 512 MiB; its reader thread, answering a channel's CLOSE, waited for the
+    # key exchange that only it could finish, and killed the connection after clear_to_send_timeout
+    # (3 of 12 downloads of 256 MiB ended short). Here a re-key every 256 KiB and a short timeout.
+    pool.run(alpha, alice, ["true"])
+    with pool.open_sftp(alpha, alice) as sftp:
+        transport = sftp.get_channel().get_transport()
+    transport.packetizer.REKEY_BYTES = 256 * 1024
+    transport.clear_to_send_timeout = 2
+    for _ in range(20):
+        assert len(pool.run(alpha, alice, ["head", "-c", "300000", "/dev/zero"]).stdout) == 300000
+    assert pool.stats()["reconnects"] == 0
+    assert transport.is_active()
+
+
 def test_the_nested_reserve_leaves_most_slots_to_the_queue():
     assert [nested_reserve(n) for n in (1, 2, 4, 8, 10, 16)] == [0, 1, 1, 2, 2, 4]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import colander
+from cornice.validators import colander_querystring_validator
 
 from ..errors import InvalidArgument
 
@@ -69,3 +70,13 @@ def querystring_only(request) -> dict:
             raise InvalidArgument(f"{key} is given more than once", field=key)
         params[key] = value
     return {"querystring": params, "path": request.matchdict}
+
+
+def querystring(schema: colander.SchemaNode) -> dict:
+    """A Cornice view's arguments that check the query string with ``schema`` and never read the body
+    (streamed uploads and downloads take their path from the query string)."""
+    return {
+        "schema": schema,
+        "validators": (colander_querystring_validator,),
+        "deserializer": querystring_only,
+    }

@@ -9,12 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 from cornice import Service
-from cornice.validators import colander_body_validator, colander_querystring_validator
+from cornice.validators import colander_body_validator
 
 from .. import files
 from ..api.docs import documented
 from ..api.responses import no_content
-from ..api.schemas import querystring_only
+from ..api.schemas import querystring
 from ..clusters import ClusterAccess
 from ..errors import InvalidArgument
 from .download import serve_file
@@ -94,11 +94,7 @@ def _tree_runner(request, access: ClusterAccess) -> Callable:
     return access.runner(request.registry.hcc_settings.files.tree_timeout)
 
 
-@file_metadata.get(
-    schema=ListQuery(),
-    validators=(colander_querystring_validator,),
-    deserializer=querystring_only,
-)
+@file_metadata.get(**querystring(ListQuery()))
 @documented(200, 400, 401, 403, 404, 409, 502, 503, 504, response=METADATA_OUT, tag="files")
 def get_file(request):
     """Metadata of a path; for a directory also one page of its entries (directories first, by name)."""
@@ -122,11 +118,7 @@ def get_file(request):
         return files.get_metadata(sftp, path, run=run, attr=attr)
 
 
-@file_metadata.delete(
-    schema=DeleteQuery(),
-    validators=(colander_querystring_validator,),
-    deserializer=querystring_only,
-)
+@file_metadata.delete(**querystring(DeleteQuery()))
 @documented(204, 400, 401, 403, 404, 409, 502, 503, 504, tag="files")
 def delete_file(request):
     """Delete a file, a symlink or an empty directory; recursive=true deletes a whole tree."""
@@ -138,11 +130,7 @@ def delete_file(request):
     return no_content()
 
 
-@file_content.get(
-    schema=PathQuery(),
-    validators=(colander_querystring_validator,),
-    deserializer=querystring_only,
-)
+@file_content.get(**querystring(PathQuery()))
 @documented(
     200,
     206,
@@ -167,11 +155,7 @@ def download_file(request):
     return serve_file(request, request.cluster_access, path)
 
 
-@file_content.put(
-    schema=PathQuery(),
-    validators=(colander_querystring_validator,),
-    deserializer=querystring_only,
-)
+@file_content.put(**querystring(PathQuery()))
 @documented(
     200,
     201,
@@ -211,11 +195,7 @@ def put_file(request):
     return meta
 
 
-@file_upload.post(
-    schema=UploadQuery(),
-    validators=(colander_querystring_validator,),
-    deserializer=querystring_only,
-)
+@file_upload.post(**querystring(UploadQuery()))
 @documented(
     200,
     201,

@@ -27,7 +27,18 @@ import uuid
 from pathlib import Path
 
 # bench/ is on sys.path as the running script's directory: see common.py
-from common import ENDPOINTS, Client, close_master, pserve, registry, settings, ssh_options, ssh_run, vm_kib
+from common import (
+    ENDPOINTS,
+    Client,
+    PatternBody,
+    close_master,
+    pserve,
+    registry,
+    settings,
+    ssh_options,
+    ssh_run,
+    vm_kib,
+)
 
 ALPHA = ENDPOINTS["clusters"]["alpha"]
 MiB = 1024 * 1024
@@ -35,20 +46,6 @@ BLOCK = MiB
 SETTINGS = {"hcc.cluster.alpha.command_timeout": "120"}
 # waitress refuses bodies over 1 GiB by default; the service has its own limit
 SERVER = {"max_request_body_size": "4294967296"}
-
-
-class PatternBody:
-    """``size`` bytes of a repeated random block, read like a file: no gigabyte on disk or in memory."""
-
-    def __init__(self, size: int, block: bytes):
-        self.remaining = size
-        self.block = block
-
-    def read(self, n: int = -1) -> bytes:
-        n = self.remaining if n < 0 else min(n, self.remaining)
-        out = (self.block * (n // len(self.block) + 1))[:n]
-        self.remaining -= n
-        return out
 
 
 class Service:

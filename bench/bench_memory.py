@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 # bench/ is on sys.path as the running script's directory: see common.py
-from common import USERS, Client, mysql_registry, proc_figures, pserve, settings
+from common import USERS, Client, PatternBody, mysql_registry, proc_figures, pserve, settings
 
 MiB = 1024 * 1024
 THREADS = 16
@@ -41,20 +41,6 @@ VARIANTS = {
     "arenas2": {"MALLOC_ARENA_MAX": "2"},
     "mmap256k": {"MALLOC_MMAP_THRESHOLD_": "262144"},
 }
-
-
-class PatternBody:
-    """``size`` bytes of a repeated block, read like a file."""
-
-    def __init__(self, size: int, block: bytes):
-        self.remaining = size
-        self.block = block
-
-    def read(self, n: int = -1) -> bytes:
-        n = self.remaining if n < 0 else min(n, self.remaining)
-        out = (self.block * (n // len(self.block) + 1))[:n]
-        self.remaining -= n
-        return out
 
 
 def download(client: Client, token: str, path: str, size: int) -> None:

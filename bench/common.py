@@ -220,6 +220,20 @@ def proc_figures(pid: int) -> dict[str, float]:
     }
 
 
+class PatternBody:
+    """``size`` bytes of a repeated random block, read like a file: no gigabyte on disk or in memory."""
+
+    def __init__(self, size: int, block: bytes):
+        self.remaining = size
+        self.block = block
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.remaining if n < 0 else min(n, self.remaining)
+        out = (self.block * (n // len(self.block) + 1))[:n]
+        self.remaining -= n
+        return out
+
+
 class Client:
     """One keep-alive HTTP connection, as a portal would hold."""
 

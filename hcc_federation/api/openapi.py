@@ -117,6 +117,11 @@ _ROUTE_REGEX = re.compile(r"{(\w+):[^}]*}")
 LEGACY_TAG = "legacy"
 
 
+def document_path(route_path: str) -> str:
+    """The OpenAPI path of a route: ``{path:.*}`` (a Pyramid regex) becomes ``{path}``."""
+    return _ROUTE_REGEX.sub(r"{\1}", route_path)
+
+
 def _validators(validator) -> list:
     if isinstance(validator, colander.All):
         return [v for inner in validator.validators for v in _validators(inner)]
@@ -258,7 +263,7 @@ def build_document(services=None, clusters: list[str] | None = None) -> dict:
     path_enums = {"cluster": clusters} if clusters else {}
     paths: dict = {}
     for service in services if services is not None else get_services():
-        item = paths.setdefault(_ROUTE_REGEX.sub(r"{\1}", service.path), {})
+        item = paths.setdefault(document_path(service.path), {})
         for method, view, args in service.definitions:
             if method == "HEAD":
                 continue

@@ -95,6 +95,19 @@ def test_a_refused_login_is_200_with_user_null(app, users):
     assert "session" not in r.json
 
 
+def test_throttled_and_directory_down_logins_are_200_with_the_reason(app, settings):
+    body = {"username": "bob", "password": "wrong"}
+    for _ in range(5):  # hcc.auth.throttle_max_per_user
+        r = app.post_json("/alpha/myapp/login_user", body, status=200)
+        assert r.json["user"] is None
+    r = app.post_json("/alpha/myapp/login_user", {**body, "password": "bob-pw-1"}, status=200)
+    assert r.json["user"] is None and "too many" in r.json["error"].lower()
+    # LDAP unreachable (nothing listens on port 9)
+    down = make_app({**settings, "hcc.ldap.uri": "ldap://127.0.0.1:9", "hcc.ldap.timeout": "1"})
+    r = down.post_json("/beta/myapp/login_user", {"username": "alice", "password": "alice-pw-1"}, status=200)
+    assert r.json["user"] is None and "directory" in r.json["error"]
+
+
 def test_myauthorization_is_taken_on_legacy_routes_only(app, alice):
     app.get("/api/v1/me", headers=alice, status=401)
     r = app.get("/alpha/myapp/get_user", status=401)

@@ -228,6 +228,13 @@ class FilesSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LegacySettings:
+    # the legacy portal's change_password sends no current password field: it is allowed only this
+    # many seconds after the session's login (0: never)
+    password_change_window: int = 900
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     database: DatabaseSettings
     ldap: LdapSettings
@@ -236,6 +243,7 @@ class Settings:
     ssh: SshSettings = field(default_factory=SshSettings)
     clusters: tuple[ClusterSettings, ...] = ()
     files: FilesSettings = field(default_factory=FilesSettings)
+    legacy: LegacySettings = field(default_factory=LegacySettings)
 
 
 def default(cls: type, name: str):
@@ -437,6 +445,14 @@ def parse_files(r: _Reader) -> FilesSettings:
     )
 
 
+def parse_legacy(r: _Reader) -> LegacySettings:
+    return LegacySettings(
+        password_change_window=r.int(
+            "hcc.legacy.password_change_window", default(LegacySettings, "password_change_window"), minimum=0
+        ),
+    )
+
+
 def parse_settings(raw: Mapping[str, str], environ: Mapping[str, str] | None = None) -> Settings:
     """Parse every hcc.* key; raise SettingsError naming the first bad key."""
     r = _Reader(raw, os.environ if environ is None else environ)
@@ -449,6 +465,7 @@ def parse_settings(raw: Mapping[str, str], environ: Mapping[str, str] | None = N
         ssh=parse_ssh(r, clusters),
         clusters=clusters,
         files=parse_files(r),
+        legacy=parse_legacy(r),
     )
 
 

@@ -4,8 +4,10 @@ stay in conftest.py). Nothing here touches the test bed at import, so unit tests
 import configparser
 import contextlib
 import os
+import re
 import subprocess
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,15 +148,30 @@ def cluster_settings(endpoints: dict, modes: dict[str, str]) -> dict:
     return out
 
 
+def _legacy_tail_pattern():
+    from hcc_federation.legacy.views import PATH_TAIL_ROUTES
+
+    return re.compile(rf"^(/[^/]+/myapp/(?:{'|'.join(PATH_TAIL_ROUTES)})/)(.*)$", re.DOTALL)
+
+
 class _Request:
     """A WebOb request as openapi-core reads it to find the operation (the path, not the parameters:
     a response is checked against the operation of the request that got it)."""
+
+    _legacy_tail = None
 
     def __init__(self, req):
         self.host_url = "http://localhost"
         # as the server received it (latin-1 text of the bytes): WebOb's decoded path_info raises
         # on a URL that is not UTF-8, which the API answers with a 400 that must be checked too
         self.path = req.environ.get("SCRIPT_NAME", "") + req.environ.get("PATH_INFO", "")
+        # The legacy portal's routes end with a path, slashes included ({path:.*}), which an OpenAPI
+        # template cannot say ({path} is one segment): the tail is matched as one escaped segment.
+        if _Request._legacy_tail is None:
+            _Request._legacy_tail = _legacy_tail_pattern()
+        tail = _Request._legacy_tail.match(self.path)
+        if tail:
+            self.path = tail.group(1) + urllib.parse.quote(tail.group(2), safe="")
         self.method = req.method.lower()
         self.parameters = RequestParameters()
         self.content_type = (req.content_type or "").lower()

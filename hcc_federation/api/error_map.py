@@ -51,6 +51,7 @@ from ..jobs.errors import (
     SlurmRefused,
     SlurmUnavailable,
 )
+from ..legacy.errors import NotebooksNotAvailable
 from ..remote.errors import (
     ClusterUnreachable,
     CredentialsRefused,
@@ -136,6 +137,8 @@ ERROR_MAP: dict[type[BaseException], Mapping] = {
     UnsupportedMediaType: Mapping(
         415, "unsupported_media_type", "header", "the body's media type is refused"
     ),
+    # the legacy portal (hcc_federation/legacy)
+    NotebooksNotAvailable: Mapping(501, "not_implemented", "path", "not available on this service yet"),
     # the registry database (SQLAlchemy's, not ours: raised from the driver or the pool)
     DBAPIError: Mapping(503, "database_unavailable", "body", "the registry database is unavailable"),
     PoolTimeout: Mapping(503, "database_unavailable", "body", "every database connection is in use"),

@@ -31,9 +31,14 @@ PROFILE_OUT = {
 @documented(200, 401, 404, 503, response=PROFILE_OUT, tag="me")
 def get_me(request):
     """The caller's profile and groups, from the directory."""
-    person = request.registry.hcc_directory.profile(request.identity.username)
+    return profile_json(request.registry.hcc_directory, request.identity.username)
+
+
+def profile_json(directory, username: str) -> dict:
+    """A person's profile and groups from the directory; UnknownUser if they left it."""
+    person = directory.profile(username)
     if person is None:
-        raise UnknownUser(f"user {request.identity.username} is no longer in the directory")
+        raise UnknownUser(f"user {username} is no longer in the directory")
     return {
         "username": person.username,
         "fullname": person.fullname,

@@ -70,6 +70,7 @@ STATUS_TEXT = {
     500: "Internal error",
     502: "Bad gateway",
     503: "Unavailable",
+    501: "Not implemented yet",
     504: "Timeout",
     507: "Insufficient storage",
 }
@@ -102,7 +103,23 @@ PATH_PARAMETERS = {
         "description": "a Slurm job id: 123, 123_4 (array task) or 123+1 (heterogeneous component)",
     },
     "token": {"type": "string", "description": "the download link's token, as its url gives it"},
+    # the legacy portal's routes (hcc_federation/legacy)
+    "path": {
+        "type": "string",
+        "description": "the rest of the URL, slashes included and not encoded: an absolute path, or one"
+        " that starts with a named file system ($HOME, $WORK...) of the cluster",
+    },
+    "day": {"type": "string", "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "description": "YYYY-MM-DD"},
+    "label": {"type": "string", "description": "the portal's own name for the backend, echoed back"},
 }
+# A route's parameter may take a Pyramid regex ({path:.*}: slashes included); OpenAPI names it only.
+_ROUTE_REGEX = re.compile(r"{(\w+):[^}]*}")
+LEGACY_TAG = "legacy"
+
+
+def document_path(route_path: str) -> str:
+    """The OpenAPI path of a route: ``{path:.*}`` (a Pyramid regex) becomes ``{path}``."""
+    return _ROUTE_REGEX.sub(r"{\1}", route_path)
 
 
 def _validators(validator) -> list:
@@ -195,6 +212,11 @@ def _operation(service: Service, method: str, view, args: dict, path_enums: dict
         operation["tags"] = [tag]
     if is_private(args):
         operation["security"] = [{"bearer": []}]
+    if tag == LEGACY_TAG:
+        # the old hcc-jobs portal's routes: kept for it, not for new clients
+        operation["deprecated"] = True
+        if is_private(args):
+            operation["security"] = [{"myAuthorization": []}, {"bearer": []}]
     params = []
     for name in re.findall(r"{(\w+)", service.path):
         schema = {"type": "string"}
@@ -241,7 +263,7 @@ def build_document(services=None, clusters: list[str] | None = None) -> dict:
     path_enums = {"cluster": clusters} if clusters else {}
     paths: dict = {}
     for service in services if services is not None else get_services():
-        item = paths.setdefault(service.path, {})
+        item = paths.setdefault(document_path(service.path), {})
         for method, view, args in service.definitions:
             if method == "HEAD":
                 continue
@@ -257,7 +279,16 @@ def build_document(services=None, clusters: list[str] | None = None) -> dict:
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": {"Error": ERROR_ENVELOPE},
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "myAuthorization": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "MyAuthorization",
+                    "description": "legacy portal routes only: <token>$<base64 of the password>; only"
+                    " the token part authenticates",
+                },
+            },
         },
     }
 

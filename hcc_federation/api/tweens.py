@@ -11,7 +11,8 @@ from pyramid.urldispatch import Route
 from .errors import error_response
 from .responses import no_content
 
-ALLOWED_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, Range"
+# MyAuthorization: the legacy hcc-jobs portal's own header (hcc_federation/legacy)
+ALLOWED_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, MyAuthorization, Range"
 EXPOSED_HEADERS = "ETag, Content-Disposition, Content-Length, Content-Range, Retry-After, WWW-Authenticate"
 ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 

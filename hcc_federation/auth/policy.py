@@ -19,9 +19,35 @@ def bearer_token(request) -> str | None:
     return value.strip()
 
 
+def myauthorization_parts(request) -> tuple[str, str] | None:
+    """(token, base64 of the password) of the legacy portal's ``MyAuthorization: <token>$<b64>``."""
+    header = request.headers.get("MyAuthorization", "")
+    token, sep, password = header.partition("$")
+    if not sep or not token.strip():
+        return None
+    return token.strip(), password.strip()
+
+
+def request_token(request) -> str | None:
+    """The session token a request presents: a bearer token, or on the legacy portal's routes (the
+    route names that ``registry.hcc_myauthorization_routes`` lists) the token part of MyAuthorization.
+
+    The legacy header's password part is never used to authenticate: the credential was sealed at login.
+    """
+    token = bearer_token(request)
+    if token is not None:
+        return token
+    route = getattr(request, "matched_route", None)
+    routes = getattr(request.registry, "hcc_myauthorization_routes", frozenset())
+    if route is None or route.name not in routes:
+        return None
+    parts = myauthorization_parts(request)
+    return parts[0] if parts is not None else None
+
+
 class BearerTokenSecurityPolicy:
     def identity(self, request) -> ActiveSession | None:
-        token = bearer_token(request)
+        token = request_token(request)
         if token is None:
             return None
         registry = request.registry

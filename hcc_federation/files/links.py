@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from cornice import Service
 from cornice.validators import colander_body_validator
@@ -59,8 +59,23 @@ def make_link(request):
     is stored; the session's cluster credential is sealed again under the link's own secret.
     """
     path = checked_path(request.validated["path"])
-    registry = request.registry
     access = request.cluster_access
+    token, expires_at = create_download_link(request, access, path)
+    request.response.status = 201
+    return {
+        "url": request.route_url(download_link.name, token=token),
+        "expires_at": rfc3339(expires_at),
+        "cluster": access.cluster.name,
+        "path": path,
+    }
+
+
+def create_download_link(request, access, path: str) -> tuple[str, datetime]:
+    """Record a link to ``path`` on the access's cluster as the caller: (its token, when it expires).
+
+    The file must exist and be readable now. The link ends earlier if the caller's session ends.
+    """
+    registry = request.registry
     cluster = access.cluster
     session = request.identity
     # the file must exist and be readable now: a link to nothing is a mistake better told at once
@@ -90,13 +105,7 @@ def make_link(request):
         )
     )
     audit(request.dbsession, "download_link", session.username, request.client_address, "success", path)
-    request.response.status = 201
-    return {
-        "url": request.route_url(download_link.name, token=str(token)),
-        "expires_at": rfc3339(expires_at),
-        "cluster": cluster.name,
-        "path": path,
-    }
+    return str(token), expires_at
 
 
 def _live_link(request, token_text: str) -> tuple[DownloadLink, dict | None]:

@@ -222,8 +222,19 @@ def upload_files(request):
     """
     query = request.validated
     directory = checked_path(query["path"])
+    any_created, stored = store_form_files(
+        request, request.cluster_access, directory, overwrite=query["overwrite"]
+    )
+    request.response.status = 201 if any_created else 200
+    return {"files": stored}
+
+
+def store_form_files(
+    request, access: ClusterAccess, directory: str, *, overwrite: bool
+) -> tuple[bool, list[dict[str, Any]]]:
+    """Write the ``file`` parts of the request's multipart body into ``directory``, each atomically:
+    (whether any was created, the metadata of each)."""
     boundary = multipart_boundary(request)
-    access = request.cluster_access
     run = access.run
     limit = request.registry.hcc_settings.files.max_upload_bytes
     parts = form_parts(request_chunks(request, limit, directory), boundary)
@@ -248,14 +259,13 @@ def upload_files(request):
                 raise InvalidArgument(f"a file part needs a plain file name, not {name!r}", field="file")
             target = checked_path(posixpath.join(directory, name), name="file")
             created, meta = files.write_file(
-                sftp, target, body, overwrite=query["overwrite"], max_bytes=limit, run=run
+                sftp, target, body, overwrite=overwrite, max_bytes=limit, run=run
             )
             any_created = any_created or created
             stored.append(meta)
     if not stored:
         raise InvalidArgument("the form has no 'file' part", field="file")
-    request.response.status = 201 if any_created else 200
-    return {"files": stored}
+    return any_created, stored
 
 
 @file_mkdir.post(

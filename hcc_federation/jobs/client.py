@@ -94,6 +94,10 @@ class SlurmClient:
             raise command_error(result)
         return result
 
+    def accounting_text(self, argv: Sequence[str]) -> str:
+        """The output of a sacct argv; empty when its start day has not begun on the cluster yet."""
+        return self._history(argv)
+
     def _history(self, argv: Sequence[str]) -> str:
         """sacct's records; none when the start day has not begun on the cluster yet.
 
@@ -158,6 +162,11 @@ class SlurmClient:
         own_steps = [s for s in steps if s["id"].split(".", 1)[0] == job["id"]]
         in_queue = any(q["id"] == job["id"] for q in queued)
         return _Located(job=job, steps=own_steps, in_queue=in_queue)
+
+    def locate_job(self, user: str, job_id: str) -> Job:
+        """One of the user's jobs as queue and accounting know it (no steps, script or usage):
+        JobNotFound if neither knows it, JobForbidden if it is another user's."""
+        return dict(self._locate(validate_user(user), validate_job_id(job_id)).job)
 
     def get_job(self, user: str, job_id: str, with_usage: bool = True) -> Job:
         """One job with ``steps``, ``script`` (while slurmctld has it) and, if running, ``usage``."""

@@ -140,8 +140,11 @@ PROBE_SCRIPT = (
 )
 
 
-def probe_argv(job_id: str, nodes: str, node_count: int) -> list[str]:
-    """One task per node of a running job (--overlap: it shares the job's CPUs), output labelled."""
+def probe_argv(job_id: str, nodes: str, node_count: int, script: str = PROBE_SCRIPT) -> list[str]:
+    """One task per node of a running job (--overlap: it shares the job's CPUs), output labelled.
+
+    ``script`` is a fixed ``sh -c`` text (the job id comes in as ``$1``), never one built from input.
+    """
     if not _HOSTLIST.fullmatch(nodes):
         raise SlurmError(f"unexpected node list {nodes!r}")
     return [
@@ -156,7 +159,7 @@ def probe_argv(job_id: str, nodes: str, node_count: int) -> list[str]:
         f"--ntasks={node_count}",
         "sh",
         "-c",
-        PROBE_SCRIPT,
+        script,
         "sh",
         job_id,
     ]

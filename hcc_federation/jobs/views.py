@@ -88,6 +88,44 @@ def list_cluster_jobs(request):
     return {"cluster": cluster.name, "jobs": with_recorded_names(request, cluster.name, jobs)}
 
 
+def record_submission(
+    request,
+    cluster: str,
+    job_id: str,
+    *,
+    script_path: str | None = None,
+    work_dir: str | None = None,
+    name: str | None = None,
+) -> None:
+    """Record a job that sbatch accepted in the registry, committed at once and on its own.
+
+    The job exists on the cluster whatever happens to this request from here, and its id must reach
+    the caller even if the registry fails: a failure is logged, never raised.
+    """
+    username = request.identity.username
+    if script_path is not None:
+        row = JobSubmission(script_path=script_path, work_dir=posixpath.dirname(script_path) or "/")
+    else:
+        row = JobSubmission(work_dir=work_dir, name=name)
+    row.cluster = cluster
+    row.job_id = job_id
+    row.username = username
+    row.client_addr = request.client_address
+    log.info("job %s submitted on %s by %s", job_id, cluster, username)
+    try:
+        with independent_session(request.registry.hcc_dbsession_factory) as db:
+            db.add(row)
+    except DBAPIError:
+        log.error(
+            "job %s on %s by %s (script_path=%r work_dir=%r) is NOT recorded: the registry failed",
+            job_id,
+            cluster,
+            username,
+            row.script_path,
+            row.work_dir,
+        )
+
+
 @cluster_jobs.post(
     schema=SubmitJobSchema(),
     validators=(colander_body_validator,),
@@ -105,31 +143,10 @@ def submit_job(request):
     # POST, so a job is never submitted twice.
     if "script_path" in body:
         job_id = client.submit_script_path(username, body["script_path"])
-        row = JobSubmission(
-            script_path=body["script_path"], work_dir=posixpath.dirname(body["script_path"]) or "/"
-        )
+        record_submission(request, cluster.name, job_id, script_path=body["script_path"])
     else:
         job_id = client.submit_script(username, body["script"], body["work_dir"], name=body.get("name"))
-        row = JobSubmission(work_dir=body["work_dir"], name=body.get("name"))
-    row.cluster = cluster.name
-    row.job_id = job_id
-    row.username = username
-    row.client_addr = request.client_address
-    log.info("job %s submitted on %s by %s", job_id, cluster.name, username)
-    try:
-        # committed at once and on its own: the job exists on the cluster whatever happens to
-        # this request from here, and its id must reach the caller even if the registry fails
-        with independent_session(request.registry.hcc_dbsession_factory) as db:
-            db.add(row)
-    except DBAPIError:
-        log.error(
-            "job %s on %s by %s (script_path=%r work_dir=%r) is NOT recorded: the registry failed",
-            job_id,
-            cluster.name,
-            username,
-            row.script_path,
-            row.work_dir,
-        )
+        record_submission(request, cluster.name, job_id, work_dir=body["work_dir"], name=body.get("name"))
     request.response.status = 201
     request.response.location = request.route_url("cluster_job", cluster=cluster.name, job_id=job_id)
     return {"cluster": cluster.name, "id": job_id}

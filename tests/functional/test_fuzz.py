@@ -65,10 +65,39 @@ FUZZED = {
     ("POST", "/api/v1/clusters/{cluster}/files/copy"),
     ("POST", "/api/v1/clusters/{cluster}/files/links"),
     ("GET", "/api/v1/links/{token}"),
+    # the legacy portal's routes (hcc_federation/legacy): paths confined as above, the submitted
+    # script nowhere, job ids past any real job's; change_password never changes anything here, as
+    # the fuzzer sends no MyAuthorization password
+    *(
+        ("POST", f"/{{cluster}}/myapp/{route}")
+        for route in (
+            "login_user",
+            "change_password",
+            "submit_job",
+            "cancel_job",
+            "create_file",
+            "create_directory",
+            "update_file_directory",
+            "delete_file_directory",
+            "paste_file_directory",
+            "start_jupyter",
+            "stop_jupyter",
+        )
+    ),
+    *(("POST", f"/{{cluster}}/myapp/{route}/{{path}}") for route in ("upload_file", "update_text")),
+    *(
+        ("GET", f"/{{cluster}}/myapp/{route}/{{path}}")
+        for route in ("get_directory", "get_file", "get_download_link")
+    ),
+    ("GET", "/{cluster}/myapp/get_user"),
+    ("GET", "/{cluster}/myapp/get_jobs/{day}"),
+    ("GET", "/{cluster}/myapp/get_job_detail/{job_id}/"),
+    ("GET", "/{cluster}/myapp/download/{token}"),
+    ("GET", "/{cluster}/myapp/get_jupyters/{label}"),
 }
 # these end the caller's session(s) when they succeed: each example gets a fresh one
 OWN_SESSION = {("DELETE", "/api/v1/sessions/current"), ("PUT", "/api/v1/me/password")}
-PATH_FIELDS = ("path", "to", "work_dir")
+PATH_FIELDS = ("path", "to", "work_dir", "src", "dest")
 # where a generated script_path points: nowhere, so that sbatch never runs a file that another
 # generated request wrote into the scratch directory
 NO_SCRIPTS = "/nonexistent/hcc-fuzz"
@@ -120,6 +149,15 @@ def unreal_job_id(job_id: object) -> object:
 def confine(case, scratch: str) -> None:
     if isinstance(case.path_parameters, dict) and "job_id" in case.path_parameters:
         case.path_parameters["job_id"] = unreal_job_id(case.path_parameters["job_id"])
+    if isinstance(case.path_parameters, dict) and "path" in case.path_parameters:
+        # a legacy route's path tail
+        case.path_parameters["path"] = confined(case.path_parameters["path"], scratch)
+    if isinstance(case.body, dict) and "jobId" in case.body:
+        case.body["jobId"] = unreal_job_id(case.body["jobId"])
+    if case.operation.path.endswith("/submit_job") and isinstance(case.body, dict) and "path" in case.body:
+        # the legacy submit's script path: nowhere, as script_path
+        case.body["path"] = confined(case.body["path"], NO_SCRIPTS)
+        return
     if isinstance(case.body, dict) and isinstance(case.body.get("script"), str):
         case.body["script"] = REFUSED_SCRIPT
     if isinstance(case.body, dict) and "script_path" in case.body:
@@ -153,6 +191,13 @@ def envelope_problem(response) -> str | None:
 
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+# the legacy portal's notebook routes answer 501 by design until notebooks are wired in
+# (hcc_federation/legacy/notebooks.py): every other check holds for them
+NOT_YET = {
+    "/{cluster}/myapp/get_jupyters/{label}",
+    "/{cluster}/myapp/start_jupyter",
+    "/{cluster}/myapp/stop_jupyter",
+}
 
 
 def fuzz_operation(operation, send, failures: list[str]) -> None:
@@ -175,8 +220,11 @@ def fuzz_operation(operation, send, failures: list[str]) -> None:
         label = f"{case.method} {response.request.path_url[:300]}"
         if os.environ.get("HCC_FUZZ_TRACE"):
             print("FUZZ", response.status_code, label[:200])
+        checks = CHECKS
+        if case.operation.path in NOT_YET and response.status_code == 501:
+            checks = [check for check in CHECKS if check is not not_a_server_error]
         try:
-            case.validate_response(response, checks=CHECKS, headers=headers)
+            case.validate_response(response, checks=checks, headers=headers)
         except (Exception, BaseExceptionGroup) as exc:  # collect them all, then fail once
             failures.append(f"{label} -> {response.status_code}: {str(exc)[:600]}")
             return

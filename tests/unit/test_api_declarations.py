@@ -50,7 +50,8 @@ def test_a_streamed_upload_documents_its_query_string_and_no_json_body():
 def test_the_streamed_routes_are_the_services_own():
     routes = streaming_body_routes()
     streamed = {(method, route.pattern) for method, route in routes}
-    assert streamed == {("PUT", FILES + "/content"), ("POST", FILES + "/upload")}
+    legacy_upload = ("POST", "/{cluster}/myapp/upload_file/{path:.*}")
+    assert streamed == {("PUT", FILES + "/content"), ("POST", FILES + "/upload"), legacy_upload}
 
     def streams(method, path):
         return any(m == method and route.match(path) is not None for m, route in routes)
@@ -58,6 +59,9 @@ def test_the_streamed_routes_are_the_services_own():
     assert streams("PUT", "/api/v1/clusters/alpha/files/content")
     assert streams("POST", "/api/v1/clusters/beta/files/upload")
     assert not streams("POST", "/api/v1/clusters/alpha/files/content")
+    # the legacy portal's upload, whose directory is the rest of the URL
+    assert streams("POST", "/beta/myapp/upload_file/$HOME/a dir/b")
+    assert not streams("POST", "/beta/myapp/update_text/$HOME/a.txt")
     assert not streams("PUT", "/api/v1/clusters/alpha/files/content/x")
     assert not streams("POST", "/api/v1/clusters/alpha/files/mkdir")
 

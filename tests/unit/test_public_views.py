@@ -21,6 +21,9 @@ PUBLIC = {
     ("openapi", "HEAD"),
     ("download_link", "GET"),  # the link's own secret is the credential
     ("download_link", "HEAD"),
+    ("legacy_login_user", "POST"),  # the legacy portal's log in
+    ("legacy_download", "GET"),  # the legacy portal's way to a download link
+    ("legacy_download", "HEAD"),
 }
 
 

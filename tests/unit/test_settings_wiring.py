@@ -86,6 +86,7 @@ def raw_settings(paths) -> dict[str, str]:
         "hcc.files.max_upload_bytes": "4096",
         "hcc.files.link_ttl": "60",
         "hcc.files.tree_timeout": "30",
+        "hcc.legacy.password_change_window": "120",
         "hcc.clusters": "alpha beta",
         alpha + "host": "127.0.0.3",
         alpha + "port": "2299",
@@ -252,6 +253,8 @@ CHECKS = {
     "hcc.api.trusted_proxies": (_client_address, "10.1.2.3"),
     "hcc.files.link_ttl": (lambda r: r.hcc_settings.files.link_ttl, 60),
     "hcc.files.tree_timeout": (_tree_timeout, 30),
+    # what the legacy change_password view reads; tests/functional/test_legacy.py shows it refuse past it
+    "hcc.legacy.password_change_window": (lambda r: r.hcc_settings.legacy.password_change_window, 120),
     "hcc.clusters": (lambda r: [c.name for c in r.hcc_clusters], ["alpha", "beta"]),
     "hcc.cluster.<name>.host": (lambda r: alpha(r).endpoint.host, "127.0.0.3"),
     "hcc.cluster.<name>.port": (lambda r: alpha(r).endpoint.port, 2299),

@@ -12,7 +12,10 @@ from .errors import error_response
 from .responses import no_content
 
 ALLOWED_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, Range"
-EXPOSED_HEADERS = "ETag, Content-Disposition, Content-Length, Content-Range, Retry-After, WWW-Authenticate"
+EXPOSED_HEADERS = (
+    "ETag, Content-Disposition, Content-Length, Content-Range, Retry-After, WWW-Authenticate,"
+    " X-Output-Size, X-Output-Offset, X-Job-State, X-Job-Running"
+)
 ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 

@@ -17,7 +17,7 @@ from hcc_federation.jobs.client import SlurmClient
 from hcc_federation.jobs.output import RecordedOutput
 from hcc_federation.models import JobSubmission
 from tests.functional.test_api_jobs import HELD, skip_on_mysql
-from tests.helpers import alice_work_dir, jobs_cancelled_afterwards, wait_for
+from tests.helpers import alice_work_dir, jobs_cancelled_afterwards, migrate, wait_for
 from tests.liveserver import live_server
 
 CLUSTERS = ["alpha", "beta"]
@@ -200,3 +200,49 @@ def test_paths_of_a_job_slurmctld_forgot_come_from_the_registry(app, login, user
     assert Path(expected).read_text() == "done\n"
     job = client.get_job("alice", job_id, with_usage=False, recorded=lambda: None)
     assert job["stdout"] is None and "not submitted through this service" in job["output_reason"]
+
+
+# Prints a numbered line every 0.2 s for about 40 s.
+CHATTY = (
+    "#!/bin/sh\n"
+    "#SBATCH --time=1\n"
+    "#SBATCH --mem=10M\n"
+    'i=0; while [ $i -lt 200 ]; do i=$((i + 1)); echo "tick $i"; sleep 0.2; done\n'
+)
+
+
+def test_follow_polls_once_per_interval_and_stops_at_the_maximum(
+    base_settings, tmp_path, users, work_dir, started, app, login, database_url
+):
+    """hcc.jobs.output_poll_interval and .output_follow_max_seconds act: with 2 s and 5 s, a job
+    that prints five lines a second arrives in pieces about 2 s apart, and the answer ends after
+    about 5 s while the job still runs."""
+    skip_on_mysql(database_url)
+    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    migrate(url)
+    settings = {
+        **base_settings,
+        "hcc.database.url": url,
+        "hcc.jobs.output_poll_interval": "2",
+        "hcc.jobs.output_follow_max_seconds": "5",
+    }
+    alice = login("alice")
+    job_id = submit(app, started, "alpha", alice, {"script": CHATTY, "work_dir": str(work_dir)})
+    wait_for(
+        lambda: app.get(output_url("alpha", job_id), headers=alice, expect_errors=True).status_int == 200,
+        timeout=60,
+    )
+    with live_server(settings, threads=4) as server:
+        token = server.login("alice", users["alice"]["password"])
+        response, pieces = follow(server, token, output_url("alpha", job_id, follow="true"))
+    assert response.status == 200 and response.getheader("X-Job-Running") == "true"
+    seconds = [at for at, _ in pieces]
+    # ended by the maximum (5 s, plus the last look), not by the job, which runs for 40 s
+    assert 4.5 < seconds[-1] < 12
+    assert detail(app, "alpha", job_id, alice)["state"] == "RUNNING"
+    # the cluster was looked at every 2 s: a handful of pieces, never a stream of 0.2 s lines
+    assert 2 <= len(pieces) <= 6
+    gaps = [b - a for a, b in zip(seconds, seconds[1:], strict=False)]
+    assert all(gap > 1.5 for gap in gaps), gaps
+    lines = b"".join(piece for _, piece in pieces).decode().splitlines()
+    assert lines == [f"tick {i}" for i in range(1, len(lines) + 1)] and len(lines) > 15

@@ -34,6 +34,7 @@ from .output import (
     node_hostname_argv,
     parse_node_hostname,
     queued_context,
+    queued_job_argv,
     queued_patterns,
     resolve_output,
     unknown,
@@ -211,7 +212,7 @@ class SlurmClient:
     def recorded_output(self, job_id: str) -> RecordedOutput | None:
         """What slurmctld holds about a job's output files just after sbatch, for the registry."""
         job_id = validate_job_id(job_id)
-        records = squeue_records(self._checked(squeue_argv()).text())
+        records = squeue_records(self._checked(queued_job_argv(job_id)).text())
         record = next((r for r in records if str(r.get("job_id")) == job_id), None)
         return queued_patterns(record) if record is not None else None
 

@@ -235,6 +235,12 @@ def first_node(nodes: str | None) -> str | None:
     return match.group(1) + (match.group(2) or "")
 
 
+def queued_job_argv(job_id: str) -> list[str]:
+    """One job's slurmctld record; 22.05 ignores --jobs with --json (the whole queue comes back, and
+    the caller picks the job), newer Slurm honours it and sends one record."""
+    return ["squeue", "--json", "--states=all", f"--jobs={job_id}"]
+
+
 def node_hostname_argv(node: str) -> list[str]:
     return ["scontrol", "--oneliner", "show", "node", node]
 

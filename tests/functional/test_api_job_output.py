@@ -246,3 +246,23 @@ def test_follow_polls_once_per_interval_and_stops_at_the_maximum(
     assert all(gap > 1.5 for gap in gaps), gaps
     lines = b"".join(piece for _, piece in pieces).decode().splitlines()
     assert lines == [f"tick {i}" for i in range(1, len(lines) + 1)] and len(lines) > 15
+
+
+@pytest.mark.parametrize("cluster", CLUSTERS)
+def test_an_output_name_with_spaces_and_quotes_stays_literal(app, login, users, work_dir, started, cluster):
+    alice = login("alice")
+    script = work_dir / "literal.sh"
+    # sbatch takes the double quotes as grouping: the file is named  it's a $(x) `y` <id>.out
+    script.write_text(QUICK.replace("echo done", '#SBATCH --output="it\'s a $(x) `y` %j.out"\necho done'))
+    os.chown(script, users["alice"]["uid"], -1)
+    job_id = submit(app, started, cluster, alice, {"script_path": str(script)})
+    expected = f"{work_dir}/it's a $(x) `y` {job_id}.out"
+    assert detail(app, cluster, job_id, alice)["stdout"] == expected
+
+    def printed():
+        r = app.get(output_url(cluster, job_id), headers=alice, expect_errors=True)
+        return r.status_int == 200 and r.body == b"done\n"
+
+    wait_for(printed, timeout=60)
+    assert Path(expected).read_text() == "done\n"
+    assert not (work_dir / "x").exists() and not (work_dir / "y").exists()

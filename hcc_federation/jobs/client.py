@@ -36,6 +36,7 @@ from .output import (
     queued_context,
     queued_job_argv,
     queued_patterns,
+    queued_problem,
     resolve_output,
     unknown,
 )
@@ -218,11 +219,13 @@ class SlurmClient:
 
     def _output_paths(self, located: _Located, recorded: Recorded | None) -> OutputPaths:
         job = located.job
-        if located.record is not None:
-            patterns = queued_patterns(located.record)
-            if "[" in job["id"]:
-                return unknown("a pending array has no files yet: ask for one of its tasks")
-            node = located.record.get("batch_host") or None
+        record = located.record
+        if record is not None:
+            problem = queued_problem(record, job["id"])
+            if problem is not None:
+                return unknown(problem)
+            patterns = queued_patterns(record)
+            node = record.get("batch_host") or None
         else:
             patterns = recorded() if recorded is not None else None
             if patterns is None:
@@ -230,9 +233,10 @@ class SlurmClient:
             node = first_node(job.get("nodes"))
         hostname = None
         if needs_node(patterns.stdout_pattern, patterns.stderr_pattern) and node:
+            # one more command, only for a pattern that names the node
             hostname = self._node_hostname(node)
-        if located.record is not None:
-            context = queued_context(located.record, hostname)
+        if record is not None:
+            context = queued_context(record, hostname)
         else:
             context = accounted_context(job, patterns, hostname)
         return resolve_output(patterns.stdout_pattern, patterns.stderr_pattern, context)

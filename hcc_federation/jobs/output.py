@@ -181,6 +181,15 @@ def queued_patterns(record: Mapping[str, Any]) -> RecordedOutput:
     )
 
 
+def queued_problem(record: Mapping[str, Any], job_id: str) -> str | None:
+    """Why a job slurmctld still has writes no output file of its own, or None."""
+    if record.get("batch_flag") is False:
+        return "an interactive job (srun, salloc) writes to its terminal, not to files"
+    if "[" in job_id:
+        return "the array's pending tasks have no files yet: ask for one task (id_task)"
+    return None
+
+
 def queued_context(record: Mapping[str, Any], node_hostname: str | None = None) -> OutputContext:
     """The context of a job slurmctld still has, from its ``squeue --json`` record."""
     array_job = _int(record.get("array_job_id")) or None

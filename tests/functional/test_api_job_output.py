@@ -3,6 +3,7 @@
 import http.client
 import json
 import os
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -266,3 +267,42 @@ def test_an_output_name_with_spaces_and_quotes_stays_literal(app, login, users, 
     wait_for(printed, timeout=60)
     assert Path(expected).read_text() == "done\n"
     assert not (work_dir / "x").exists() and not (work_dir / "y").exists()
+
+
+def remote_followers(marker: str) -> list[str]:
+    """The cluster-side follow loops whose arguments hold ``marker`` (the clusters run on this host)."""
+    # -ww: whole command lines (the path comes after the script)
+    ps = subprocess.run(
+        ["ps", "-ww", "-u", "alice", "-o", "args="], capture_output=True, text=True, check=True
+    )
+    return [line for line in ps.stdout.splitlines() if marker in line]
+
+
+def test_a_client_that_goes_away_stops_the_follow_on_the_cluster(
+    settings, app, login, users, work_dir, started, database_url
+):
+    skip_on_mysql(database_url)
+    alice = login("alice")
+    job_id = submit(app, started, "alpha", alice, {"script": CHATTY, "work_dir": str(work_dir)})
+    wait_for(
+        lambda: app.get(output_url("alpha", job_id), headers=alice, expect_errors=True).status_int == 200,
+        timeout=60,
+    )
+    with live_server(settings, threads=4) as server:
+        token = server.login("alice", users["alice"]["password"])
+        connection = http.client.HTTPConnection(server.host, server.port, timeout=30)
+        connection.request(
+            "GET", output_url("alpha", job_id, follow="true"), headers={"Authorization": f"Bearer {token}"}
+        )
+        response = connection.getresponse()
+        assert response.status == 200 and response.read1(65536).startswith(b"tick 1\n")
+        assert remote_followers(str(work_dir)), "the follow loop should run on the cluster"
+        # both: the response's file object keeps the socket open on its own
+        response.close()
+        connection.close()
+        # the next piece fails to reach the client: the body is closed, and with it the channel
+        wait_for(lambda: not remote_followers(str(work_dir)), timeout=20)
+        # the cluster slot came back too
+        bulkhead = server.registry.hcc_clusters.bulkhead("alpha")
+        wait_for(lambda: bulkhead.in_use == 0, timeout=10)
+    assert detail(app, "alpha", job_id, alice)["state"] == "RUNNING"

@@ -20,6 +20,7 @@ from hcc_federation.jobs.output import (
     parse_node_hostname,
     queued_context,
     queued_patterns,
+    queued_problem,
     resolve_output,
 )
 
@@ -115,6 +116,13 @@ def test_contexts_from_squeue_and_from_accounting():
     assert gone == OutputContext(None, 12, 3, 'a "b"', "alice", "/w", None)
     assert resolve_output(None, None, gone).stdout == "/w/slurm-12_3.out"
     assert resolve_output("/w/%j", None, gone).stdout is None
+
+
+def test_jobs_without_files_of_their_own():
+    # batch_flag false: an srun or salloc job (checked on the bed: squeue --json says so)
+    assert "interactive" in queued_problem({"batch_flag": False}, "5")
+    assert "pending tasks" in queued_problem({"batch_flag": True}, "5_[1-3]")
+    assert queued_problem({"batch_flag": True}, "5_1") is None
 
 
 def test_node_helpers():

@@ -33,10 +33,11 @@ from .output import (
     needs_node,
     node_hostname_argv,
     parse_node_hostname,
+    parse_recorded_output,
     queued_context,
-    queued_job_argv,
     queued_patterns,
     queued_problem,
+    recorded_output_argv,
     resolve_output,
     unknown,
 )
@@ -213,9 +214,9 @@ class SlurmClient:
     def recorded_output(self, job_id: str) -> RecordedOutput | None:
         """What slurmctld holds about a job's output files just after sbatch, for the registry."""
         job_id = validate_job_id(job_id)
-        records = squeue_records(self._checked(queued_job_argv(job_id)).text())
-        record = next((r for r in records if str(r.get("job_id")) == job_id), None)
-        return queued_patterns(record) if record is not None else None
+        delimiter = new_delimiter()
+        result = self._checked(recorded_output_argv(job_id, delimiter))
+        return parse_recorded_output(result.text(), delimiter, job_id)
 
     def _output_paths(self, located: _Located, recorded: Recorded | None) -> OutputPaths:
         job = located.job

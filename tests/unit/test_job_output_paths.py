@@ -18,6 +18,7 @@ from hcc_federation.jobs.output import (
     follow_argv,
     needs_node,
     parse_node_hostname,
+    parse_recorded_output,
     queued_context,
     queued_patterns,
     queued_problem,
@@ -116,6 +117,28 @@ def test_contexts_from_squeue_and_from_accounting():
     assert gone == OutputContext(None, 12, 3, 'a "b"', "alice", "/w", None)
     assert resolve_output(None, None, gone).stdout == "/w/slurm-12_3.out"
     assert resolve_output("/w/%j", None, gone).stdout is None
+
+
+D = "|#9f3a#|"
+
+
+def test_what_the_registry_records_from_squeue():
+    # recorded on the bed: sbatch --chdir=/tmp -o '/tmp/x %%j ' -J $'a b\nc: d,e' (no --error)
+    text = f"/tmp/x %%j {D}/tmp/x %%j {D}a b\nc: d,e{D}/tmp{D}\n"
+    assert parse_recorded_output(text, D, "1153") == RecordedOutput("/tmp/x %%j ", "", "a b\nc: d,e", "/tmp")
+    # no --output: squeue prints /tmp/slurm-<id>.out for stdout and stderr, also for an array
+    # (1154, sbatch -a 1-2), whose files are slurm-%A_%a.out: kept as sbatch's default
+    text = f"/tmp/slurm-1154.out{D}/tmp/slurm-1154.out{D}sbatch{D}/tmp{D}\n"
+    recorded = parse_recorded_output(text, D, "1154")
+    assert recorded == RecordedOutput("", "", "sbatch", "/tmp")
+    task = OutputContext(1155, 1154, 2, "sbatch", "alice", "/tmp")
+    assert resolve_output(recorded.stdout_pattern or None, None, task).stdout == "/tmp/slurm-1154_2.out"
+    # an array's running tasks: one line each, the first is enough
+    line = f"/w/o-%a{D}/w/e-%a{D}n{D}/w{D}"
+    assert parse_recorded_output(f"{line}\n{line}\n", D, "7") == RecordedOutput(
+        "/w/o-%a", "/w/e-%a", "n", "/w"
+    )
+    assert parse_recorded_output("", D, "7") is None
 
 
 def test_jobs_without_files_of_their_own():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
@@ -30,8 +31,10 @@ from .output import (
     RecordedOutput,
     accounted_context,
     first_node,
+    live_job_argv,
     needs_node,
     node_hostname_argv,
+    parse_live_job,
     parse_node_hostname,
     parse_recorded_output,
     queued_context,
@@ -205,11 +208,30 @@ class SlurmClient:
         return job
 
     def job_output(self, user: str, job_id: str, recorded: Recorded | None = None) -> tuple[Job, OutputPaths]:
-        """One of the user's jobs (JobNotFound, JobForbidden) and where its stdout and stderr go."""
+        """One of the user's jobs (JobNotFound, JobForbidden) and where its stdout and stderr go.
+
+        Returns ``{"id", "state"}`` at least. A job slurmctld has is read with one filtered squeue
+        (a portal polls this); any other the long way, as the detail does.
+        """
         job_id = validate_job_id(job_id)
         user = validate_user(user)
-        located = self._locate(user, job_id)
-        return dict(located.job), self._output_paths(located, recorded)
+        delimiter = new_delimiter()
+        result = self._run(live_job_argv(job_id, delimiter))
+        live = parse_live_job(result.text(), delimiter, job_id) if result.ok else None
+        if live is None:
+            located = self._locate(user, job_id)
+            return dict(located.job), self._output_paths(located, recorded)
+        if live.user != user:
+            # checked before anything else is read or done, as _locate does
+            raise JobForbidden(f"job {job_id} belongs to another user", job_id=job_id)
+        job = {"id": job_id, "state": live.state}
+        if live.problem is not None:
+            return job, unknown(live.problem)
+        patterns = live.patterns
+        context = live.context
+        if needs_node(patterns.stdout_pattern, patterns.stderr_pattern) and live.node:
+            context = dataclasses.replace(context, node_hostname=self._node_hostname(live.node))
+        return job, resolve_output(patterns.stdout_pattern, patterns.stderr_pattern, context)
 
     def recorded_output(self, job_id: str) -> RecordedOutput | None:
         """What slurmctld holds about a job's output files just after sbatch, for the registry."""

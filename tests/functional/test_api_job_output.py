@@ -17,6 +17,7 @@ from hcc_federation.clusters.registry import identity_for
 from hcc_federation.jobs.client import SlurmClient
 from hcc_federation.jobs.output import RecordedOutput
 from hcc_federation.models import JobSubmission
+from hcc_federation.remote.result import CommandResult
 from tests.functional.test_api_jobs import HELD, skip_on_mysql
 from tests.helpers import alice_work_dir, jobs_cancelled_afterwards, migrate, wait_for
 from tests.liveserver import live_server
@@ -182,6 +183,9 @@ def test_paths_of_a_job_slurmctld_forgot_come_from_the_registry(app, login, user
     access = ClusterAccess(registry.hcc_pool, access_settings, identity)
 
     def forgetting(argv, stdin=None, timeout=None):
+        if argv[0] == "squeue" and f"--jobs={job_id}" in argv and "--json" not in argv:
+            # what squeue says of a job slurmctld forgot
+            return CommandResult(tuple(argv), 1, b"", b"slurm_load_jobs error: Invalid job id specified\n")
         result = access.run(argv, stdin=stdin, timeout=timeout)
         if argv[0] == "squeue":
             document = json.loads(result.stdout)
@@ -199,6 +203,9 @@ def test_paths_of_a_job_slurmctld_forgot_come_from_the_registry(app, login, user
     assert job["script"] is None  # slurmctld's side is gone, as for a forgotten job
     assert (job["stdout"], job["stderr"], job["output_reason"]) == (expected, expected, None)
     assert Path(expected).read_text() == "done\n"
+    # the output route's way: its one filtered squeue finds nothing, so it looks the long way
+    job, paths = client.job_output("alice", job_id, recorded=lambda: recorded)
+    assert (job["state"], paths.stdout, paths.stderr) == ("COMPLETED", expected, expected)
     job = client.get_job("alice", job_id, with_usage=False, recorded=lambda: None)
     assert job["stdout"] is None and "not submitted through this service" in job["output_reason"]
 

@@ -17,6 +17,7 @@ from hcc_federation.jobs.output import (
     first_node,
     follow_argv,
     needs_node,
+    parse_live_job,
     parse_node_hostname,
     parse_recorded_output,
     queued_context,
@@ -170,3 +171,83 @@ def test_the_follow_script_takes_its_arguments_literally():
     argv = follow_argv("12_3", "/w/a b'$(x)", 5, 0.5, 60)
     assert argv[:2] == ["sh", "-c"] and argv[3:] == ["sh", "12_3", "/w/a b'$(x)", "5", "0.5", "60"]
     assert "$(x)" not in argv[2]
+
+
+def live(*fields: str) -> str:
+    return "".join(f"{field}{D}" for field in fields) + "\n"
+
+
+def test_a_live_job_from_one_filtered_squeue():
+    # recorded on the bed: array 1187 (sbatch -a 1-2 -o /tmp/%A-%a.o), task 1 running as job 1188
+    task = live(
+        "1188",
+        "1187",
+        "1",
+        "alice",
+        "RUNNING",
+        "1",
+        "alpha-n1",
+        "/tmp/%A-%a.o",
+        "/tmp/%A-%a.o",
+        "sbatch",
+        "/tmp",
+    )
+    for asked in ("1188", "1187_1"):
+        job = parse_live_job(task, D, asked)
+        assert (job.user, job.state, job.node, job.problem) == ("alice", "RUNNING", "alpha-n1", None)
+        assert job.patterns == RecordedOutput("/tmp/%A-%a.o", None, "sbatch", "/tmp")
+        assert resolve_output(job.patterns.stdout_pattern, None, job.context).stdout == "/tmp/1187-1.o"
+    # another id, an array's pending rest, two records, a het component: the long way
+    assert parse_live_job(task, D, "1187_2") is None
+    rest = live(
+        "1187",
+        "1187",
+        "2-5",
+        "alice",
+        "PENDING",
+        "1",
+        "n/a",
+        "/tmp/slurm-1187.out",
+        "/tmp/slurm-1187.out",
+        "s",
+        "/tmp",
+    )
+    assert parse_live_job(rest, D, "1187") is None
+    assert parse_live_job(task + task, D, "1188") is None
+    assert parse_live_job(task, D, "1188+1") is None
+    assert parse_live_job("", D, "1188") is None
+    # a held plain job without --output: squeue fills in slurm-<id>.out, which is sbatch's default
+    held = live(
+        "1150",
+        "1150",
+        "N/A",
+        "alice",
+        "PENDING",
+        "1",
+        "n/a",
+        "/tmp/slurm-1150.out",
+        "/tmp/slurm-1150.out",
+        "a\nb",
+        "/tmp",
+    )
+    job = parse_live_job(held, D, "1150")
+    assert job.patterns == RecordedOutput(None, None, "a\nb", "/tmp") and job.node is None
+    assert resolve_output(None, None, job.context).stderr == "/tmp/slurm-1150.out"
+    # an array task without --output: its file is slurm-%A_%a.out whatever squeue prints
+    plain_task = live(
+        "1152",
+        "1151",
+        "1",
+        "alice",
+        "RUNNING",
+        "1",
+        "n1",
+        "/tmp/slurm-1152.out",
+        "/tmp/slurm-1152.out",
+        "s",
+        "/tmp",
+    )
+    job = parse_live_job(plain_task, D, "1151_1")
+    assert resolve_output(job.patterns.stdout_pattern, None, job.context).stdout == "/tmp/slurm-1151_1.out"
+    srun = live("9", "9", "N/A", "alice", "RUNNING", "0", "n1", "", "", "bash", "/tmp")
+    assert "interactive" in parse_live_job(srun, D, "9").problem

@@ -313,3 +313,21 @@ def test_a_client_that_goes_away_stops_the_follow_on_the_cluster(
         bulkhead = server.registry.hcc_clusters.bulkhead("alpha")
         wait_for(lambda: bulkhead.in_use == 0, timeout=10)
     assert detail(app, "alpha", job_id, alice)["state"] == "RUNNING"
+
+
+@pytest.mark.parametrize("cluster", CLUSTERS)
+def test_the_node_in_a_pattern_is_the_host_slurmd_writes(app, login, users, work_dir, started, cluster):
+    """%N is the batch host's NodeHostName (on the bed "vm", while the node is alpha-n1/beta-n1)."""
+    alice = login("alice")
+    script = QUICK.replace("echo done", "#SBATCH --output=%N-%j.out\n#SBATCH --error=%N.%u.err\necho done")
+    job_id = submit(app, started, cluster, alice, {"script": script, "work_dir": str(work_dir)})
+
+    def written():
+        return sorted(p.name for p in work_dir.iterdir() if p.name.endswith(".out"))
+
+    [name] = wait_for(written, timeout=60)
+    job = detail(app, cluster, job_id, alice)
+    assert job["stdout"] == f"{work_dir}/{name}" and name.endswith(f"-{job_id}.out")
+    host = name.removesuffix(f"-{job_id}.out")
+    assert job["stderr"] == f"{work_dir}/{host}.alice.err" and Path(job["stderr"]).exists()
+    wait_for(lambda: app.get(output_url(cluster, job_id), headers=alice).body == b"done\n", timeout=30)

@@ -36,26 +36,40 @@ class _Body:
     """A WSGI app_iter over a command's stdout; closing it closes the channel and frees its slot.
 
     ``deadline`` (monotonic) bounds a followed body: the remote loop stops itself at the configured
-    maximum, and this stops waiting for it shortly after, whatever the cluster does.
+    maximum, and this stops waiting for it shortly after, whatever the cluster does. A body of a
+    known ``length`` (announced in Content-Length) that ends short raises, so that the server cuts
+    the connection rather than let a short body look complete.
     """
 
-    def __init__(self, stack: contextlib.ExitStack, channel: paramiko.Channel, deadline: float | None):
+    def __init__(
+        self,
+        stack: contextlib.ExitStack,
+        channel: paramiko.Channel,
+        *,
+        deadline: float | None = None,
+        length: int | None = None,
+    ):
         self._stack = stack
         self._channel = channel
         self._deadline = deadline
+        self._length = length
 
     def __iter__(self) -> Iterator[bytes]:
+        sent = 0
         while True:
             try:
                 data = self._channel.recv(CHUNK)
             except TimeoutError:
                 # a quiet job: nothing to send yet; keep waiting until the deadline
-                if self._deadline is None or time.monotonic() > self._deadline:
-                    return
-                continue
+                if self._deadline is not None and time.monotonic() <= self._deadline:
+                    continue
+                data = b""
             if not data:
-                return
+                break
+            sent += len(data)
             yield data
+        if self._length is not None and sent < self._length:
+            raise OSError(f"the output ended {self._length - sent} bytes early while being sent")
 
     def close(self) -> None:
         self._stack.close()
@@ -103,7 +117,12 @@ def serve_output(
             start = byte_window(size, offset, tail)
             length = size - start
             small = request.method == "HEAD" or (not (follow and running) and length <= SMALL_READ)
-            body = [b"".join(files.read_chunks(sftp, path, start, length))] if small and length else []
+            head = request.method == "HEAD"
+            body = (
+                [b"".join(files.read_chunks(sftp, path, start, length))]
+                if small and length and not head
+                else []
+            )
         response = Response(
             headers={
                 # no charset: the bytes are whatever the job printed
@@ -117,7 +136,7 @@ def serve_output(
             },
         )
         if small:
-            response.app_iter = body if request.method != "HEAD" else []
+            response.app_iter = body
             response.content_length = length
         elif follow and running:
             interval = settings.output_poll_interval
@@ -127,11 +146,11 @@ def serve_output(
             channel.settimeout(interval)
             deadline = time.monotonic() + limit + interval + access.cluster.settings.command_timeout
             # no Content-Length: the server sends the body chunked, each piece as it comes
-            response.app_iter = _Body(stack, channel, deadline)
+            response.app_iter = _Body(stack, channel, deadline=deadline)
             streaming = True
         else:
             channel = stack.enter_context(access.stream(read_argv(path, start, length)))
-            response.app_iter = _Body(stack, channel, None)
+            response.app_iter = _Body(stack, channel, length=length)
             response.content_length = length
             streaming = True
         return response

@@ -331,3 +331,19 @@ def test_the_node_in_a_pattern_is_the_host_slurmd_writes(app, login, users, work
     host = name.removesuffix(f"-{job_id}.out")
     assert job["stderr"] == f"{work_dir}/{host}.alice.err" and Path(job["stderr"]).exists()
     wait_for(lambda: app.get(output_url(cluster, job_id), headers=alice).body == b"done\n", timeout=30)
+
+
+def test_a_large_output_streams_whole_and_from_an_offset(app, login, work_dir, started):
+    """Over 1 MiB the bytes come from `dd` on an exec channel rather than the SFTP channel."""
+    alice = login("alice")
+    script = QUICK.replace("echo done", "seq 1 500000")  # 3.3 MiB
+    job_id = submit(app, started, "alpha", alice, {"script": script, "work_dir": str(work_dir)})
+    wait_for(lambda: detail(app, "alpha", job_id, alice)["state"] == "COMPLETED", timeout=60)
+    expected = b"".join(b"%d\n" % i for i in range(1, 500001))
+    whole = app.get(output_url("alpha", job_id), headers=alice)
+    assert whole.body == expected and whole.headers["X-Output-Size"] == str(len(expected))
+    assert app.get(output_url("alpha", job_id, offset=100), headers=alice).body == expected[100:]
+    assert app.get(output_url("alpha", job_id, tail=2_000_000), headers=alice).body == expected[-2_000_000:]
+    head = app.head(output_url("alpha", job_id), headers=alice)
+    assert head.body == b"" and head.headers["X-Output-Size"] == str(len(expected))
+    assert head.headers["Content-Length"] == str(len(expected))

@@ -228,6 +228,15 @@ class FilesSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class JobsSettings:
+    # seconds between two looks at a followed job's output file and state: slurmctld is asked at
+    # most this often per follow request
+    output_poll_interval: float = 2.0
+    # seconds a follow request stays open at most (it holds a thread, a channel and a cluster slot)
+    output_follow_max_seconds: int = 600
+
+
+@dataclass(frozen=True, kw_only=True)
 class LegacySettings:
     # the legacy portal's change_password sends no current password field: it is allowed only this
     # many seconds after the session's login (0: never)
@@ -243,6 +252,7 @@ class Settings:
     ssh: SshSettings = field(default_factory=SshSettings)
     clusters: tuple[ClusterSettings, ...] = ()
     files: FilesSettings = field(default_factory=FilesSettings)
+    jobs: JobsSettings = field(default_factory=JobsSettings)
     legacy: LegacySettings = field(default_factory=LegacySettings)
 
 
@@ -445,6 +455,21 @@ def parse_files(r: _Reader) -> FilesSettings:
     )
 
 
+def parse_jobs(r: _Reader) -> JobsSettings:
+    def d(name: str):
+        return default(JobsSettings, name)
+
+    interval = r.float("hcc.jobs.output_poll_interval", d("output_poll_interval"), minimum=0.2)
+    if interval > 60:
+        raise SettingsError(f"setting hcc.jobs.output_poll_interval must be at most 60, not {interval}")
+    return JobsSettings(
+        output_poll_interval=interval,
+        output_follow_max_seconds=r.int(
+            "hcc.jobs.output_follow_max_seconds", d("output_follow_max_seconds"), minimum=1
+        ),
+    )
+
+
 def parse_legacy(r: _Reader) -> LegacySettings:
     return LegacySettings(
         password_change_window=r.int(
@@ -465,6 +490,7 @@ def parse_settings(raw: Mapping[str, str], environ: Mapping[str, str] | None = N
         ssh=parse_ssh(r, clusters),
         clusters=clusters,
         files=parse_files(r),
+        jobs=parse_jobs(r),
         legacy=parse_legacy(r),
     )
 

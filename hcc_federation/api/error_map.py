@@ -47,6 +47,8 @@ from ..jobs.errors import (
     JobFinished,
     JobForbidden,
     JobNotFound,
+    OutputNotFound,
+    OutputUnknown,
     SlurmError,
     SlurmRefused,
     SlurmUnavailable,
@@ -115,6 +117,8 @@ ERROR_MAP: dict[type[BaseException], Mapping] = {
     JobNotFound: Mapping(404, "job_not_found", "path", "no such job on this cluster"),
     JobForbidden: Mapping(403, "job_forbidden", "path", "the job belongs to another user"),
     JobFinished: Mapping(409, "job_finished", "path", "the job already finished"),
+    OutputUnknown: Mapping(404, "output_unknown", "querystring", "where the job's output goes is unknown"),
+    OutputNotFound: Mapping(404, "output_not_found", "querystring", "no output file (yet)"),
     # files
     PathError: Mapping(500, "remote_file_error", None, "the cluster refused a file operation"),
     RemoteFileError: Mapping(500, "remote_file_error", None, "the cluster refused a file operation"),

@@ -251,6 +251,8 @@ def _operation(service: Service, method: str, view, args: dict, path_enums: dict
             entry["content"] = view.hcc_content
         elif getattr(view, "hcc_response", None):
             entry["content"] = {"application/json": {"schema": view.hcc_response}}
+        if status < 300 and getattr(view, "hcc_response_headers", None):
+            entry["headers"] = view.hcc_response_headers
         operation["responses"][str(status)] = entry
     return operation
 

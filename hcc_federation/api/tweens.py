@@ -13,7 +13,10 @@ from .responses import no_content
 
 # MyAuthorization: the legacy hcc-jobs portal's own header (hcc_federation/legacy)
 ALLOWED_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, MyAuthorization, Range"
-EXPOSED_HEADERS = "ETag, Content-Disposition, Content-Length, Content-Range, Retry-After, WWW-Authenticate"
+EXPOSED_HEADERS = (
+    "ETag, Content-Disposition, Content-Length, Content-Range, Retry-After, WWW-Authenticate,"
+    " X-Output-Size, X-Output-Offset, X-Job-State, X-Job-Running"
+)
 ALLOWED_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 

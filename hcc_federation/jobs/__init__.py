@@ -8,3 +8,4 @@ def includeme(config) -> None:
     # override Cornice's own (an include of Cornice from here would conflict with them).
     config.include("hcc_federation.api")
     config.scan(".views")
+    config.scan(".output_views")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 from hcc_federation.fanout import FanOut
 from hcc_federation.remote.result import CommandResult
@@ -24,6 +26,24 @@ from .commands import (
     sstat_argv,
 )
 from .errors import JobFinished, JobForbidden, JobNotFound, SlurmRefused, SlurmUnavailable
+from .output import (
+    OutputPaths,
+    RecordedOutput,
+    accounted_context,
+    first_node,
+    live_job_argv,
+    needs_node,
+    node_hostname_argv,
+    parse_live_job,
+    parse_node_hostname,
+    parse_recorded_output,
+    queued_context,
+    queued_patterns,
+    queued_problem,
+    recorded_output_argv,
+    resolve_output,
+    unknown,
+)
 from .parsers import (
     UNAVAILABLE,
     Job,
@@ -38,6 +58,9 @@ from .parsers import (
     parse_squeue_json,
     parse_sstat,
     slurm_message,
+    squeue_job_id,
+    squeue_record_to_job,
+    squeue_records,
 )
 from .validation import (
     FINISHED_STATES,
@@ -55,6 +78,8 @@ from .validation import (
 Runner = Callable[[Sequence[str], bytes | None, float | None], CommandResult]
 
 _START_AFTER_NOW = re.compile(r"Start time \(.*\) requested is after end time")
+# What the registry kept for a job at submit time, asked only once slurmctld has forgotten the job.
+Recorded = Callable[[], RecordedOutput | None]
 
 
 @dataclass(frozen=True)
@@ -62,6 +87,8 @@ class _Located:
     job: Job
     steps: list[Job]
     in_queue: bool
+    # slurmctld's own record of the job (squeue --json), while it has one
+    record: dict[str, Any] | None = None
 
 
 class SlurmClient:
@@ -151,7 +178,9 @@ class SlurmClient:
         """One job from queue and accounting: JobNotFound if neither knows it, JobForbidden if not ours."""
         delimiter = new_delimiter()
         accounted, steps = parse_sacct(self._checked(sacct_job_argv(job_id, delimiter)).text(), delimiter)
-        queued = parse_squeue_json(self._checked(squeue_argv()).text(), self._clock())
+        records = squeue_records(self._checked(squeue_argv()).text())
+        now = self._clock()
+        queued = [squeue_record_to_job(record, now) for record in records]
         candidates = merge_jobs(accounted, queued)
         job = _pick(job_id, candidates)
         if job is None:
@@ -160,24 +189,94 @@ class SlurmClient:
             # Checked before anything else is read or done: another user's job says nothing more.
             raise JobForbidden(f"job {job_id} belongs to another user", job_id=job_id)
         own_steps = [s for s in steps if s["id"].split(".", 1)[0] == job["id"]]
-        in_queue = any(q["id"] == job["id"] for q in queued)
-        return _Located(job=job, steps=own_steps, in_queue=in_queue)
+        record = next((r for r in records if squeue_job_id(r) == job["id"]), None)
+        return _Located(job=job, steps=own_steps, in_queue=record is not None, record=record)
 
     def locate_job(self, user: str, job_id: str) -> Job:
         """One of the user's jobs as queue and accounting know it (no steps, script or usage):
         JobNotFound if neither knows it, JobForbidden if it is another user's."""
         return dict(self._locate(validate_user(user), validate_job_id(job_id)).job)
 
-    def get_job(self, user: str, job_id: str, with_usage: bool = True) -> Job:
-        """One job with ``steps``, ``script`` (while slurmctld has it) and, if running, ``usage``."""
+    def get_job(
+        self, user: str, job_id: str, with_usage: bool = True, recorded: Recorded | None = None
+    ) -> Job:
+        """One job with ``steps``, ``script`` (while slurmctld has it), ``stdout``/``stderr`` (paths,
+        or null with ``output_reason``) and, if running, ``usage``.
+
+        ``recorded`` gives what the registry kept at submit time, for a job slurmctld forgot.
+        """
         job_id = validate_job_id(job_id)
         user = validate_user(user)
         located = self._locate(user, job_id)
         job = dict(located.job)
         job["steps"] = located.steps
         job["script"] = self._batch_script(job["id"]) if located.in_queue else None
+        paths = self._output_paths(located, recorded)
+        job.update(stdout=paths.stdout, stderr=paths.stderr, output_reason=paths.reason)
         job["usage"] = self._usage(job) if with_usage and job["state"] == "RUNNING" else None
         return job
+
+    def job_output(self, user: str, job_id: str, recorded: Recorded | None = None) -> tuple[Job, OutputPaths]:
+        """One of the user's jobs (JobNotFound, JobForbidden) and where its stdout and stderr go.
+
+        Returns ``{"id", "state"}`` at least. A job slurmctld has is read with one filtered squeue
+        (a portal polls this); any other the long way, as the detail does.
+        """
+        job_id = validate_job_id(job_id)
+        user = validate_user(user)
+        delimiter = new_delimiter()
+        result = self._run(live_job_argv(job_id, delimiter))
+        live = parse_live_job(result.text(), delimiter, job_id) if result.ok else None
+        if live is None:
+            located = self._locate(user, job_id)
+            return dict(located.job), self._output_paths(located, recorded)
+        if live.user != user:
+            # checked before anything else is read or done, as _locate does
+            raise JobForbidden(f"job {job_id} belongs to another user", job_id=job_id)
+        job = {"id": job_id, "state": live.state}
+        if live.problem is not None:
+            return job, unknown(live.problem)
+        patterns = live.patterns
+        context = live.context
+        if needs_node(patterns.stdout_pattern, patterns.stderr_pattern) and live.node:
+            context = dataclasses.replace(context, node_hostname=self._node_hostname(live.node))
+        return job, resolve_output(patterns.stdout_pattern, patterns.stderr_pattern, context)
+
+    def recorded_output(self, job_id: str) -> RecordedOutput | None:
+        """What slurmctld holds about a job's output files just after sbatch, for the registry."""
+        job_id = validate_job_id(job_id)
+        delimiter = new_delimiter()
+        result = self._checked(recorded_output_argv(job_id, delimiter))
+        return parse_recorded_output(result.text(), delimiter, job_id)
+
+    def _output_paths(self, located: _Located, recorded: Recorded | None) -> OutputPaths:
+        job = located.job
+        record = located.record
+        if record is not None:
+            problem = queued_problem(record, job["id"])
+            if problem is not None:
+                return unknown(problem)
+            patterns = queued_patterns(record)
+            node = record.get("batch_host") or None
+        else:
+            patterns = recorded() if recorded is not None else None
+            if patterns is None:
+                return unknown("slurmctld forgot this job, which was not submitted through this service")
+            node = first_node(job.get("nodes"))
+        hostname = None
+        if needs_node(patterns.stdout_pattern, patterns.stderr_pattern) and node:
+            # one more command, only for a pattern that names the node
+            hostname = self._node_hostname(node)
+        if record is not None:
+            context = queued_context(record, hostname)
+        else:
+            context = accounted_context(job, patterns, hostname)
+        return resolve_output(patterns.stdout_pattern, patterns.stderr_pattern, context)
+
+    def _node_hostname(self, node: str) -> str | None:
+        # %N is the host name slurmd runs on (NodeHostName), which may differ from the node's name
+        result = self._run(node_hostname_argv(node))
+        return parse_node_hostname(result.text()) if result.ok else None
 
     def _batch_script(self, job_id: str) -> str | None:
         if "[" in job_id:

@@ -45,3 +45,19 @@ class JobForbidden(JobError):
 
 class JobFinished(JobError):
     """The job already finished: it cannot be cancelled any more."""
+
+
+class OutputUnknown(JobError):
+    """Where the job writes its output cannot be known (the description says why)."""
+
+    field = "stream"
+
+
+class OutputNotFound(JobError):
+    """The job's output file does not exist (yet); ``path`` names it."""
+
+    field = "stream"
+
+    def __init__(self, description: str, *, job_id: str | None = None, path: str | None = None):
+        super().__init__(description, job_id=job_id)
+        self.path = path

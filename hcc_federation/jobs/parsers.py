@@ -271,8 +271,8 @@ def squeue_record_to_job(record: Mapping[str, Any], now: float) -> Job:
     }
 
 
-def parse_squeue_json(text: str, now: float, *, user: str | None = None) -> list[Job]:
-    """``squeue --json`` -> jobs, keeping only ``user``'s when given (22.05 ignores ``--user``)."""
+def squeue_records(text: str) -> list[dict[str, Any]]:
+    """``squeue --json`` -> its raw job records (for a caller that needs more than the job dicts)."""
     try:
         document = json.loads(text)
     except ValueError as exc:
@@ -280,10 +280,15 @@ def parse_squeue_json(text: str, now: float, *, user: str | None = None) -> list
     records = document.get("jobs") if isinstance(document, dict) else None
     if not isinstance(records, list):
         raise SlurmError("squeue's JSON output has no job list")
+    return [record for record in records if isinstance(record, dict)]
+
+
+def parse_squeue_json(text: str, now: float, *, user: str | None = None) -> list[Job]:
+    """``squeue --json`` -> jobs, keeping only ``user``'s when given (22.05 ignores ``--user``)."""
     return [
         squeue_record_to_job(record, now)
-        for record in records
-        if isinstance(record, dict) and (user is None or record.get("user_name") == user)
+        for record in squeue_records(text)
+        if user is None or record.get("user_name") == user
     ]
 
 

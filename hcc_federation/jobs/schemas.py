@@ -9,6 +9,7 @@ import colander
 from ..api.schemas import PathString, StrictSchema, StrictString
 from ..timefmt import JSON_SCHEMA as TIME
 from ..timefmt import nullable
+from .output import STREAMS
 from .validation import (
     CONTROL,
     DATE,
@@ -90,6 +91,44 @@ class StateList(colander.SchemaType):
 
     def serialize(self, node, appstruct):
         return colander.null if appstruct is colander.null else ",".join(appstruct)
+
+
+# 2**62: a byte position of any file there is (an off_t ends at 2**63), and no bigger int reaches dd
+MAX_BYTE_POSITION = 2**62
+
+
+class OutputQuerySchema(StrictSchema):
+    stream = colander.SchemaNode(
+        colander.String(),
+        missing="stdout",
+        validator=colander.OneOf(STREAMS),
+        description="which of the job's files: stdout or stderr (the same file unless --error was given)",
+    )
+    tail = colander.SchemaNode(
+        colander.Int(),
+        missing=None,
+        validator=colander.Range(0, MAX_BYTE_POSITION),
+        description="only the last this many bytes (not with offset)",
+    )
+    offset = colander.SchemaNode(
+        colander.Int(),
+        missing=None,
+        validator=colander.Range(0, MAX_BYTE_POSITION),
+        description="the bytes from this position on, e.g. an earlier answer's X-Output-Size (not with tail)",
+    )
+    follow = colander.SchemaNode(
+        # only these four spellings: a typo such as "ture" must not silently mean false
+        colander.Boolean(false_choices=("false", "0"), true_choices=("true", "1")),
+        missing=False,
+        description="while the job runs, keep the answer open and send new bytes as they are written"
+        " (chunked), until the job ends or hcc.jobs.output_follow_max_seconds pass",
+    )
+
+    def validator(self, node, value):
+        if value.get("tail") is not None and value.get("offset") is not None:
+            error = colander.Invalid(node)
+            error["offset"] = "give either tail or offset, not both"
+            raise error
 
 
 class ListJobsSchema(StrictSchema):
@@ -279,6 +318,31 @@ JOB_DETAIL_OUT = {
         "steps": {"type": "array", "items": {"type": "object"}},
         "script": {**_STRING, "description": "the batch script, while slurmctld keeps it"},
         "usage": USAGE,
+        "stdout": {
+            **_STRING,
+            "description": "the absolute path the job's standard output goes to, Slurm's %-patterns"
+            " resolved; null when it cannot be known (output_reason says why)",
+        },
+        "stderr": {**_STRING, "description": "the same for standard error (stdout's path without --error)"},
+        "output_reason": {**_STRING, "description": "why stdout and stderr are null, else null"},
+    },
+}
+OUTPUT_CONTENT = {
+    "text/plain": {"schema": {"type": "string", "description": "the file's bytes, as the job wrote them"}}
+}
+OUTPUT_HEADERS = {
+    "X-Output-Size": {
+        "description": "the file's size when it was looked at: the offset to ask for next",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "X-Output-Offset": {
+        "description": "where in the file the bytes of this answer start",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "X-Job-State": {"description": "the job's state", "schema": {"type": "string"}},
+    "X-Job-Running": {
+        "description": "true while the job may still write (it has not finished)",
+        "schema": {"type": "string", "enum": ["true", "false"]},
     },
 }
 SUBMITTED_OUT = {

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 import posixpath
+import re
+from collections.abc import Callable
 
 from cornice import Service
 from cornice.validators import colander_body_validator, colander_querystring_validator
@@ -20,6 +22,7 @@ from ..errors import DomainError
 from ..models import JobSubmission
 from .client import SlurmClient
 from .federated import list_everywhere
+from .output import RecordedOutput
 from .parsers import newest_first, restore_recorded_names
 from .schemas import (
     FEDERATED_OUT,
@@ -70,6 +73,35 @@ def with_recorded_names(request, cluster: str, jobs: list) -> list:
     return jobs
 
 
+def recorded_output(request, cluster: str, job_id: str) -> Callable[[], RecordedOutput | None]:
+    """What the registry kept at submit time about the job's output, looked up only when asked."""
+    # an array task or a het component was submitted under its job's own id
+    submitted_id = re.split(r"[_+]", job_id, maxsplit=1)[0]
+
+    def lookup() -> RecordedOutput | None:
+        row = request.dbsession.scalars(
+            select(JobSubmission)
+            .where(
+                JobSubmission.cluster == cluster,
+                JobSubmission.username == request.identity.username,
+                JobSubmission.job_id == submitted_id,
+            )
+            # the newest submission of an id wins (ids restart after a controller reset)
+            .order_by(JobSubmission.id.desc())
+            .limit(1)
+        ).first()
+        if row is None or row.stdout_pattern is None:
+            return None
+        return RecordedOutput(
+            stdout_pattern=row.stdout_pattern or None,
+            stderr_pattern=row.stderr_pattern or None,
+            job_name=row.job_name,
+            work_dir=row.work_dir,
+        )
+
+    return lookup
+
+
 def _list_arguments(request) -> dict:
     return {
         "since": request.validated["since"],
@@ -90,6 +122,7 @@ def list_cluster_jobs(request):
 
 def record_submission(
     request,
+    client: SlurmClient,
     cluster: str,
     job_id: str,
     *,
@@ -109,6 +142,7 @@ def record_submission(
         row = JobSubmission(work_dir=work_dir, name=name)
     row.cluster = cluster
     row.job_id = job_id
+    _record_output(client, row)
     row.username = username
     row.client_addr = request.client_address
     log.info("job %s submitted on %s by %s", job_id, cluster, username)
@@ -143,13 +177,29 @@ def submit_job(request):
     # POST, so a job is never submitted twice.
     if "script_path" in body:
         job_id = client.submit_script_path(username, body["script_path"])
-        record_submission(request, cluster.name, job_id, script_path=body["script_path"])
+        record_submission(request, client, cluster.name, job_id, script_path=body["script_path"])
     else:
         job_id = client.submit_script(username, body["script"], body["work_dir"], name=body.get("name"))
-        record_submission(request, cluster.name, job_id, work_dir=body["work_dir"], name=body.get("name"))
+        record_submission(
+            request, client, cluster.name, job_id, work_dir=body["work_dir"], name=body.get("name")
+        )
     request.response.status = 201
     request.response.location = request.route_url("cluster_job", cluster=cluster.name, job_id=job_id)
     return {"cluster": cluster.name, "id": job_id}
+
+
+def _record_output(client: SlurmClient, row: JobSubmission) -> None:
+    """Keep what slurmctld holds about the new job's output files, for when it forgets the job."""
+    try:
+        recorded = client.recorded_output(row.job_id)
+    except DomainError as exc:
+        # the job exists; only its output paths will be unknown once slurmctld forgets it
+        log.warning("job %s: its output patterns are not recorded: %s", row.job_id, exc)
+        return
+    if recorded is not None:
+        row.stdout_pattern = recorded.stdout_pattern or ""
+        row.stderr_pattern = recorded.stderr_pattern or ""
+        row.job_name = recorded.job_name
 
 
 def _job_id(request) -> str:
@@ -160,11 +210,13 @@ def _job_id(request) -> str:
 @cluster_job.get()
 @documented(200, 400, 401, 403, 404, 502, 503, 504, response=JOB_DETAIL_OUT, tag="jobs")
 def get_job(request):
-    """One of the caller's jobs: its fields, steps, batch script and, while RUNNING, live usage per node."""
+    """One of the caller's jobs: fields, steps, batch script, output paths and, while RUNNING, usage."""
     access = request.cluster_access
     cluster = access.cluster
     job_id = _job_id(request)
-    job = slurm_client(request, access).get_job(request.identity.username, job_id)
+    job = slurm_client(request, access).get_job(
+        request.identity.username, job_id, recorded=recorded_output(request, cluster.name, job_id)
+    )
     with_recorded_names(request, cluster.name, [job])
     return {"cluster": cluster.name, **job}
 

@@ -238,8 +238,9 @@ def submit(request):
     """Submit a batch script that is on the cluster; it runs in its own directory."""
     access = request.cluster_access
     path = _Paths(request, access)(request.validated["path"])
-    job_id = slurm_client(request, access).submit_script_path(request.identity.username, path)
-    record_submission(request, access.cluster.name, job_id, script_path=path)
+    client = slurm_client(request, access)
+    job_id = client.submit_script_path(request.identity.username, path)
+    record_submission(request, client, access.cluster.name, job_id, script_path=path)
     return {"ok": True, "result": f"Submitted batch job {job_id}"}
 
 

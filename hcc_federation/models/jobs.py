@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import Index, Integer, String
+from sqlalchemy import Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .meta import Base, UtcDateTime, utcnow
@@ -30,3 +30,9 @@ class JobSubmission(Base):
     work_dir: Mapped[str | None] = mapped_column(String(4096), nullable=True)
     name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     client_addr: Mapped[str] = mapped_column(String(45))
+    # What slurmctld held about the job's output files just after sbatch, for when it has forgotten
+    # the job (sacct 22.05 has no StdOut): --output/--error as given ("" for sbatch's default) and
+    # the job's name for %x. NULL: not recorded (slurmctld did not answer, or an older row).
+    stdout_pattern: Mapped[str | None] = mapped_column(Text, nullable=True)
+    stderr_pattern: Mapped[str | None] = mapped_column(Text, nullable=True)
+    job_name: Mapped[str | None] = mapped_column(Text, nullable=True)

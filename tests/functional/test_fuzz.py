@@ -54,6 +54,8 @@ FUZZED = {
     ("POST", "/api/v1/clusters/{cluster}/jobs"),
     ("GET", "/api/v1/clusters/{cluster}/jobs/{job_id}"),
     ("DELETE", "/api/v1/clusters/{cluster}/jobs/{job_id}"),
+    # read-only, and its job id is moved out of Slurm's range like the others: never a real job
+    ("GET", "/api/v1/clusters/{cluster}/jobs/{job_id}/output"),
     ("GET", "/api/v1/clusters/{cluster}/files"),
     ("DELETE", "/api/v1/clusters/{cluster}/files"),
     ("GET", "/api/v1/clusters/{cluster}/files/content"),

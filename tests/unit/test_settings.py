@@ -33,6 +33,10 @@ def test_defaults():
         ("hcc.database.echo", "maybe", "hcc.database.echo must be true or false"),
         ("hcc.api.cors_origins", "portal.example.org", "hcc.api.cors_origins"),
         ("hcc.ldap.timeout", "-1", "hcc.ldap.timeout must be at least"),
+        # a follow request must never ask slurmctld in a busy loop, nor sleep for minutes between looks
+        ("hcc.jobs.output_poll_interval", "0.01", "hcc.jobs.output_poll_interval must be at least 0.2"),
+        ("hcc.jobs.output_poll_interval", "61", "hcc.jobs.output_poll_interval must be at most 60"),
+        ("hcc.jobs.output_follow_max_seconds", "0", "hcc.jobs.output_follow_max_seconds must be at least 1"),
     ],
 )
 def test_bad_values_name_the_key(key, value, message):

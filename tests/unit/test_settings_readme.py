@@ -16,6 +16,7 @@ SECTIONS = {
     "api": hs.ApiSettings,
     "ssh": hs.SshSettings,
     "files": hs.FilesSettings,
+    "jobs": hs.JobsSettings,
     "legacy": hs.LegacySettings,
 }
 UNITS = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}

@@ -86,6 +86,8 @@ def raw_settings(paths) -> dict[str, str]:
         "hcc.files.max_upload_bytes": "4096",
         "hcc.files.link_ttl": "60",
         "hcc.files.tree_timeout": "30",
+        "hcc.jobs.output_poll_interval": "0.5",
+        "hcc.jobs.output_follow_max_seconds": "90",
         "hcc.legacy.password_change_window": "120",
         "hcc.clusters": "alpha beta",
         alpha + "host": "127.0.0.3",
@@ -253,6 +255,9 @@ CHECKS = {
     "hcc.api.trusted_proxies": (_client_address, "10.1.2.3"),
     "hcc.files.link_ttl": (lambda r: r.hcc_settings.files.link_ttl, 60),
     "hcc.files.tree_timeout": (_tree_timeout, 30),
+    # they act on a followed job's output: tests/functional/test_api_job_output.py
+    "hcc.jobs.output_poll_interval": (lambda r: r.hcc_settings.jobs.output_poll_interval, 0.5),
+    "hcc.jobs.output_follow_max_seconds": (lambda r: r.hcc_settings.jobs.output_follow_max_seconds, 90),
     # what the legacy change_password view reads; tests/functional/test_legacy.py shows it refuse past it
     "hcc.legacy.password_change_window": (lambda r: r.hcc_settings.legacy.password_change_window, 120),
     "hcc.clusters": (lambda r: [c.name for c in r.hcc_clusters], ["alpha", "beta"]),

@@ -51,6 +51,7 @@ from ..jobs.errors import (
     SlurmRefused,
     SlurmUnavailable,
 )
+from ..notebooks.errors import NoFreePort, NotebookCommandFailed, NotebookLimitReached, NotebookNotFound
 from ..remote.errors import (
     ClusterUnreachable,
     CredentialsRefused,
@@ -114,6 +115,11 @@ ERROR_MAP: dict[type[BaseException], Mapping] = {
     JobNotFound: Mapping(404, "job_not_found", "path", "no such job on this cluster"),
     JobForbidden: Mapping(403, "job_forbidden", "path", "the job belongs to another user"),
     JobFinished: Mapping(409, "job_finished", "path", "the job already finished"),
+    # notebooks
+    NotebookNotFound: Mapping(404, "notebook_not_found", "path", "no such notebook of yours on this cluster"),
+    NotebookLimitReached: Mapping(429, "notebook_limit", "path", "you hold the most live notebooks allowed"),
+    NoFreePort: Mapping(409, "no_free_port", "path", "every notebook port on the host is in use"),
+    NotebookCommandFailed: Mapping(502, "notebook_command_failed", "path", "starting or stopping it failed"),
     # files
     PathError: Mapping(500, "remote_file_error", None, "the cluster refused a file operation"),
     RemoteFileError: Mapping(500, "remote_file_error", None, "the cluster refused a file operation"),

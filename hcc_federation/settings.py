@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 
@@ -461,7 +462,11 @@ def parse_notebook_keys(r: _Reader, prefix: str) -> dict:
     certfile, keyfile = r.optional(key + "certfile"), r.optional(key + "keyfile")
     if (certfile is None) != (keyfile is None):
         raise SettingsError(f"settings {key}certfile and {key}keyfile go together")
-    command = r.list(key + "command") or d("notebook_command")
+    try:
+        # shell words, so that an argument may hold spaces (`sh -c 'exec sleep 300' stand-in`)
+        command = tuple(shlex.split(r.optional(key + "command") or "")) or d("notebook_command")
+    except ValueError as exc:
+        raise SettingsError(f"setting {key}command: {exc}") from None
     return {
         "notebook_modes": modes,
         "notebook_command": command,

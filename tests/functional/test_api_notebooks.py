@@ -127,3 +127,139 @@ def test_start_reach_and_stop(nb_app, auth, users, cluster, mode):
             ["squeue", "-h", "-j", nb.job_id, "-o", "%T"], env=env, capture_output=True, text=True
         )
         assert queue.stdout.strip() in ("", "COMPLETING", "CANCELLED")
+
+
+def test_job_that_exits_at_once_fails_with_its_output(settings, endpoints, users, tmp_path):
+    template = tmp_path / "broken.sh"
+    template.write_text("#!/bin/bash\necho 'the site template broke: no jupyter module'\nexit 3\n")
+    app = make_app(
+        {
+            **settings,
+            **notebook_settings(endpoints, **{"hcc.cluster.alpha.notebook_job_template": str(template)}),
+        }
+    )
+    headers = {"Authorization": f"Bearer {login_token(app, users, 'alice')}"}
+    started = app.post_json(
+        "/api/v1/clusters/alpha/notebooks", {"mode": "batch"}, headers=headers, status=201
+    ).json
+    failed = _wait_state(app, headers, "alpha", started["id"], ("failed", "running", "stopped"), timeout=60)
+    assert failed["state"] == "failed"
+    assert "the site template broke: no jupyter module" in failed["error"]
+    assert failed["url"] is None
+    # its slot is free again: the cap counts live notebooks only
+    with app.app.registry.hcc_dbsession_factory() as db:
+        from hcc_federation.models import NotebookSlot
+
+        assert db.query(NotebookSlot).filter_by(notebook_id=started["id"]).count() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"mode": "batch", "partition": "no-such-partition"}, "partition"),
+        ({"mode": "login", "partition": "debug"}, "partition"),
+        ({"hours": 5}, "hours"),
+        ({"mode": "batch", "cpus": 9}, "cpus"),
+        ({"mode": "batch", "memory": 40000}, "memory"),
+        ({"mode": "elsewhere"}, "mode"),
+        ({"work_dir": "/no/such/dir"}, "work_dir"),
+        ({"hours": "2"}, "hours"),
+    ],
+)
+def test_values_outside_what_the_cluster_allows_are_400_naming_the_field(nb_app, auth, body, field):
+    answer = nb_app.post_json("/api/v1/clusters/alpha/notebooks", body, headers=auth(), status=400).json
+    assert [e["name"] for e in answer["errors"]] == [field], answer
+
+
+def test_cleanup_stops_an_expired_notebook(nb_app, auth):
+    from sqlalchemy import update
+
+    from hcc_federation.scripts.cleanup import cleanup_notebooks
+
+    headers = auth("alice")
+    registry = nb_app.app.registry
+    started = nb_app.post_json("/api/v1/clusters/beta/notebooks", {"mode": "login"}, headers=headers).json
+    nb = stored(registry, started["id"])
+    try:
+        # still young: cleanup leaves it alone
+        cleanup_notebooks(registry.hcc_settings, registry.hcc_dbsession_factory)
+        assert stored(registry, nb.id).state in ("starting", "running")
+        with registry.hcc_dbsession_factory() as db, db.begin():
+            db.execute(update(Notebook).where(Notebook.id == nb.id).values(expires_at=nb.created_at))
+        counts = cleanup_notebooks(registry.hcc_settings, registry.hcc_dbsession_factory)
+        assert counts["expired"] >= 1
+        after = stored(registry, nb.id)
+        assert after.state == "stopped" and "maximum age" in after.error
+        wait_for(lambda: not _listening(nb.port), timeout=20)
+    finally:
+        nb_app.delete(f"/api/v1/clusters/beta/notebooks/{nb.id}", headers=headers, status=204)
+
+
+def test_two_services_start_40_notebooks_at_once_on_distinct_ports(settings, endpoints, users, database_url):
+    """Two services on one MariaDB, two clusters on one host: 40 concurrent starts, 40 distinct ports."""
+    if not database_url.startswith("mysql"):
+        pytest.skip("replicas share MariaDB")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.liveserver import live_server
+
+    low = endpoints["jupyter"]["port_range"][0]
+    # a light stand-in for Jupyter (it takes the server's options and ignores them): 40 real servers
+    # do not fit on the bed's two cores, and the ports are claimed before any server starts
+    extra = {}
+    for name in ("alpha", "beta"):
+        extra |= {
+            f"hcc.cluster.{name}.notebook_command": "sh -c 'exec sleep 300' stand-in",
+            f"hcc.cluster.{name}.notebook_ports": f"{low}-{low + 39}",
+            f"hcc.cluster.{name}.notebook_max_per_user": "20",
+            f"hcc.cluster.{name}.max_sessions": "8",
+        }
+    app_settings = {**settings, **notebook_settings(endpoints, **extra)}
+    with live_server(app_settings, threads=16) as one, live_server(app_settings, threads=16) as two:
+        tokens = {
+            (server, name): server.login(name, users[name]["password"])
+            for server in (one, two)
+            for name in ("alice", "bob")
+        }
+        plan = [(one, "alpha", "alice")] * 10 + [(one, "alpha", "bob")] * 10
+        plan += [(two, "beta", "alice")] * 10 + [(two, "beta", "bob")] * 10
+
+        def start(step):
+            server, cluster, name = step
+            return (
+                cluster,
+                name,
+                server.call(
+                    "POST",
+                    f"/api/v1/clusters/{cluster}/notebooks",
+                    token=tokens[(server, name)],
+                    body={"mode": "login"},
+                    timeout=120,
+                ),
+            )
+
+        started = []
+        try:
+            with ThreadPoolExecutor(40) as pool:
+                answers = list(pool.map(start, plan))
+            started = [(c, n, a.json) for c, n, a in answers if a.status == 201]
+            assert [a.status for _, _, a in answers] == [201] * 40, [a.body[:200] for _, _, a in answers]
+            ports = [body["port"] for _, _, body in started]
+            assert len(set(ports)) == 40 and all(low <= p <= low + 39 for p in ports)
+            assert {body["host"] for _, _, body in started} == {started[0][2]["host"]}
+            # the 41st: the range is used up on this host, whichever cluster asks
+            extra_answer = two.call(
+                "POST",
+                "/api/v1/clusters/alpha/notebooks",
+                token=tokens[(two, "alice")],
+                body={"mode": "login"},
+            )
+            assert extra_answer.status == 409 and extra_answer.json["errors"][0]["code"] == "no_free_port"
+        finally:
+            for cluster, name, body in started:
+                server = one if cluster == "alpha" else two
+                server.call(
+                    "DELETE",
+                    f"/api/v1/clusters/{cluster}/notebooks/{body['id']}",
+                    token=tokens[(server, name)],
+                )

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .meta import Base, UtcDateTime, utcnow
@@ -36,11 +36,12 @@ class Notebook(Base):
     cpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
     memory: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # the PEM certificate the server presents (made by the service), to check it through the tunnel
-    certificate: Mapped[str | None] = mapped_column(String(4096), nullable=True)
+    certificate: Mapped[str | None] = mapped_column(Text, nullable=True)
     # bumped by whoever moves a start on (a port retry): replicas compare-and-set it, never lock
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     reason: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    error: Mapped[str | None] = mapped_column(String(4096), nullable=True)
+    # TEXT: with the two paths, four VARCHAR(4096) would pass MySQL's 64 KiB row limit
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)

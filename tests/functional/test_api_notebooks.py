@@ -213,9 +213,19 @@ def test_two_services_start_40_notebooks_at_once_on_distinct_ports(settings, end
             f"hcc.cluster.{name}.notebook_ports": f"{low}-{low + 39}",
             f"hcc.cluster.{name}.notebook_max_per_user": "20",
             f"hcc.cluster.{name}.max_sessions": "8",
+            # 20 starts at once on each cluster: a share that holds them all, queueing for sessions
+            f"hcc.cluster.{name}.max_concurrent_requests": "20",
+            f"hcc.cluster.{name}.queue_timeout": "60",
         }
+    # each start holds its request's connection and commits its claims on a second one
+    extra |= {
+        "hcc.database.pool_size": "25",
+        "hcc.database.max_overflow": "25",
+        "hcc.database.pool_timeout": "30",
+    }
+    extra |= {"hcc.database.max_concurrent_calls": "24", "hcc.database.call_queue_timeout": "30"}
     app_settings = {**settings, **notebook_settings(endpoints, **extra)}
-    with live_server(app_settings, threads=16) as one, live_server(app_settings, threads=16) as two:
+    with live_server(app_settings, threads=24) as one, live_server(app_settings, threads=24) as two:
         tokens = {
             (server, name): server.login(name, users[name]["password"])
             for server in (one, two)

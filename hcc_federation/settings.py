@@ -218,8 +218,8 @@ class ClusterSettings:
     # shares of clusters that may hang together must stay below the server's threads (16 in the inis).
     max_concurrent_requests: int = 8
     queue_timeout: float = 1.0
-    # Jupyter notebooks: the modes allowed, the first being the default (none: no notebooks here)
-    notebook_modes: tuple[str, ...] = ("login",)
+    # Jupyter notebooks: the modes allowed, the first being the default (none, the default: no notebooks)
+    notebook_modes: tuple[str, ...] = ()
     # the Jupyter server command (argv words), run after notebook_command_prefix (e.g. `module load jupyter`)
     notebook_command: tuple[str, ...] = ("jupyter-server",)
     notebook_command_prefix: str = ""

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 NOTEBOOKS_DIR = ".hcc-notebooks"
 # What a Jupyter server logs when its port is taken (jupyter_server 2: "The port %i is already in use").
 PORT_IN_USE = re.compile(r"(port \d+ is already in use|Address already in use)", re.IGNORECASE)
+# What it logs once it listens (jupyter_server 2, JupyterLab and the classic notebook alike)
+SERVER_LISTENING = re.compile(r"is running at", re.IGNORECASE)
 LOG_TAIL_BYTES = 4000
 ID_RE = re.compile(r"^[0-9a-f]{32}$")
 PARTITION_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

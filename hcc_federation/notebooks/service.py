@@ -387,18 +387,28 @@ def probe_server(access: ClusterAccess, nb: Notebook, path: str = "/api/status")
         return None
 
 
+def _start_in_progress(access: ClusterAccess, nb: Notebook) -> bool:
+    """Whether a replica may still be starting it (no pid or job id recorded yet, and not for long)."""
+    grace = timedelta(seconds=3 * access.cluster.settings.command_timeout + 30)
+    return utcnow() - nb.created_at < grace
+
+
 def _refresh_login(access: ClusterAccess, sessions: Sessions, nb: Notebook) -> None:
-    alive, log_tail = c.parse_login_status(
-        access.run(c.login_status_argv(nb.pid, nb.folder)).text() if nb.pid else "gone\n"
-    )
+    if not nb.pid:
+        if not _start_in_progress(access, nb):
+            _finish(sessions, nb.id, "failed", "the start did not complete")
+        return
+    alive, log_tail = c.parse_login_status(access.run(c.login_status_argv(nb.pid, nb.folder)).text())
     if alive:
-        answer = probe_server(access, nb)
-        if answer is not None and answer.status == 200 and nb.state != "running":
-            _set(sessions, nb.id, state="running", started_at=utcnow())
+        # probe only once the server says it listens: a refused tunnel is an ERROR line in paramiko's log
+        if nb.state != "running" and c.SERVER_LISTENING.search(log_tail):
+            answer = probe_server(access, nb)
+            if answer is not None and answer.status == 200:
+                _set(sessions, nb.id, state="running", started_at=utcnow())
         return
     if nb.state == "running":
         _finish(sessions, nb.id, "stopped", "the server ended: " + log_tail.strip()[-1000:])
-    elif nb.pid and c.PORT_IN_USE.search(log_tail) and nb.attempt < MAX_PORT_RETRIES:
+    elif c.PORT_IN_USE.search(log_tail) and nb.attempt < MAX_PORT_RETRIES:
         _retry_port(access, sessions, nb)
     else:
         _finish(sessions, nb.id, "failed", log_tail.strip()[-4000:] or "the server ended without a word")
@@ -441,6 +451,8 @@ def _read_file(access: ClusterAccess, path: str, limit: int = c.LOG_TAIL_BYTES) 
 
 def _refresh_batch(access: ClusterAccess, sessions: Sessions, nb: Notebook) -> None:
     if not nb.job_id:
+        if not _start_in_progress(access, nb):
+            _finish(sessions, nb.id, "failed", "the start did not complete")
         return
     queued = c.parse_squeue_job(access.run(c.squeue_job_argv(nb.job_id)).text())
     if queued is None or queued[0] not in (
@@ -469,6 +481,8 @@ def _refresh_batch(access: ClusterAccess, sessions: Sessions, nb: Notebook) -> N
         if nb.state != "pending" or nb.reason != reason[:255]:
             _set(sessions, nb.id, state="pending", reason=reason[:255])
         return
+    if nb.state == "running":
+        return  # the job runs the server and ends with it
     where = _read_file(access, f"{nb.folder}/server", 800).split()
     if len(where) != 3 or not where[1].isdigit():
         _set(sessions, nb.id, state="starting", reason=None)
@@ -477,11 +491,10 @@ def _refresh_batch(access: ClusterAccess, sessions: Sessions, nb: Notebook) -> N
     if (host, port, address) != (nb.host, nb.port, nb.address):
         _set(sessions, nb.id, host=host, port=port, address=address)
         nb.host, nb.port, nb.address = host, port, address
-    answer = probe_server(access, nb)
+    listening = c.SERVER_LISTENING.search(_read_file(access, f"{nb.folder}/server.log"))
+    answer = probe_server(access, nb) if listening else None
     if answer is None or answer.status != 200:
         _set(sessions, nb.id, state="starting", reason=None)
-        return
-    if nb.state == "running":
         return
     # the server listens there: claim (host, port) in the registry before calling it running
     claimed = _commit_new(sessions, NotebookPort(host=host, port=port, notebook_id=nb.id))

@@ -273,3 +273,42 @@ def test_two_services_start_40_notebooks_at_once_on_distinct_ports(settings, end
                     f"/api/v1/clusters/{cluster}/notebooks/{body['id']}",
                     token=tokens[(server, name)],
                 )
+
+
+class _InOrder:
+    """A stand-in for the service's random choice of ports: the range in order, lowest first."""
+
+    def shuffle(self, ports):
+        ports.sort()
+
+
+@pytest.mark.parametrize("mode", ["login", "batch"])
+def test_a_port_taken_outside_the_registry_is_retried_unseen(settings, endpoints, users, monkeypatch, mode):
+    import socket
+
+    from hcc_federation.notebooks import service
+
+    high = endpoints["jupyter"]["port_range"][1]
+    taken, free = high - 1, high
+    app = make_app(
+        {
+            **settings,
+            **notebook_settings(endpoints, **{"hcc.cluster.alpha.notebook_ports": f"{taken}-{free}"}),
+        }
+    )
+    headers = {"Authorization": f"Bearer {login_token(app, users, 'alice')}"}
+    monkeypatch.setattr(service, "_rng", _InOrder())
+    # something the registry knows nothing about listens on the first port the service will pick
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        started = app.post_json("/api/v1/clusters/alpha/notebooks", {"mode": mode}, headers=headers).json
+        try:
+            if mode == "login":
+                assert started["port"] == taken
+            running = _wait_state(app, headers, "alpha", started["id"], ("running", "failed"))
+            assert running["state"] == "running", running
+            assert running["port"] == free and running["error"] is None
+        finally:
+            app.delete(f"/api/v1/clusters/alpha/notebooks/{started['id']}", headers=headers, status=204)

@@ -1,6 +1,7 @@
 """Jupyter notebooks through the API on both bed clusters, in both modes, with a real Jupyter server."""
 
 import os
+import signal
 import subprocess
 
 import pytest
@@ -129,18 +130,19 @@ def test_start_reach_and_stop(nb_app, auth, users, cluster, mode):
         assert queue.stdout.strip() in ("", "COMPLETING", "CANCELLED")
 
 
-def test_job_that_exits_at_once_fails_with_its_output(settings, endpoints, users, tmp_path):
+@pytest.mark.parametrize("mode", ["batch", "login"])
+def test_a_server_that_exits_at_once_fails_with_its_output(settings, endpoints, users, tmp_path, mode):
     template = tmp_path / "broken.sh"
     template.write_text("#!/bin/bash\necho 'the site template broke: no jupyter module'\nexit 3\n")
-    app = make_app(
-        {
-            **settings,
-            **notebook_settings(endpoints, **{"hcc.cluster.alpha.notebook_job_template": str(template)}),
-        }
-    )
+    extra = {
+        "hcc.cluster.alpha.notebook_job_template": str(template),
+        # login mode: a command that is not a Jupyter server at all
+        "hcc.cluster.alpha.notebook_command": "sh -c 'echo the site template broke: no jupyter module >&2'",
+    }
+    app = make_app({**settings, **notebook_settings(endpoints, **extra)})
     headers = {"Authorization": f"Bearer {login_token(app, users, 'alice')}"}
     started = app.post_json(
-        "/api/v1/clusters/alpha/notebooks", {"mode": "batch"}, headers=headers, status=201
+        "/api/v1/clusters/alpha/notebooks", {"mode": mode}, headers=headers, status=201
     ).json
     failed = _wait_state(app, headers, "alpha", started["id"], ("failed", "running", "stopped"), timeout=60)
     assert failed["state"] == "failed"
@@ -148,9 +150,36 @@ def test_job_that_exits_at_once_fails_with_its_output(settings, endpoints, users
     assert failed["url"] is None
     # its slot is free again: the cap counts live notebooks only
     with app.app.registry.hcc_dbsession_factory() as db:
-        from hcc_federation.models import NotebookSlot
+        from hcc_federation.models import NotebookPort, NotebookSlot
 
         assert db.query(NotebookSlot).filter_by(notebook_id=started["id"]).count() == 0
+        assert db.query(NotebookPort).filter_by(notebook_id=started["id"]).count() == 0
+
+
+def test_a_queued_job_is_pending_with_slurms_reason(settings, endpoints, users, tmp_path):
+    template = tmp_path / "held.sh"
+    # a site template may hold the job (here: always), as a full partition would keep it queued
+    template.write_text("#!/bin/bash\n#SBATCH --hold\nsleep 600\n")
+    app = make_app(
+        {
+            **settings,
+            **notebook_settings(endpoints, **{"hcc.cluster.beta.notebook_job_template": str(template)}),
+        }
+    )
+    headers = {"Authorization": f"Bearer {login_token(app, users, 'alice')}"}
+    url = "/api/v1/clusters/beta/notebooks"
+    started = app.post_json(url, {"mode": "batch"}, headers=headers, status=201).json
+    try:
+        pending = app.get(f"{url}/{started['id']}", headers=headers).json
+        assert pending["state"] == "pending" and pending["job_id"] == started["job_id"]
+        assert pending["reason"] == "JobHeldUser"
+    finally:
+        app.delete(f"{url}/{started['id']}", headers=headers, status=204)
+    env = {**os.environ, "SLURM_CONF": endpoints["clusters"]["beta"]["slurm_conf"]}
+    queue = subprocess.run(
+        ["squeue", "-h", "-j", started["job_id"], "-o", "%T"], env=env, capture_output=True, text=True
+    )
+    assert queue.stdout.strip() in ("", "CANCELLED")
 
 
 @pytest.mark.parametrize(
@@ -195,6 +224,28 @@ def test_cleanup_stops_an_expired_notebook(nb_app, auth):
         nb_app.delete(f"/api/v1/clusters/beta/notebooks/{nb.id}", headers=headers, status=204)
 
 
+def test_cleanup_marks_a_notebook_whose_process_is_gone_stopped(nb_app, auth):
+    from hcc_federation.scripts.cleanup import cleanup_notebooks
+
+    headers = auth("alice")
+    registry = nb_app.app.registry
+    url = "/api/v1/clusters/beta/notebooks"
+    started = nb_app.post_json(url, {"mode": "login"}, headers=headers).json
+    _wait_state(nb_app, headers, "beta", started["id"], ("running",))
+    nb = stored(registry, started["id"])
+    # the server dies outside the service (an admin, the OOM killer)
+    os.killpg(nb.pid, signal.SIGKILL)
+    wait_for(lambda: not _listening(nb.port), timeout=20)
+    counts = cleanup_notebooks(registry.hcc_settings, registry.hcc_dbsession_factory)
+    assert counts["ended"] >= 1
+    after = nb_app.get(f"{url}/{nb.id}", headers=headers).json
+    assert after["state"] == "stopped" and after["error"].startswith("the server ended")
+    with registry.hcc_dbsession_factory() as db:
+        from hcc_federation.models import NotebookPort
+
+        assert db.query(NotebookPort).filter_by(notebook_id=nb.id).count() == 0
+
+
 def test_two_services_start_40_notebooks_at_once_on_distinct_ports(settings, endpoints, users, database_url):
     """Two services on one MariaDB, two clusters on one host: 40 concurrent starts, 40 distinct ports."""
     if not database_url.startswith("mysql"):
@@ -209,7 +260,8 @@ def test_two_services_start_40_notebooks_at_once_on_distinct_ports(settings, end
     extra = {}
     for name in ("alpha", "beta"):
         extra |= {
-            f"hcc.cluster.{name}.notebook_command": "sh -c 'exec sleep 300' stand-in",
+            # no exec: the shell keeps the options (with the notebook's folder) that `ps` identifies it by
+            f"hcc.cluster.{name}.notebook_command": "sh -c 'sleep 300' stand-in",
             f"hcc.cluster.{name}.notebook_ports": f"{low}-{low + 39}",
             f"hcc.cluster.{name}.notebook_max_per_user": "20",
             f"hcc.cluster.{name}.max_sessions": "8",
@@ -265,14 +317,24 @@ def test_two_services_start_40_notebooks_at_once_on_distinct_ports(settings, end
                 body={"mode": "login"},
             )
             assert extra_answer.status == 409 and extra_answer.json["errors"][0]["code"] == "no_free_port"
+            pids = [stored(one.registry, body["id"]).pid for _, _, body in started]
         finally:
-            for cluster, name, body in started:
-                server = one if cluster == "alpha" else two
-                server.call(
+            stops = [
+                (one if cluster == "alpha" else two).call(
                     "DELETE",
                     f"/api/v1/clusters/{cluster}/notebooks/{body['id']}",
-                    token=tokens[(server, name)],
+                    token=tokens[(one if cluster == "alpha" else two, name)],
                 )
+                for cluster, name, body in started
+            ]
+        assert [a.status for a in stops] == [204] * 40
+        # every stand-in process ended with its notebook (the registry's pid was the right one)
+        wait_for(lambda: not any(_alive(pid) for pid in pids), timeout=30)
+
+
+def _alive(pid: int) -> bool:
+    stat = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True)
+    return stat.stdout.strip() not in ("", "Z")
 
 
 class _InOrder:
@@ -312,3 +374,28 @@ def test_a_port_taken_outside_the_registry_is_retried_unseen(settings, endpoints
             assert running["port"] == free and running["error"] is None
         finally:
             app.delete(f"/api/v1/clusters/alpha/notebooks/{started['id']}", headers=headers, status=204)
+
+
+def test_the_per_person_cap_is_429_and_counts_live_notebooks_only(settings, endpoints, users):
+    extra = {
+        "hcc.cluster.alpha.notebook_command": "sh -c 'sleep 300' stand-in",
+        "hcc.cluster.alpha.notebook_max_per_user": "1",
+    }
+    app = make_app({**settings, **notebook_settings(endpoints, **extra)})
+    bob = {"Authorization": f"Bearer {login_token(app, users, 'bob')}"}
+    alice = {"Authorization": f"Bearer {login_token(app, users, 'alice')}"}
+    url = "/api/v1/clusters/alpha/notebooks"
+    first = app.post_json(url, {"mode": "login"}, headers=bob, status=201).json
+    try:
+        refused = app.post_json(url, {"mode": "login"}, headers=bob, status=429)
+        assert refused.json["errors"][0]["code"] == "notebook_limit" and refused.headers["Retry-After"]
+        # another person's cap is their own
+        other = app.post_json(url, {"mode": "login"}, headers=alice, status=201).json
+        app.delete(f"{url}/{other['id']}", headers=alice, status=204)
+    finally:
+        app.delete(f"{url}/{first['id']}", headers=bob, status=204)
+    again = app.post_json(url, {"mode": "login"}, headers=bob, status=201).json
+    app.delete(f"{url}/{again['id']}", headers=bob, status=204)
+    # a refused start leaves no row behind
+    ids = [n["id"] for n in app.get(url, headers=bob).json["notebooks"]]
+    assert first["id"] in ids and again["id"] in ids and len(ids) == len(set(ids))

@@ -83,19 +83,21 @@ def parse_login_status(text: str) -> tuple[bool, str]:
     return first.strip() == "alive", rest
 
 
-# Ends the server's process group (the server and its kernels), only if the pid is still ours.
+# Ends the server's process group (the server and its kernels), only if the pid is still ours: TERM,
+# up to 2 s for the server to shut its kernels down, then KILL for whatever of the group is left.
 LOGIN_STOP_SCRIPT = (
     'if ps -o args= -p "$1" 2>/dev/null | grep -qF -- "$2/runtime"; then '
-    'kill -TERM -- "-$1" 2>/dev/null || kill -TERM "$1"; '
+    'kill -TERM -- "-$1"; '
     # a zombie (ended, not yet reaped by init) counts as ended
-    'for i in 1 2 3 4 5 6 7 8 9 10; do ps -o stat= -p "$1" 2>/dev/null | grep -q "^[^Z]" || exit 0; '
+    'for i in 1 2 3 4 5 6 7 8 9 10; do ps -o stat= -p "$1" 2>/dev/null | grep -q "^[^Z]" || break; '
     "sleep 0.2; done; "
-    'kill -KILL -- "-$1" 2>/dev/null || kill -KILL "$1"; fi; true'
+    'kill -KILL -- "-$1" 2>/dev/null; fi; true'
 )
 
 
 def login_stop_argv(pid: int, folder: str) -> list[str]:
-    return ["sh", "-c", LOGIN_STOP_SCRIPT, "sh", str(pid), folder]
+    # bash, not sh: dash's kill refuses `--` and so cannot signal a process group (kernels survived)
+    return ["bash", "-c", LOGIN_STOP_SCRIPT, "bash", str(pid), folder]
 
 
 # The default batch job: run by sbatch with --chdir=FOLDER, it starts the server on the node, tries

@@ -328,13 +328,16 @@ def test_two_services_start_40_notebooks_at_once_on_distinct_ports(settings, end
                 for cluster, name, body in started
             ]
         assert [a.status for a in stops] == [204] * 40
-        # every stand-in process ended with its notebook (the registry's pid was the right one)
+        # every stand-in ended with its notebook, its child too (the registry's pid was the right one)
         wait_for(lambda: not any(_alive(pid) for pid in pids), timeout=30)
 
 
 def _alive(pid: int) -> bool:
-    stat = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True)
-    return stat.stdout.strip() not in ("", "Z")
+    """Whether any process of the group that ``pid`` leads still runs (the server and its children)."""
+    table = subprocess.run(["ps", "-e", "-o", "pgid=,stat="], capture_output=True, text=True).stdout
+    return any(
+        line.split()[0] == str(pid) and not line.split()[1].startswith("Z") for line in table.splitlines()
+    )
 
 
 class _InOrder:

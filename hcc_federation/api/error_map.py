@@ -51,7 +51,13 @@ from ..jobs.errors import (
     SlurmRefused,
     SlurmUnavailable,
 )
-from ..notebooks.errors import NoFreePort, NotebookCommandFailed, NotebookLimitReached, NotebookNotFound
+from ..notebooks.errors import (
+    NoFreePort,
+    NotebookCommandFailed,
+    NotebookJobRefused,
+    NotebookLimitReached,
+    NotebookNotFound,
+)
 from ..remote.errors import (
     ClusterUnreachable,
     CredentialsRefused,
@@ -120,6 +126,7 @@ ERROR_MAP: dict[type[BaseException], Mapping] = {
     NotebookLimitReached: Mapping(429, "notebook_limit", "path", "you hold the most live notebooks allowed"),
     NoFreePort: Mapping(409, "no_free_port", "path", "every notebook port on the host is in use"),
     NotebookCommandFailed: Mapping(502, "notebook_command_failed", "path", "starting or stopping it failed"),
+    NotebookJobRefused: Mapping(400, "notebook_refused", "body", "sbatch refused the notebook's job"),
     # files
     PathError: Mapping(500, "remote_file_error", None, "the cluster refused a file operation"),
     RemoteFileError: Mapping(500, "remote_file_error", None, "the cluster refused a file operation"),

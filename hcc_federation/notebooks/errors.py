@@ -33,3 +33,9 @@ class NotebookCommandFailed(DomainError):
     """Preparing, starting or stopping the server on the cluster failed; the description says how."""
 
     field = "cluster"
+
+
+class NotebookJobRefused(DomainError):
+    """sbatch refused the notebook's job (the request's resources, the site's template); Slurm's message."""
+
+    field = "body"

@@ -25,6 +25,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from ..clusters.access import ClusterAccess
+from ..jobs.errors import SlurmUnavailable
+from ..jobs.parsers import UNAVAILABLE
 from ..models import Notebook, NotebookPort, NotebookSlot
 from ..models.meta import utcnow
 from ..settings import ClusterSettings
@@ -34,6 +36,7 @@ from .errors import (
     InvalidNotebookArgument,
     NoFreePort,
     NotebookCommandFailed,
+    NotebookJobRefused,
     NotebookLimitReached,
     NotebookNotFound,
 )
@@ -271,8 +274,10 @@ def _start_batch(access: ClusterAccess, nb: Notebook, hours: int) -> str:
     result = access.run(argv, stdin=script.encode())
     job_id = c.parse_job_id(result.text()) if result.ok else None
     if job_id is None:
-        detail = (result.error_text() or result.text()).strip()[-500:]
-        raise NotebookCommandFailed(f"sbatch refused the notebook job: {detail or 'no message'}")
+        detail = (result.error_text() or result.text()).strip()[-500:] or "no message"
+        if UNAVAILABLE.search(detail):
+            raise SlurmUnavailable(f"Slurm is not answering (sbatch): {detail}")
+        raise NotebookJobRefused(f"sbatch refused the notebook job: {detail}")
     return job_id
 
 

@@ -402,3 +402,21 @@ def test_the_per_person_cap_is_429_and_counts_live_notebooks_only(settings, endp
     # a refused start leaves no row behind
     ids = [n["id"] for n in app.get(url, headers=bob).json["notebooks"]]
     assert first["id"] in ids and again["id"] in ids and len(ids) == len(set(ids))
+
+
+def test_a_job_sbatch_refuses_is_400_with_slurms_message(settings, endpoints, users, tmp_path):
+    template = tmp_path / "refused.sh"
+    template.write_text("#!/bin/bash\n#SBATCH --no-such-sbatch-option\nsleep 600\n")
+    app = make_app(
+        {
+            **settings,
+            **notebook_settings(endpoints, **{"hcc.cluster.alpha.notebook_job_template": str(template)}),
+        }
+    )
+    headers = {"Authorization": f"Bearer {login_token(app, users, 'alice')}"}
+    url = "/api/v1/clusters/alpha/notebooks"
+    refused = app.post_json(url, {"mode": "batch"}, headers=headers, status=400).json["errors"][0]
+    assert refused["code"] == "notebook_refused" and "no-such-sbatch-option" in refused["description"]
+    # what was tried stays on record as failed, holding no slot
+    listed = app.get(url, headers=headers).json["notebooks"]
+    assert listed[0]["state"] == "failed" and "no-such-sbatch-option" in listed[0]["error"]

@@ -5,6 +5,7 @@ import signal
 import subprocess
 
 import pytest
+from sqlalchemy import delete
 
 from hcc_federation.models import Notebook
 from hcc_federation.notebooks.service import probe_server
@@ -420,3 +421,49 @@ def test_a_job_sbatch_refuses_is_400_with_slurms_message(settings, endpoints, us
     # what was tried stays on record as failed, holding no slot
     listed = app.get(url, headers=headers).json["notebooks"]
     assert listed[0]["state"] == "failed" and "no-such-sbatch-option" in listed[0]["error"]
+
+
+def test_the_all_clusters_list_names_a_failing_cluster_and_keeps_the_others(settings, endpoints, users):
+    gamma = {
+        "hcc.clusters": "alpha beta gamma",
+        "hcc.cluster.gamma.host": "127.0.0.1",
+        "hcc.cluster.gamma.port": "9",  # nothing listens: refused at once
+        "hcc.cluster.gamma.known_hosts": endpoints["clusters"]["alpha"]["known_hosts"],
+        "hcc.cluster.gamma.connect_timeout": "2",
+        "hcc.cluster.gamma.notebook_modes": "login",
+    }
+    app = make_app({**settings, **notebook_settings(endpoints), **gamma})
+    headers = {"Authorization": f"Bearer {login_token(app, users, 'alice')}"}
+    # a live notebook on gamma (from before it went down): reading it needs the cluster
+    from datetime import timedelta
+
+    from hcc_federation.models.meta import utcnow
+
+    now = utcnow()
+    with app.app.registry.hcc_dbsession_factory() as db, db.begin():
+        db.add(
+            Notebook(
+                id="0" * 32,
+                username="alice",
+                cluster="gamma",
+                mode="login",
+                state="running",
+                host="g",
+                port=8100,
+                address="127.0.0.1",
+                token="t",
+                pid=4242,
+                folder="/home/alice/.hcc-notebooks/x",
+                work_dir="/home/alice",
+                attempt=0,
+                created_at=now,
+                expires_at=now + timedelta(hours=1),
+                client_addr="127.0.0.1",
+            )
+        )
+    listed = app.get("/api/v1/notebooks", headers=headers).json
+    assert [e["cluster"] for e in listed["errors"]] == ["gamma"]
+    assert listed["errors"][0]["status"] == 503 and listed["errors"][0]["code"] == "cluster_unreachable"
+    assert all(n["cluster"] != "gamma" for n in listed["notebooks"])
+    with app.app.registry.hcc_dbsession_factory() as db, db.begin():
+        db.execute(delete(Notebook).where(Notebook.id == "0" * 32))

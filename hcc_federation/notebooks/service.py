@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from ..clusters.access import ClusterAccess
+from ..errors import DomainError
 from ..jobs.errors import SlurmUnavailable
 from ..jobs.parsers import UNAVAILABLE
 from ..models import Notebook, NotebookPort, NotebookSlot
@@ -156,6 +157,21 @@ def _claim_port(sessions: Sessions, cs: ClusterSettings, host: str, notebook_id:
 def _release(db: Session, notebook_id: str) -> None:
     db.execute(delete(NotebookPort).where(NotebookPort.notebook_id == notebook_id))
     db.execute(delete(NotebookSlot).where(NotebookSlot.notebook_id == notebook_id))
+
+
+# what a notebook's folder keeps that only a live server needs; its logs stay for the person to read
+SECRETS = ("token", "key.pem")
+
+
+def _forget_secrets(access: ClusterAccess, nb: Notebook) -> None:
+    """Remove the token and private key of a notebook that ended (best effort: the folder is 0700)."""
+    try:
+        with access.sftp() as sftp:
+            for name in SECRETS:
+                with contextlib.suppress(OSError):
+                    sftp.remove(f"{nb.folder}/{name}")
+    except DomainError:
+        log.warning("could not remove the secrets of notebook %s on %s", nb.id, nb.cluster)
 
 
 def _finish(sessions: Sessions, notebook_id: str, state: str, error: str | None = None) -> None:
@@ -529,7 +545,10 @@ def refresh(access: ClusterAccess, sessions: Sessions, nb: Notebook, now: dateti
         _refresh_login(access, sessions, nb)
     else:
         _refresh_batch(access, sessions, nb)
-    return _reload(sessions, nb.id)
+    after = _reload(sessions, nb.id)
+    if after.state not in LIVE_STATES:
+        _forget_secrets(access, after)
+    return after
 
 
 def describe(cs: ClusterSettings, nb: Notebook) -> dict:
@@ -594,6 +613,7 @@ def stop_notebook(access: ClusterAccess, sessions: Sessions, username: str, note
         return
     _stop_remote(access, nb)
     _finish(sessions, nb.id, "stopped")
+    _forget_secrets(access, nb)
     log.info("notebook %s stopped on %s by %s", nb.id, nb.cluster, username)
 
 

@@ -30,6 +30,14 @@ def notebook_settings(endpoints: dict, **extra) -> dict:
     return out | extra
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _notebook_folders_removed():
+    """The tests' notebook folders go with the module (the service keeps them, with their logs)."""
+    yield
+    for user in ("alice", "bob"):
+        subprocess.run(["rm", "-rf", "--", f"/home/{user}/.hcc-notebooks"], check=False)
+
+
 @pytest.fixture(scope="module")
 def nb_app(settings, endpoints):
     return make_app({**settings, **notebook_settings(endpoints)})
@@ -111,6 +119,9 @@ def test_start_reach_and_stop(nb_app, auth, users, cluster, mode):
     after = nb_app.get(f"{url}/{started['id']}", headers=alice).json
     assert after["state"] == "stopped" and after["url"] is None
     wait_for(lambda: not _listening(nb.port), timeout=20)
+    # the ended notebook's token and key are gone from its folder, its log stays
+    assert not os.path.exists(f"{nb.folder}/token") and not os.path.exists(f"{nb.folder}/key.pem")
+    assert os.path.exists(f"{nb.folder}/server.log")
     with nb_app.app.registry.hcc_dbsession_factory() as db:
         from hcc_federation.models import NotebookPort, NotebookSlot
 

@@ -475,7 +475,14 @@ def _refresh_batch(access: ClusterAccess, sessions: Sessions, nb: Notebook) -> N
         if not _start_in_progress(access, nb):
             _finish(sessions, nb.id, "failed", "the start did not complete")
         return
-    queued = c.parse_squeue_job(access.run(c.squeue_job_argv(nb.job_id)).text())
+    result = access.run(c.squeue_job_argv(nb.job_id))
+    if not result.ok and "Invalid job id" not in result.error_text():
+        # Slurm not answering is not a job that ended: the notebook stays as it was
+        detail = result.error_text().strip()[-500:] or "no message"
+        if UNAVAILABLE.search(detail):
+            raise SlurmUnavailable(f"Slurm is not answering (squeue): {detail}")
+        raise NotebookCommandFailed(f"squeue failed on {access.cluster.name}: {detail}")
+    queued = c.parse_squeue_job(result.text()) if result.ok else None
     if queued is None or queued[0] not in (
         "PENDING",
         "CONFIGURING",

@@ -29,7 +29,7 @@ def upgrade() -> None:
         sa.Column("host", sa.String(255), nullable=True),
         sa.Column("port", sa.Integer(), nullable=True),
         sa.Column("address", sa.String(255), nullable=True),
-        sa.Column("token", sa.String(64), nullable=False),
+        sa.Column("token", sa.String(255), nullable=False),
         sa.Column("job_id", sa.String(64), nullable=True),
         sa.Column("pid", sa.Integer(), nullable=True),
         sa.Column("folder", sa.String(4096), nullable=False),

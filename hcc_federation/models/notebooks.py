@@ -25,8 +25,9 @@ class Notebook(Base):
     port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # where the login node's sshd connects to reach the server (127.0.0.1 in login mode)
     address: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    # the server's token: the user's key to the notebook, never logged
-    token: Mapped[str] = mapped_column(String(64))
+    # the server's token (the user's key to the notebook, never logged), sealed with AES-GCM under a
+    # key derived from hcc.auth.secret (notebooks.service.NotebookStore)
+    token: Mapped[str] = mapped_column(String(255))
     job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # the notebook's own folder on the cluster (its log, token file, certificate, port file)

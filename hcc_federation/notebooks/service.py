@@ -9,8 +9,10 @@ state moves on when it is read (no background thread that one replica would own)
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
+import os
 import posixpath
 import random
 import secrets
@@ -20,6 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -46,6 +51,36 @@ from .tls import ServerAnswer, https_get, make_certificate, tls_context
 log = logging.getLogger(__name__)
 
 Sessions = Callable[[], Session]
+
+
+class NotebookStore:
+    """The registry as the notebook service uses it: short sessions of its own, and the key that seals
+    each notebook's token (derived from hcc.auth.secret), so that a copy of the database alone does
+    not open anyone's notebook.
+
+    Calling it gives a new session (it is a ``Sessions``).
+    """
+
+    def __init__(self, sessions: NotebookStore, server_secret: bytes) -> None:
+        self._sessions = sessions
+        self._aead = AESGCM(
+            HKDF(
+                algorithm=hashes.SHA256(), length=32, salt=None, info=b"hcc-federation notebook token"
+            ).derive(server_secret)
+        )
+
+    def __call__(self) -> Session:
+        return self._sessions()
+
+    def seal(self, token: str) -> str:
+        nonce = os.urandom(12)
+        return base64.urlsafe_b64encode(nonce + self._aead.encrypt(nonce, token.encode(), None)).decode()
+
+    def open(self, sealed: str) -> str:
+        raw = base64.urlsafe_b64decode(sealed.encode())
+        return self._aead.decrypt(raw[:12], raw[12:], None).decode()
+
+
 LIVE_STATES = ("pending", "starting", "running")
 STATES = (*LIVE_STATES, "stopped", "failed")
 # a port taken on the host by something the registry does not know is retried this many times
@@ -114,7 +149,7 @@ def validate_start(request: StartRequest, cs: ClusterSettings) -> StartRequest:
 # -------------------------------------------------------------------------------- registry steps
 
 
-def _commit_new(sessions: Sessions, row) -> bool:
+def _commit_new(sessions: NotebookStore, row) -> bool:
     """INSERT one row in a transaction of its own: False when a key refused it (or a deadlock did)."""
     with sessions() as db:
         db.add(row)
@@ -132,7 +167,7 @@ def _commit_new(sessions: Sessions, row) -> bool:
             raise
 
 
-def _claim_slot(sessions: Sessions, cs: ClusterSettings, username: str, notebook_id: str) -> bool:
+def _claim_slot(sessions: NotebookStore, cs: ClusterSettings, username: str, notebook_id: str) -> bool:
     for slot in range(cs.notebook_max_per_user):
         claim = NotebookSlot(cluster=cs.name, username=username, slot=slot, notebook_id=notebook_id)
         if _commit_new(sessions, claim):
@@ -140,7 +175,7 @@ def _claim_slot(sessions: Sessions, cs: ClusterSettings, username: str, notebook
     return False
 
 
-def _claim_port(sessions: Sessions, cs: ClusterSettings, host: str, notebook_id: str, avoid=()) -> int:
+def _claim_port(sessions: NotebookStore, cs: ClusterSettings, host: str, notebook_id: str, avoid=()) -> int:
     """A port of the cluster's range claimed on ``host`` for the notebook; NoFreePort if none is left."""
     with sessions() as db:
         held = set(db.scalars(select(NotebookPort.port).where(NotebookPort.host == host)))
@@ -174,7 +209,7 @@ def _forget_secrets(access: ClusterAccess, nb: Notebook) -> None:
         log.warning("could not remove the secrets of notebook %s on %s", nb.id, nb.cluster)
 
 
-def _finish(sessions: Sessions, notebook_id: str, state: str, error: str | None = None) -> None:
+def _finish(sessions: NotebookStore, notebook_id: str, state: str, error: str | None = None) -> None:
     """Move a live notebook to stopped or failed and free its port and slot, in one transaction."""
     with sessions() as db, db.begin():
         db.execute(
@@ -185,7 +220,7 @@ def _finish(sessions: Sessions, notebook_id: str, state: str, error: str | None 
         _release(db, notebook_id)
 
 
-def _set(sessions: Sessions, notebook_id: str, **values) -> None:
+def _set(sessions: NotebookStore, notebook_id: str, **values) -> None:
     """Update a notebook that is still live (a concurrent stop is never undone)."""
     with sessions() as db, db.begin():
         db.execute(
@@ -195,7 +230,7 @@ def _set(sessions: Sessions, notebook_id: str, **values) -> None:
         )
 
 
-def _load(sessions: Sessions, cluster: str, username: str, notebook_id: str) -> Notebook:
+def _load(sessions: NotebookStore, cluster: str, username: str, notebook_id: str) -> Notebook:
     with sessions() as db:
         row = db.get(Notebook, notebook_id) if c.ID_RE.fullmatch(notebook_id or "") else None
         # another person's notebook is not found: its existence and token never leak
@@ -306,7 +341,11 @@ def _check_partition(access: ClusterAccess, partition: str) -> None:
 
 
 def start_notebook(
-    access: ClusterAccess, sessions: Sessions, username: str, request: StartRequest, client_addr: str = ""
+    access: ClusterAccess,
+    sessions: NotebookStore,
+    username: str,
+    request: StartRequest,
+    client_addr: str = "",
 ) -> dict:
     """Start a notebook as ``username`` and return it (``pending`` or ``starting``) at once.
 
@@ -320,6 +359,7 @@ def start_notebook(
     home, work_dir = _home_and_work_dir(access, request.work_dir)
     host = _checked(access, c.hostname_argv(), "hostname").strip() if request.mode == "login" else None
     notebook_id = secrets.token_hex(16)
+    token = secrets.token_urlsafe(32)
     folder = f"{home}/{c.NOTEBOOKS_DIR}/{notebook_id}"
     certificate = (
         None if cs.notebook_certfile else make_certificate(f"hcc-notebook-{notebook_id[:8]}", request.hours)
@@ -333,7 +373,7 @@ def start_notebook(
         state="starting" if request.mode == "login" else "pending",
         host=host,
         address="127.0.0.1" if request.mode == "login" else None,
-        token=secrets.token_urlsafe(32),
+        token=sessions.seal(token),
         folder=folder,
         work_dir=work_dir,
         partition=request.partition,
@@ -352,7 +392,7 @@ def start_notebook(
             raise NotebookLimitReached(
                 f"you already have {cs.notebook_max_per_user} live notebooks on {cs.name}; stop one first"
             )
-        files = {"token": nb.token.encode(), "work_dir": work_dir.encode()}
+        files = {"token": token.encode(), "work_dir": work_dir.encode()}
         if certificate:
             files |= {"cert.pem": certificate.cert_pem, "key.pem": certificate.key_pem}
         if request.mode == "login":
@@ -379,10 +419,10 @@ def start_notebook(
         _finish(sessions, notebook_id, "failed", getattr(exc, "description", None) or type(exc).__name__)
         raise
     log.info("notebook %s (%s) started on %s by %s", notebook_id, request.mode, cs.name, username)
-    return describe(cs, _reload(sessions, notebook_id))
+    return describe(cs, _reload(sessions, notebook_id), sessions)
 
 
-def _reload(sessions: Sessions, notebook_id: str) -> Notebook:
+def _reload(sessions: NotebookStore, notebook_id: str) -> Notebook:
     with sessions() as db:
         row = db.get(Notebook, notebook_id)
         db.expunge(row)
@@ -392,7 +432,9 @@ def _reload(sessions: Sessions, notebook_id: str) -> Notebook:
 # -------------------------------------------------------------------------------- reading
 
 
-def probe_server(access: ClusterAccess, nb: Notebook, path: str = "/api/status") -> ServerAnswer | None:
+def probe_server(
+    access: ClusterAccess, nb: Notebook, token: str, path: str = "/api/status"
+) -> ServerAnswer | None:
     """The server's answer to ``path`` with the notebook's token, through the cluster's SSH connection
     (a direct-tcpip channel from the login node); None when nothing answers there (yet)."""
     if not nb.host or not nb.port:
@@ -401,7 +443,7 @@ def probe_server(access: ClusterAccess, nb: Notebook, path: str = "/api/status")
     try:
         with access.open_tunnel(dial, nb.port, timeout=PROBE_TIMEOUT) as channel:
             return https_get(
-                channel, path, nb.token, f"{nb.host}:{nb.port}", tls_context(nb.certificate), PROBE_TIMEOUT
+                channel, path, token, f"{nb.host}:{nb.port}", tls_context(nb.certificate), PROBE_TIMEOUT
             )
     except (OSError, ssl.SSLError, ValueError):
         # refused, reset, a TLS failure or not HTTP: no server of ours answers there
@@ -414,7 +456,7 @@ def _start_in_progress(access: ClusterAccess, nb: Notebook) -> bool:
     return utcnow() - nb.created_at < grace
 
 
-def _refresh_login(access: ClusterAccess, sessions: Sessions, nb: Notebook) -> None:
+def _refresh_login(access: ClusterAccess, sessions: NotebookStore, nb: Notebook) -> None:
     if not nb.pid:
         if not _start_in_progress(access, nb):
             _finish(sessions, nb.id, "failed", "the start did not complete")
@@ -423,7 +465,7 @@ def _refresh_login(access: ClusterAccess, sessions: Sessions, nb: Notebook) -> N
     if alive:
         # probe only once the server says it listens: a refused tunnel is an ERROR line in paramiko's log
         if nb.state != "running" and c.SERVER_LISTENING.search(log_tail):
-            answer = probe_server(access, nb)
+            answer = probe_server(access, nb, sessions.open(nb.token))
             if answer is not None and answer.status == 200:
                 _set(sessions, nb.id, state="running", started_at=utcnow())
         return
@@ -435,7 +477,7 @@ def _refresh_login(access: ClusterAccess, sessions: Sessions, nb: Notebook) -> N
         _finish(sessions, nb.id, "failed", log_tail.strip()[-4000:] or "the server ended without a word")
 
 
-def _retry_port(access: ClusterAccess, sessions: Sessions, nb: Notebook) -> None:
+def _retry_port(access: ClusterAccess, sessions: NotebookStore, nb: Notebook) -> None:
     """Something outside the registry holds the port on the host: start again on another one.
 
     Compare-and-set on ``attempt``: of two replicas reading the notebook at once, one retries.
@@ -470,7 +512,7 @@ def _read_file(access: ClusterAccess, path: str, limit: int = c.LOG_TAIL_BYTES) 
         return ""
 
 
-def _refresh_batch(access: ClusterAccess, sessions: Sessions, nb: Notebook) -> None:
+def _refresh_batch(access: ClusterAccess, sessions: NotebookStore, nb: Notebook) -> None:
     if not nb.job_id:
         if not _start_in_progress(access, nb):
             _finish(sessions, nb.id, "failed", "the start did not complete")
@@ -520,7 +562,7 @@ def _refresh_batch(access: ClusterAccess, sessions: Sessions, nb: Notebook) -> N
         _set(sessions, nb.id, host=host, port=port, address=address)
         nb.host, nb.port, nb.address = host, port, address
     listening = c.SERVER_LISTENING.search(_read_file(access, f"{nb.folder}/server.log"))
-    answer = probe_server(access, nb) if listening else None
+    answer = probe_server(access, nb, sessions.open(nb.token)) if listening else None
     if answer is None or answer.status != 200:
         _set(sessions, nb.id, state="starting", reason=None)
         return
@@ -541,7 +583,9 @@ def _refresh_batch(access: ClusterAccess, sessions: Sessions, nb: Notebook) -> N
         )
 
 
-def refresh(access: ClusterAccess, sessions: Sessions, nb: Notebook, now: datetime | None = None) -> Notebook:
+def refresh(
+    access: ClusterAccess, sessions: NotebookStore, nb: Notebook, now: datetime | None = None
+) -> Notebook:
     """Move a live notebook's state on from what the cluster says now; stop it past its maximum age."""
     if nb.state not in LIVE_STATES:
         return nb
@@ -558,11 +602,11 @@ def refresh(access: ClusterAccess, sessions: Sessions, nb: Notebook, now: dateti
     return after
 
 
-def describe(cs: ClusterSettings, nb: Notebook) -> dict:
+def describe(cs: ClusterSettings, nb: Notebook, store: NotebookStore) -> dict:
     """The notebook as the API shows it to its owner (the url carries the token)."""
     url = None
     if nb.host and nb.port and nb.state in LIVE_STATES:
-        url = c.notebook_url(cs.notebook_url, nb.host, nb.port, nb.token)
+        url = c.notebook_url(cs.notebook_url, nb.host, nb.port, store.open(nb.token))
     return {
         "id": nb.id,
         "cluster": nb.cluster,
@@ -582,13 +626,15 @@ def describe(cs: ClusterSettings, nb: Notebook) -> dict:
     }
 
 
-def get_notebook(access: ClusterAccess, sessions: Sessions, username: str, notebook_id: str) -> dict:
+def get_notebook(access: ClusterAccess, sessions: NotebookStore, username: str, notebook_id: str) -> dict:
     """One of the person's notebooks on the cluster, its state brought up to date; NotebookNotFound."""
     nb = _load(sessions, access.cluster.name, username, notebook_id)
-    return describe(access.cluster.settings, refresh(access, sessions, nb))
+    return describe(access.cluster.settings, refresh(access, sessions, nb), sessions)
 
 
-def list_notebooks(access: ClusterAccess, sessions: Sessions, username: str, limit: int = 100) -> list[dict]:
+def list_notebooks(
+    access: ClusterAccess, sessions: NotebookStore, username: str, limit: int = 100
+) -> list[dict]:
     """The person's notebooks on the cluster, newest first, the live ones brought up to date."""
     with sessions() as db:
         rows = list(
@@ -600,7 +646,7 @@ def list_notebooks(access: ClusterAccess, sessions: Sessions, username: str, lim
             )
         )
         db.expunge_all()
-    return [describe(access.cluster.settings, refresh(access, sessions, nb)) for nb in rows]
+    return [describe(access.cluster.settings, refresh(access, sessions, nb), sessions) for nb in rows]
 
 
 def _stop_remote(access: ClusterAccess, nb: Notebook) -> None:
@@ -613,7 +659,7 @@ def _stop_remote(access: ClusterAccess, nb: Notebook) -> None:
             raise NotebookCommandFailed(f"scancel failed on {access.cluster.name}: {text.strip()[-500:]}")
 
 
-def stop_notebook(access: ClusterAccess, sessions: Sessions, username: str, notebook_id: str) -> None:
+def stop_notebook(access: ClusterAccess, sessions: NotebookStore, username: str, notebook_id: str) -> None:
     """End the server (cancel the job or end the process) and free its port; a stopped one stays stopped."""
     nb = _load(sessions, access.cluster.name, username, notebook_id)
     if nb.state not in LIVE_STATES:
@@ -625,7 +671,9 @@ def stop_notebook(access: ClusterAccess, sessions: Sessions, username: str, note
 
 
 def refresh_live(
-    access_for: Callable[[Notebook], ClusterAccess | None], sessions: Sessions, now: datetime | None = None
+    access_for: Callable[[Notebook], ClusterAccess | None],
+    sessions: NotebookStore,
+    now: datetime | None = None,
 ) -> dict[str, int]:
     """hcc-cleanup's pass: bring every live notebook up to date as its owner, stopping the expired.
 

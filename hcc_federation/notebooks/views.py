@@ -36,7 +36,7 @@ all_notebooks = Service(
 def _sessions(request):
     # the notebook service commits its own short transactions (claims must be visible to other
     # replicas before the server starts, and no row lock is held across SSH)
-    return request.registry.hcc_dbsession_factory
+    return request.registry.hcc_notebook_store
 
 
 @cluster_notebooks.post(

@@ -73,7 +73,7 @@ def cleanup_notebooks(settings, sessions, now: datetime | None = None) -> dict[s
     from ..clusters.access import ClusterAccess
     from ..clusters.registry import ClusterRegistry
     from ..fanout import FanOut
-    from ..notebooks import refresh_live
+    from ..notebooks import NotebookStore, refresh_live
     from ..remote import ConnectionPool, load_ca_key, make_certificate_identity
 
     ca_key = load_ca_key(settings.ssh.ca_key) if settings.ssh.ca_key else None
@@ -97,7 +97,7 @@ def cleanup_notebooks(settings, sessions, now: datetime | None = None) -> dict[s
                 )
                 return ClusterAccess(pool, cluster, identity)
 
-            return refresh_live(access_for, sessions, now=now)
+            return refresh_live(access_for, NotebookStore(sessions, settings.auth.secret), now=now)
         finally:
             fanout.shutdown()
 

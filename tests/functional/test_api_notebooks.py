@@ -97,12 +97,15 @@ def test_start_reach_and_stop(nb_app, auth, users, cluster, mode):
     try:
         running = _wait_state(nb_app, alice, cluster, started["id"], ("running", "failed"))
         assert running["state"] == "running", running
-        assert running["url"].endswith("?token=" + stored(nb_app.app.registry, started["id"]).token)
+        store = nb_app.app.registry.hcc_notebook_store
+        token = store.open(stored(nb_app.app.registry, started["id"]).token)
+        assert running["url"].endswith("?token=" + token)
         if mode == "batch":
             assert running["job_id"]
         # Jupyter's own API, reached through the cluster's SSH connection with the token
         nb = stored(nb_app.app.registry, started["id"])
-        answer = probe_server(owner_access(nb_app.app.registry, cluster, users["alice"]), nb, "/api/contents")
+        access = owner_access(nb_app.app.registry, cluster, users["alice"])
+        answer = probe_server(access, nb, token, "/api/contents")
         assert answer is not None and answer.status == 200, answer
         assert answer.json()["type"] == "directory"
         assert _listening(nb.port)
@@ -110,8 +113,13 @@ def test_start_reach_and_stop(nb_app, auth, users, cluster, mode):
         bob = auth("bob")
         nb_app.get(f"{url}/{nb.id}", headers=bob, status=404)
         nb_app.delete(f"{url}/{nb.id}", headers=bob, status=404)
-        assert nb.token not in nb_app.get(url, headers=bob).text
-        assert nb.token not in nb_app.get("/api/v1/notebooks", headers=bob).text
+        assert token not in nb_app.get(url, headers=bob).text
+        assert token not in nb_app.get("/api/v1/notebooks", headers=bob).text
+        # the token reaches the cluster in a 0600 file of a 0700 folder, and the registry only sealed
+        assert token not in nb.token and os.stat(f"{nb.folder}/token").st_mode & 0o077 == 0
+        assert (
+            os.stat(nb.folder).st_mode & 0o077 == 0 and os.stat(f"{nb.folder}/key.pem").st_mode & 0o077 == 0
+        )
         listed = nb_app.get("/api/v1/notebooks", headers=alice).json
         assert nb.id in [n["id"] for n in listed["notebooks"]]
     finally:
@@ -462,7 +470,7 @@ def test_the_all_clusters_list_names_a_failing_cluster_and_keeps_the_others(sett
                 host="g",
                 port=8100,
                 address="127.0.0.1",
-                token="t",
+                token=app.app.registry.hcc_notebook_store.seal("t"),
                 pid=4242,
                 folder="/home/alice/.hcc-notebooks/x",
                 work_dir="/home/alice",

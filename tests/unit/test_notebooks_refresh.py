@@ -4,6 +4,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from cryptography.exceptions import InvalidTag
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
@@ -21,7 +22,7 @@ def sessions(tmp_path):
     url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
     migrate(url)
     engine = create_engine(url)
-    yield sessionmaker(bind=engine, expire_on_commit=False)
+    yield service.NotebookStore(sessionmaker(bind=engine, expire_on_commit=False), b"s" * 32)
     engine.dispose()
 
 
@@ -96,3 +97,12 @@ def test_a_job_pending_takes_slurms_reason(sessions):
     queued = ScriptedCluster({"squeue": (0, "PENDING|Priority\n", "")})
     after = service.refresh(queued, sessions, nb)
     assert (after.state, after.reason) == ("pending", "Priority")
+
+
+def test_tokens_are_sealed_under_the_server_secret(sessions):
+    sealed = sessions.seal("the-token")
+    assert "the-token" not in sealed and sessions.open(sealed) == "the-token"
+    assert sessions.seal("the-token") != sealed  # a fresh nonce each time
+    other = service.NotebookStore(sessions, b"t" * 32)
+    with pytest.raises(InvalidTag):
+        other.open(sealed)

@@ -373,8 +373,10 @@ def test_a_port_taken_outside_the_registry_is_retried_unseen(settings, endpoints
 
     from hcc_federation.notebooks import service
 
-    high = endpoints["jupyter"]["port_range"][1]
-    taken, free = high - 1, high
+    low, high = endpoints["jupyter"]["port_range"]
+    # two neighbours from the top of the bed's range that nothing listens on now (other tests' notebooks may)
+    taken = next(p for p in range(high - 1, low, -1) if not _listening(p) and not _listening(p + 1))
+    free = taken + 1
     app = make_app(
         {
             **settings,

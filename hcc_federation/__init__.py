@@ -16,5 +16,7 @@ def main(global_config, **settings):
         config.include(".clusters")
         config.include(".jobs")
         config.include(".files")
+        config.include(".notebooks")
+        # last: the legacy routes translate onto the features above
         config.include(".legacy")
     return config.make_wsgi_app()

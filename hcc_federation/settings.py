@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 
@@ -177,7 +178,20 @@ CLUSTER_KEYS = {
     "filesystems",
     "max_concurrent_requests",
     "queue_timeout",
+    "notebook_modes",
+    "notebook_command",
+    "notebook_command_prefix",
+    "notebook_ports",
+    "notebook_max_per_user",
+    "notebook_max_hours",
+    "notebook_max_cpus",
+    "notebook_max_memory",
+    "notebook_job_template",
+    "notebook_url",
+    "notebook_certfile",
+    "notebook_keyfile",
 }
+NOTEBOOK_MODES = ("batch", "login")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -204,6 +218,27 @@ class ClusterSettings:
     # shares of clusters that may hang together must stay below the server's threads (16 in the inis).
     max_concurrent_requests: int = 8
     queue_timeout: float = 1.0
+    # Jupyter notebooks: the modes allowed, the first being the default (none, the default: no notebooks)
+    notebook_modes: tuple[str, ...] = ()
+    # the Jupyter server command (argv words), run after notebook_command_prefix (e.g. `module load jupyter`)
+    notebook_command: tuple[str, ...] = ("jupyter-server",)
+    notebook_command_prefix: str = ""
+    # the ports notebooks listen on (inclusive), the old JUPYTER_PORTS; open them from the login node
+    notebook_ports: tuple[int, int] = (8100, 8199)
+    # live notebooks one person may hold on this cluster
+    notebook_max_per_user: int = 2
+    # the longest a notebook may live (hours); also its default life and hcc-cleanup's limit
+    notebook_max_hours: int = 24
+    # the most CPUs and memory (MiB) a batch notebook may ask for
+    notebook_max_cpus: int = 8
+    notebook_max_memory: int = 32768
+    # a file on the service's host with the batch job script template (see docs/deploy.md)
+    notebook_job_template: str | None = None
+    # where users reach a notebook: {host} and {port} are replaced, the token is added as ?token=
+    notebook_url: str = "https://{host}:{port}/"
+    # the site's certificate and key, as paths on the cluster; none: one made per notebook
+    notebook_certfile: str | None = None
+    notebook_keyfile: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -406,7 +441,64 @@ def parse_cluster(r: _Reader, name: str) -> ClusterSettings:
             prefix + "max_concurrent_requests", d("max_concurrent_requests"), minimum=1
         ),
         queue_timeout=r.float(prefix + "queue_timeout", d("queue_timeout"), minimum=0.0),
+        **parse_notebook_keys(r, prefix),
     )
+
+
+def _port_range(r: _Reader, key: str, default_range: tuple[int, int]) -> tuple[int, int]:
+    text = r.optional(key)
+    if text is None:
+        return default_range
+    match = re.fullmatch(r"\s*(\d{1,5})\s*-\s*(\d{1,5})\s*", text)
+    if not match:
+        raise SettingsError(f"setting {key} must be a port range like 8100-8199, not {text!r}")
+    low, high = int(match.group(1)), int(match.group(2))
+    if not 1024 <= low <= high <= 65535:
+        raise SettingsError(f"setting {key} must lie within 1024-65535, low to high, not {text!r}")
+    return low, high
+
+
+def parse_notebook_keys(r: _Reader, prefix: str) -> dict:
+    """The hcc.cluster.<name>.notebook_* keys, as ClusterSettings' keyword arguments."""
+
+    def d(key: str):
+        return default(ClusterSettings, key)
+
+    key = prefix + "notebook_"
+    modes = r.list(key + "modes") if key + "modes" in r.raw else d("notebook_modes")
+    for mode in modes:
+        if mode not in NOTEBOOK_MODES:
+            raise SettingsError(f"setting {key}modes: {mode!r} is not one of {', '.join(NOTEBOOK_MODES)}")
+    if len(set(modes)) != len(modes):
+        raise SettingsError(f"setting {key}modes names a mode twice")
+    template = r.optional(key + "job_template")
+    if template is not None and not os.path.isfile(template):
+        raise SettingsError(f"setting {key}job_template: {template!r} is not a readable file")
+    url = r.str(key + "url", d("notebook_url"))
+    if not url.startswith(("https://", "http://")) or "{port}" not in url:
+        raise SettingsError(f"setting {key}url must be an http(s) URL template holding {{port}}")
+    certfile, keyfile = r.optional(key + "certfile"), r.optional(key + "keyfile")
+    if (certfile is None) != (keyfile is None):
+        raise SettingsError(f"settings {key}certfile and {key}keyfile go together")
+    try:
+        # shell words, so that an argument may hold spaces (`sh -c 'exec sleep 300' stand-in`)
+        command = tuple(shlex.split(r.optional(key + "command") or "")) or d("notebook_command")
+    except ValueError as exc:
+        raise SettingsError(f"setting {key}command: {exc}") from None
+    return {
+        "notebook_modes": modes,
+        "notebook_command": command,
+        "notebook_command_prefix": r.str(key + "command_prefix", d("notebook_command_prefix")),
+        "notebook_ports": _port_range(r, key + "ports", d("notebook_ports")),
+        "notebook_max_per_user": r.int(key + "max_per_user", d("notebook_max_per_user"), minimum=1),
+        "notebook_max_hours": r.int(key + "max_hours", d("notebook_max_hours"), minimum=1),
+        "notebook_max_cpus": r.int(key + "max_cpus", d("notebook_max_cpus"), minimum=1),
+        "notebook_max_memory": r.int(key + "max_memory", d("notebook_max_memory"), minimum=64),
+        "notebook_job_template": template,
+        "notebook_url": url,
+        "notebook_certfile": certfile,
+        "notebook_keyfile": keyfile,
+    }
 
 
 def parse_clusters(r: _Reader) -> tuple[ClusterSettings, ...]:

@@ -9,8 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-# 0004's revision id is "0004_throttle_keys" (its file says so), not "0004"
-down_revision = "0004_throttle_keys"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -54,6 +54,13 @@ from ..jobs.errors import (
     SlurmUnavailable,
 )
 from ..legacy.errors import NotebooksNotAvailable
+from ..notebooks.errors import (
+    NoFreePort,
+    NotebookCommandFailed,
+    NotebookJobRefused,
+    NotebookLimitReached,
+    NotebookNotFound,
+)
 from ..remote.errors import (
     ClusterUnreachable,
     CredentialsRefused,
@@ -119,6 +126,12 @@ ERROR_MAP: dict[type[BaseException], Mapping] = {
     JobFinished: Mapping(409, "job_finished", "path", "the job already finished"),
     OutputUnknown: Mapping(404, "output_unknown", "querystring", "where the job's output goes is unknown"),
     OutputNotFound: Mapping(404, "output_not_found", "querystring", "no output file (yet)"),
+    # notebooks
+    NotebookNotFound: Mapping(404, "notebook_not_found", "path", "no such notebook of yours on this cluster"),
+    NotebookLimitReached: Mapping(429, "notebook_limit", "path", "you hold the most live notebooks allowed"),
+    NoFreePort: Mapping(409, "no_free_port", "path", "every notebook port on the host is in use"),
+    NotebookCommandFailed: Mapping(502, "notebook_command_failed", "path", "starting or stopping it failed"),
+    NotebookJobRefused: Mapping(400, "notebook_refused", "body", "sbatch refused the notebook's job"),
     # files
     PathError: Mapping(500, "remote_file_error", None, "the cluster refused a file operation"),
     RemoteFileError: Mapping(500, "remote_file_error", None, "the cluster refused a file operation"),

@@ -52,6 +52,12 @@ class ClusterAccess:
         """An exec channel running argv, for reading its stdout as it comes (downloads)."""
         return self._pool.exec_channel(self.cluster.endpoint, self.identity, argv)
 
+    def open_tunnel(
+        self, host: str, port: int, timeout: float | None = None
+    ) -> AbstractContextManager[paramiko.Channel]:
+        """A TCP connection to host:port made by the cluster's login node (direct-tcpip), as the caller."""
+        return self._pool.open_tunnel(self.cluster.endpoint, self.identity, host, port, timeout=timeout)
+
 
 def hold_cluster(request, cluster: Cluster) -> None:
     """Take one of the cluster's request slots (its bulkhead) for the rest of this request.

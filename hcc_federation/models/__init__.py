@@ -4,6 +4,7 @@ from .auth import AuditEvent, LoginAttempt, ThrottleKey, UserSession
 from .jobs import JobSubmission
 from .links import DownloadLink
 from .meta import Base
+from .notebooks import Notebook, NotebookPort, NotebookSlot
 
 __all__ = [
     "AuditEvent",
@@ -11,6 +12,9 @@ __all__ = [
     "DownloadLink",
     "JobSubmission",
     "LoginAttempt",
+    "Notebook",
+    "NotebookPort",
+    "NotebookSlot",
     "ThrottleKey",
     "UserSession",
 ]

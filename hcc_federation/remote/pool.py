@@ -265,6 +265,43 @@ class ConnectionPool:
                         endpoint.name, f"the connection was lost during SFTP work: {_reason(exc)}"
                     ) from None
 
+    @contextlib.contextmanager
+    def open_tunnel(
+        self,
+        endpoint: ClusterEndpoint,
+        identity: Identity,
+        host: str,
+        port: int,
+        *,
+        timeout: float | None = None,
+    ) -> Iterator[paramiko.Channel]:
+        """Yield a direct-tcpip channel from the cluster's login node to ``host:port``, as ``identity``.
+
+        For reaching a server that only the cluster can reach (a notebook on a compute node). It
+        takes no session slot: sshd's MaxSessions counts sessions, not forwarded connections.
+        Raises ConnectionRefusedError when sshd could not connect (nothing listens there yet, or
+        forwarding is not allowed); reads time out after ``timeout`` (socket.timeout).
+        """
+        timeout = endpoint.command_timeout if timeout is None else timeout
+        with self._lease(endpoint, identity.username) as entry:
+            transport = self._transport(entry, endpoint, identity)
+            try:
+                channel = transport.open_channel(
+                    "direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout
+                )
+            except paramiko.ChannelException as exc:
+                raise ConnectionRefusedError(f"{host}:{port}: {exc.text}") from None
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                raise ClusterUnreachable(
+                    endpoint.name, f"no tunnel to {host}:{port}: {_reason(exc)}"
+                ) from None
+            channel.settimeout(timeout)
+            try:
+                yield channel
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()
+
     def probe(self, endpoint: ClusterEndpoint, timeout: float = 3.0) -> ProbeResult:
         """Check that the cluster's sshd answers with a trusted host key: no login, nothing pooled."""
         started = time.monotonic()

@@ -5,6 +5,13 @@
 Ended sessions (and the download links that hang on them), old login attempts (and the throttle
 keys nobody tried lately) and, if asked, old audit rows. Sessions hold sealed credentials:
 removing them once dead keeps less to protect.
+
+Then the live Jupyter notebooks: each is checked on its cluster as its owner, those past their
+maximum age are stopped and those whose job or process is gone are marked stopped. That needs the
+owner's identity: on a certificate cluster hcc-cleanup signs a short certificate for the owner
+with hcc.ssh.ca_key; on a password cluster it holds no password (sessions seal theirs under the
+session token, which only the client has), so it skips them and the owner's next read of the
+notebook stops it instead. An owner's session ending does not stop a notebook.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from ..auth.sessions import dead_sessions
 from ..db import make_engine, session_factory
+from ..errors import DomainError
 from ..models import AuditEvent, DownloadLink, LoginAttempt, ThrottleKey, UserSession
 from ..models.meta import utcnow
 from ..settings import AuthSettings, parse_settings
@@ -58,6 +66,42 @@ def cleanup(
     return CleanupReport(sessions or 0, links or 0, attempts or 0, audit or 0, keys or 0)
 
 
+def cleanup_notebooks(settings, sessions, now: datetime | None = None) -> dict[str, int]:
+    """Stop expired notebooks and mark gone ones stopped, as their owners (see the module's doc)."""
+    import secrets
+
+    from ..clusters.access import ClusterAccess
+    from ..clusters.registry import ClusterRegistry
+    from ..fanout import FanOut
+    from ..notebooks import NotebookStore, refresh_live
+    from ..remote import ConnectionPool, load_ca_key, make_certificate_identity
+
+    ca_key = load_ca_key(settings.ssh.ca_key) if settings.ssh.ca_key else None
+    with ConnectionPool.from_settings(settings) as pool:
+        fanout = FanOut.for_clusters(settings.clusters)
+        try:
+            registry = ClusterRegistry.from_settings(settings, pool, fanout)
+
+            def access_for(nb):
+                try:
+                    cluster = registry.get(nb.cluster)
+                except DomainError:
+                    return None  # a cluster no longer configured: nothing to reach it with
+                if cluster.settings.identity != "certificate" or ca_key is None:
+                    return None
+                identity = make_certificate_identity(
+                    ca_key,
+                    nb.username,
+                    valid_for=timedelta(minutes=10),
+                    key_id=f"hcc-cleanup:{nb.username}:{secrets.token_hex(8)}",
+                )
+                return ClusterAccess(pool, cluster, identity)
+
+            return refresh_live(access_for, NotebookStore(sessions, settings.auth.secret), now=now)
+        finally:
+            fanout.shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hcc-cleanup", description=__doc__.splitlines()[0])
     parser.add_argument("config", help="the service's ini file, e.g. production.ini")
@@ -69,12 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with session_factory(engine)() as db, db.begin():
             report = cleanup(db, settings.auth, keep_audit_days=args.keep_audit_days)
+        notebooks = cleanup_notebooks(settings, session_factory(engine))
     finally:
         engine.dispose()
     print(
         f"hcc-cleanup: {report.sessions} sessions, {report.links} links, "
         f"{report.login_attempts} login attempts ({report.throttle_keys} throttle keys), "
-        f"{report.audit_events} audit rows deleted"
+        f"{report.audit_events} audit rows deleted; notebooks: {notebooks['expired']} expired stopped, "
+        f"{notebooks['ended']} ended, {notebooks['skipped']} skipped (password clusters), "
+        f"{notebooks['failed']} could not be checked"
     )
     return 0
 

@@ -96,6 +96,13 @@ FUZZED = {
     ("GET", "/{cluster}/myapp/get_job_detail/{job_id}/"),
     ("GET", "/{cluster}/myapp/download/{token}"),
     ("GET", "/{cluster}/myapp/get_jupyters/{label}"),
+    # notebooks are not enabled in these settings (no notebook_modes): a start is refused (400)
+    # before anything runs, and there is no notebook to read or stop
+    ("GET", "/api/v1/notebooks"),
+    ("GET", "/api/v1/clusters/{cluster}/notebooks"),
+    ("POST", "/api/v1/clusters/{cluster}/notebooks"),
+    ("GET", "/api/v1/clusters/{cluster}/notebooks/{notebook_id}"),
+    ("DELETE", "/api/v1/clusters/{cluster}/notebooks/{notebook_id}"),
 }
 # these end the caller's session(s) when they succeed: each example gets a fresh one
 OWN_SESSION = {("DELETE", "/api/v1/sessions/current"), ("PUT", "/api/v1/me/password")}

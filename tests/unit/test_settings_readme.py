@@ -83,6 +83,10 @@ def as_documented(value):
     """A dataclass default in the README's terms: empty is none, NAME=value pairs as written in the ini."""
     if value in ((), "") or value is None:
         return None
+    if isinstance(value, tuple) and all(isinstance(v, int) for v in value):
+        return "-".join(map(str, value))  # a port range, low-high
+    if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+        return " ".join(value)  # words, as aslist reads them
     if isinstance(value, tuple):
         return " ".join(f"{k}={v}" for k, v in value)
     if isinstance(value, bool) or value is REQUIRED:

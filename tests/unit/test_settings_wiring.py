@@ -8,6 +8,7 @@ except where a test catches the connect).
 import os
 import types
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -42,7 +43,9 @@ def paths(tmp_path_factory):
         )
     )
     os.chmod(ca_key, 0o600)
-    return types.SimpleNamespace(known_hosts=str(known_hosts), ca_key=str(ca_key))
+    template = d / "notebook_job.sh"
+    template.write_text("#!/bin/bash\n@COMMAND@ @ARGUMENTS@\n")
+    return types.SimpleNamespace(known_hosts=str(known_hosts), ca_key=str(ca_key), template=str(template))
 
 
 def raw_settings(paths) -> dict[str, str]:
@@ -105,6 +108,18 @@ def raw_settings(paths) -> dict[str, str]:
         alpha + "env": "HCC_A=1 HCC_B=two",
         alpha + "command_prefix": "module load slurm",
         alpha + "filesystems": "SCRATCH=/scratch/$USER HOME=$HOME",
+        alpha + "notebook_modes": "batch login",
+        alpha + "notebook_command": "/opt/jupyter/bin/jupyter-server --debug",
+        alpha + "notebook_command_prefix": "module load jupyter",
+        alpha + "notebook_ports": "9000-9009",
+        alpha + "notebook_max_per_user": "5",
+        alpha + "notebook_max_hours": "3",
+        alpha + "notebook_max_cpus": "2",
+        alpha + "notebook_max_memory": "1024",
+        alpha + "notebook_job_template": paths.template,
+        alpha + "notebook_url": "https://jupyter.example.org/{host}/{port}/",
+        alpha + "notebook_certfile": "/etc/site/cert.pem",
+        alpha + "notebook_keyfile": "/etc/site/key.pem",
         "hcc.cluster.beta.host": "127.0.0.4",
         "hcc.cluster.beta.known_hosts": paths.known_hosts,
         "hcc.ssh.ca_key": paths.ca_key,
@@ -299,6 +314,38 @@ CHECKS = {
     "hcc.cluster.<name>.filesystems": (
         lambda r: alpha(r).settings.filesystems,
         (("SCRATCH", "/scratch/$USER"), ("HOME", "$HOME")),
+    ),
+    # where the notebook service reads them (each one's effect is tested in test_notebooks_commands
+    # and tests/functional/test_api_notebooks.py)
+    "hcc.cluster.<name>.notebook_modes": (lambda r: alpha(r).settings.notebook_modes, ("batch", "login")),
+    "hcc.cluster.<name>.notebook_command": (
+        lambda r: alpha(r).settings.notebook_command,
+        ("/opt/jupyter/bin/jupyter-server", "--debug"),
+    ),
+    "hcc.cluster.<name>.notebook_command_prefix": (
+        lambda r: alpha(r).settings.notebook_command_prefix,
+        "module load jupyter",
+    ),
+    "hcc.cluster.<name>.notebook_ports": (lambda r: alpha(r).settings.notebook_ports, (9000, 9009)),
+    "hcc.cluster.<name>.notebook_max_per_user": (lambda r: alpha(r).settings.notebook_max_per_user, 5),
+    "hcc.cluster.<name>.notebook_max_hours": (lambda r: alpha(r).settings.notebook_max_hours, 3),
+    "hcc.cluster.<name>.notebook_max_cpus": (lambda r: alpha(r).settings.notebook_max_cpus, 2),
+    "hcc.cluster.<name>.notebook_max_memory": (lambda r: alpha(r).settings.notebook_max_memory, 1024),
+    "hcc.cluster.<name>.notebook_job_template": (
+        lambda r: Path(alpha(r).settings.notebook_job_template).read_text().startswith("#!/bin/bash"),
+        True,
+    ),
+    "hcc.cluster.<name>.notebook_url": (
+        lambda r: alpha(r).settings.notebook_url,
+        "https://jupyter.example.org/{host}/{port}/",
+    ),
+    "hcc.cluster.<name>.notebook_certfile": (
+        lambda r: alpha(r).settings.notebook_certfile,
+        "/etc/site/cert.pem",
+    ),
+    "hcc.cluster.<name>.notebook_keyfile": (
+        lambda r: alpha(r).settings.notebook_keyfile,
+        "/etc/site/key.pem",
     ),
     "hcc.ssh.ca_key": (lambda r: r.hcc_ca_key is not None, True),
     "hcc.ssh.max_connections": (lambda r: r.hcc_pool.max_connections, 9),

@@ -16,4 +16,5 @@ def main(global_config, **settings):
         config.include(".clusters")
         config.include(".jobs")
         config.include(".files")
+        config.include(".operations")
     return config.make_wsgi_app()

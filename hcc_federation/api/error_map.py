@@ -39,6 +39,7 @@ from ..files.errors import (
     PreconditionFailed,
     RangeNotSatisfiable,
     RemoteFileError,
+    TooBigForRequest,
     WriteFailed,
 )
 from ..files.upload import ClientDisconnected, UnsupportedMediaType
@@ -51,6 +52,7 @@ from ..jobs.errors import (
     SlurmRefused,
     SlurmUnavailable,
 )
+from ..operations.errors import OperationFinished, OperationNotFound, WorkerNotStarted
 from ..remote.errors import (
     ClusterUnreachable,
     CredentialsRefused,
@@ -135,6 +137,15 @@ ERROR_MAP: dict[type[BaseException], Mapping] = {
     ClientDisconnected: Mapping(400, "client_disconnected", "body", "the body ended early"),
     UnsupportedMediaType: Mapping(
         415, "unsupported_media_type", "header", "the body's media type is refused"
+    ),
+    # long file operations
+    OperationNotFound: Mapping(404, "operation_not_found", "path", "no such operation of the caller's"),
+    OperationFinished: Mapping(409, "operation_finished", "path", "the operation already ended"),
+    WorkerNotStarted: Mapping(
+        502, "operation_not_started", "path", "the cluster did not start the operation"
+    ),
+    TooBigForRequest: Mapping(
+        413, "use_an_operation", None, "too big for a synchronous request: use POST .../operations"
     ),
     # the registry database (SQLAlchemy's, not ours: raised from the driver or the pool)
     DBAPIError: Mapping(503, "database_unavailable", "body", "the registry database is unavailable"),

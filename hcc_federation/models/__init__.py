@@ -4,11 +4,13 @@ from .auth import AuditEvent, LoginAttempt, ThrottleKey, UserSession
 from .jobs import JobSubmission
 from .links import DownloadLink
 from .meta import Base
+from .operations import FileOperation
 
 __all__ = [
     "AuditEvent",
     "Base",
     "DownloadLink",
+    "FileOperation",
     "JobSubmission",
     "LoginAttempt",
     "ThrottleKey",

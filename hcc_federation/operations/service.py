@@ -341,6 +341,27 @@ def mark_cancelled(access: ClusterAccess, work_dir: str, last: Progress | None) 
         replace_private(sftp, posixpath.join(work_dir, "progress"), format_progress(final).encode())
 
 
+def sweep(
+    access: ClusterAccess,
+    operation_id: str,
+    work_dir: str,
+    timeout: float,
+    *,
+    destination: ClusterAccess | None = None,
+    to: str | None = None,
+) -> bool:
+    """Remove what an ended operation left on its clusters: its folder (scripts, keys, progress,
+    logs; the registry row holds the outcome from now on), the receiver's folder on the destination,
+    and a partial copy (``to``'s temporary name) if the worker could not remove it. Best effort."""
+    removed = remove_tree(access, work_dir, timeout)
+    target = destination or access
+    if destination is not None:
+        removed = remove_tree(destination, worker.remote_dir(operation_id), timeout) and removed
+    if to is not None:
+        removed = remove_tree(target, worker.temp_path(to, operation_id), timeout) and removed
+    return removed
+
+
 # ------------------------------------------------------------------------------------ measurements
 
 

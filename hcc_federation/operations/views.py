@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import posixpath
 
 from cornice import Service
 from cornice.validators import colander_body_validator, colander_querystring_validator
@@ -17,7 +16,6 @@ from ..jobs.federated import list_everywhere
 from ..models import FileOperation
 from ..models.meta import utcnow
 from ..timefmt import rfc3339
-from . import worker
 from .crossing import start_copy_between
 from .errors import OperationFinished, OperationNotFound
 from .progress import FINAL_STATES, Progress
@@ -26,9 +24,9 @@ from .service import (
     current_progress,
     mark_cancelled,
     new_operation_id,
-    remove_tree,
     request_cancel,
     start_local,
+    sweep,
 )
 
 log = logging.getLogger(__name__)
@@ -118,13 +116,34 @@ def _apply(row: FileOperation, progress: Progress | None) -> None:
         row.ended_at = utcnow()
 
 
+def stale_after(request) -> float:
+    """hcc.operations.stale_after: how long a silent worker is trusted before its job or process is
+    checked."""
+    return float(request.registry.hcc_settings.operations.stale_after)
+
+
+def sweep_ended(request, row: FileOperation, access: ClusterAccess) -> None:
+    """Once the row holds an ended operation's outcome, its folders on the clusters have served."""
+    if row.state not in FINAL_STATES or row.swept_at is not None:
+        return
+    destination = None
+    if row.to_cluster:
+        destination = request.access_to(request.registry.hcc_clusters.get(row.to_cluster))
+    # a partial copy is the worker's to remove; after a cancel or a dead worker it may be left
+    partial = row.to_path if row.state != "done" and row.kind != "delete" else None
+    if sweep(access, row.id, row.work_dir, _cleanup_timeout(request), destination=destination, to=partial):
+        row.swept_at = utcnow()
+
+
 def refresh(request, row: FileOperation, access: ClusterAccess) -> FileOperation:
     """Read the operation's progress from its cluster, unless it already ended."""
     if row.state in FINAL_STATES:
         return row
-    stale_after = request.registry.hcc_settings.operations.stale_after
-    progress = current_progress(access, row.id, row.work_dir, row.runner, row.job_id, row.pid, stale_after)
+    progress = current_progress(
+        access, row.id, row.work_dir, row.runner, row.job_id, row.pid, stale_after(request)
+    )
     _apply(row, progress)
+    sweep_ended(request, row, access)
     return row
 
 
@@ -216,19 +235,25 @@ def cancel_operation(request):
     if last is not None and last.state == "done":
         _apply(row, last)
         raise OperationFinished("the operation ended (done) before it could be cancelled")
-    timeout = _cleanup_timeout(request)
-    # the worker removes its partial copy itself; this is for one that was stopped before it could
-    if row.to_path is not None and row.kind != "delete":
-        target = (
-            request.access_to(request.registry.hcc_clusters.get(row.to_cluster)) if row.to_cluster else access
-        )
-        remove_tree(target, worker.temp_path(row.to_path, row.id), timeout)
-    remove_tree(access, posixpath.join(row.work_dir, "push_key"), timeout)
-    remove_tree(access, posixpath.join(row.work_dir, "push_key-cert.pub"), timeout)
     mark_cancelled(access, row.work_dir, last)
     _apply(row, Progress(state="cancelled", error="cancelled"))
+    # the worker removes its partial copy itself; sweeping also covers one stopped before it could
+    sweep_ended(request, row, access)
     log.info("operation %s cancelled on %s by %s", row.id, row.cluster, row.username)
     return operation_json(row)
+
+
+def crossing_options(request, source: ClusterAccess, destination: ClusterAccess) -> dict:
+    """How a copy between clusters is made: the CA that signs a push's certificate and for how long
+    (hcc.operations.certificate_ttl), and the timeouts of its clean-up and of a relay's streams."""
+    return {
+        "ca_key": request.registry.hcc_ca_key,
+        "certificate_ttl": request.registry.hcc_settings.operations.certificate_ttl,
+        "cleanup_timeout": _cleanup_timeout(request),
+        "relay_timeout": max(
+            source.cluster.settings.command_timeout, destination.cluster.settings.command_timeout
+        ),
+    }
 
 
 @all_operations.post(
@@ -246,7 +271,6 @@ def copy_between_clusters(request):
             "both ends are on one cluster: use POST /api/v1/clusters/{cluster}/operations", field="to"
         )
     destination = request.access_to(clusters.get(destination_name))
-    settings = request.registry.hcc_settings
     operation_id = new_operation_id()
     started, route = start_copy_between(
         source,
@@ -254,12 +278,7 @@ def copy_between_clusters(request):
         operation_id,
         body["from"]["path"],
         body["to"]["path"],
-        ca_key=request.registry.hcc_ca_key,
-        certificate_ttl=settings.operations.certificate_ttl,
-        cleanup_timeout=_cleanup_timeout(request),
-        relay_timeout=max(
-            source.cluster.settings.command_timeout, destination.cluster.settings.command_timeout
-        ),
+        **crossing_options(request, source, destination),
     )
     row = _record(
         request,
@@ -296,7 +315,7 @@ def list_all_operations(request):
     for row in rows:
         if row.state not in FINAL_STATES:
             pending.setdefault(row.cluster, []).append(row)
-    stale_after = request.registry.hcc_settings.operations.stale_after
+    stale = stale_after(request)
     reads = {}
     budgets = {}
     for name, running in pending.items():
@@ -309,8 +328,7 @@ def list_all_operations(request):
 
         def read(access=access, running=running):
             return [
-                current_progress(access, r.id, r.work_dir, r.runner, r.job_id, r.pid, stale_after)
-                for r in running
+                current_progress(access, r.id, r.work_dir, r.runner, r.job_id, r.pid, stale) for r in running
             ]
 
         reads[name] = read
@@ -320,6 +338,7 @@ def list_all_operations(request):
     for name, progresses in found.items():
         for row, progress in zip(pending[name], progresses, strict=True):
             _apply(row, progress)
+            sweep_ended(request, row, request.access_to(clusters.get(name)))
     errors.extend(_cluster_error(name, exc) for name, exc in failed.items())
     return {
         "operations": _filtered(rows, request.validated["state"]),

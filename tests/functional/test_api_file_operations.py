@@ -192,19 +192,20 @@ def test_progress_rises_and_cancel_leaves_no_partial_copy(ops_app, auth, work, u
     assert second["state"] == "running", second
     assert second["progress"]["bytes_done"] > first["progress"]["bytes_done"]
     assert second["progress"]["bytes_total"] == 1024 * 1024 * 1024
+    pid = (OPERATIONS / op["id"] / "pid").read_text().strip()
     cancelled = ops_app.delete(url, headers=headers, status=200).json
     assert cancelled["state"] == "cancelled" and cancelled["ended_at"]
     assert not target.exists() and leftovers(work) == []
     assert ops_app.get(url, headers=headers, status=200).json["state"] == "cancelled"
     error = ops_app.delete(url, headers=headers, status=409).json["errors"][0]
     assert error["code"] == "operation_finished"
-    # the detached worker's process group is gone (it exits just after its last word)
-    pid = (OPERATIONS / op["id"] / "pid").read_text().strip()
+    # the detached worker's process group is gone (it exits just after its last word), and its folder
 
     def worker_gone():
         return subprocess.run(["kill", "-0", pid], capture_output=True).returncode != 0
 
     wait_for(worker_gone, timeout=10)
+    assert not (OPERATIONS / op["id"]).exists()
 
 
 def _between(app, headers, source_cluster, source, target_cluster, target, status=202):
@@ -237,9 +238,8 @@ def test_copy_between_clusters_both_ways(
     assert final["state"] == "done", final
     assert snapshot(target) == snapshot(source)
     assert leftovers(work) == []
-    # the push credential lived only as long as the push
-    folder = OPERATIONS / op["id"]
-    assert not (folder / "push_key").exists() and not (folder / "push_key-cert.pub").exists()
+    # the folder (and a push's credential in it) went when the outcome was read
+    assert not (OPERATIONS / op["id"]).exists()
     # a push logs in to the destination with the certificate signed for this operation alone
     sshd_log = Path(f"/var/lib/hcc-testbed/log/sshd-{target_cluster}.log").read_text(errors="replace")
     assert (f'Accepted certificate ID "hcc-federation operation {op["id"]}"' in sshd_log) == (route == "push")
@@ -270,7 +270,7 @@ def test_cancelled_copy_between_clusters_leaves_nothing(
     assert ops_app.delete(url, headers=headers, status=200).json["state"] == "cancelled"
     time.sleep(1)
     assert not target.exists() and leftovers(work) == []
-    assert not (OPERATIONS / op["id"] / "push_key").exists()
+    assert not (OPERATIONS / op["id"]).exists()
 
 
 def test_another_users_operation_is_not_there(ops_app, auth, work, users):
@@ -281,7 +281,9 @@ def test_another_users_operation_is_not_there(ops_app, auth, work, users):
     url = f"/api/v1/clusters/beta/operations/{op['id']}"
     assert ops_app.get(url, headers=bob, status=404).json["errors"][0]["code"] == "operation_not_found"
     ops_app.delete(url, headers=bob, status=404)
-    assert op["id"] not in [o["id"] for o in ops_app.get("/api/v1/operations", headers=bob).json["operations"]]
+    assert op["id"] not in [
+        o["id"] for o in ops_app.get("/api/v1/operations", headers=bob).json["operations"]
+    ]
     listed = ops_app.get("/api/v1/clusters/beta/operations", headers=bob).json["operations"]
     assert op["id"] not in [o["id"] for o in listed]
     # the wrong cluster in the URL is not the operation either
@@ -299,7 +301,9 @@ def test_synchronous_routes_send_big_trees_to_operations(ops_app, auth, work, us
     big = make_tree(work / "big", users, files=60)
     headers = auth()
     base = "/api/v1/clusters/alpha/files"
-    ops_app.post_json(f"{base}/copy", {"path": str(small), "to": str(work / "s2")}, headers=headers, status=201)
+    ops_app.post_json(
+        f"{base}/copy", {"path": str(small), "to": str(work / "s2")}, headers=headers, status=201
+    )
     error = ops_app.post_json(
         f"{base}/copy", {"path": str(big), "to": str(work / "b2")}, headers=headers, status=413
     ).json["errors"][0]
@@ -308,3 +312,75 @@ def test_synchronous_routes_send_big_trees_to_operations(ops_app, auth, work, us
     ops_app.delete(f"{base}?path={big}&recursive=true", headers=headers, status=413)
     assert big.exists()
     ops_app.delete(f"{base}?path={work / 's2'}&recursive=true", headers=headers, status=204)
+
+
+def _row(**fields):
+    from hcc_federation.models import FileOperation
+    from hcc_federation.models.meta import utcnow
+
+    base = {
+        "username": "alice",
+        "cluster": "beta",
+        "kind": "copy",
+        "path": "/home/alice/x",
+        "route": "local",
+        "runner": "detached",
+        "work_dir": "/nonexistent",
+        "state": "done",
+        "created_at": utcnow(),
+    }
+    return FileOperation(**{**base, **fields})
+
+
+def test_hcc_cleanup_forgets_old_operations_and_sweeps_leftovers(ops_settings, work, users):
+    from datetime import timedelta
+
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.orm import Session
+
+    from hcc_federation.models import FileOperation
+    from hcc_federation.models.meta import utcnow
+    from hcc_federation.operations.service import new_operation_id
+    from hcc_federation.scripts.cleanup import certificate_sweeper, cleanup_operations
+    from hcc_federation.settings import parse_settings
+
+    settings = parse_settings(ops_settings)
+    now = utcnow()
+    old, recent, running, left = (new_operation_id() for _ in range(4))
+    # what a cancelled copy left on beta (a certificate cluster): its folder and a partial target
+    folder = OPERATIONS / left
+    folder.mkdir(parents=True)
+    (folder / "progress").write_text("state=running\n")
+    partial = work / f".hcc-op-{left}"
+    partial.mkdir()
+    (partial / "half").write_bytes(b"x" * 100)
+    _chown_alice(OPERATIONS, users)
+    _chown_alice(partial, users)
+    long_ago = now - timedelta(days=settings.operations.retention_days + 1)
+    engine = create_engine(ops_settings["hcc.database.url"])
+    with Session(engine) as db, db.begin():
+        db.add_all(
+            [
+                _row(id=old, ended_at=long_ago, swept_at=long_ago),
+                _row(id=recent, ended_at=now - timedelta(days=1), swept_at=now),
+                _row(id=running, state="running", created_at=long_ago),
+                _row(id=left, state="cancelled", ended_at=now, work_dir=str(folder), to_path=str(work / "t")),
+            ]
+        )
+    sweeper, close = certificate_sweeper(settings)
+    try:
+        with Session(engine) as db, db.begin():
+            report = cleanup_operations(db, settings.operations, sweeper=sweeper)
+    finally:
+        close()
+    with Session(engine) as db:
+        kept = set(
+            db.scalars(select(FileOperation.id).where(FileOperation.id.in_([old, recent, running, left])))
+        )
+        swept_at = db.scalar(select(FileOperation.swept_at).where(FileOperation.id == left))
+        db.execute(FileOperation.__table__.delete().where(FileOperation.id.in_([recent, running, left])))
+        db.commit()
+    engine.dispose()
+    assert kept == {recent, running, left}
+    assert report.rows >= 1 and report.swept >= 1 and swept_at is not None
+    assert not folder.exists() and not partial.exists()

@@ -16,6 +16,7 @@ SECTIONS = {
     "api": hs.ApiSettings,
     "ssh": hs.SshSettings,
     "files": hs.FilesSettings,
+    "operations": hs.OperationsSettings,
 }
 UNITS = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 REQUIRED = object()

@@ -111,6 +111,7 @@ def check_sync_limits(request, access: ClusterAccess, path: str) -> None:
                 f"{path} holds {found} {what}, more than {limit} for a synchronous request: "
                 f"use POST /api/v1/clusters/{cluster}/operations",
                 path=path,
+                limit=limit,
             )
 
 

@@ -182,8 +182,11 @@ def relay(
                             if _cancel_asked(sftp, work_dir):
                                 raise RelayCancelled
                             report("running")
-                    into.shutdown_write()
                     sent = _exit_status(out, timeout)
+                    if sent == 0:
+                        # the receiver renames the copy into place only after this (see recv.sh)
+                        into.sendall(worker.TRAILER)
+                    into.shutdown_write()
                     received = _exit_status(into, timeout)
                     if sent != 0:
                         raise RuntimeError(f"tar failed on {source.cluster.name}: {_stderr(out)}")

@@ -85,7 +85,7 @@ copy_to_temp() {
 }
 pushing() {
     set -o pipefail
-    tar -C "$(dirname -- "$src")" -cf - -- "$(basename -- "$src")" \
+    { tar -C "$(dirname -- "$src")" -cf - -- "$(basename -- "$src")" && printf '%s\n' "$TRAILER"; } \
         | dd bs=1M status=progress 2>"$dir/dd.log" \
         | ssh -i "$dir/push_key" -o CertificateFile="$dir/push_key-cert.pub" -o IdentitiesOnly=yes \
             -o IdentityAgent=none -o UserKnownHostsFile="$dir/push_known_hosts" \
@@ -94,6 +94,7 @@ pushing() {
             -p "$port" -l "$user" -- "$host" "bash $remote/recv.sh $remote"
 }
 
+TRAILER=HCC-DONE
 case $kind in
 copy)
     if exists "$dst"; then fail "already exists: $dst"; fi
@@ -157,11 +158,19 @@ trap 'cleanup; exit 143' TERM INT HUP PIPE
 if exists "$dst"; then echo "already exists: $dst" >&2; exit 17; fi
 mkdir -m 700 -- "$tmp" || exit 1
 if ! tar -C "$tmp" -xpf -; then cleanup; echo "the archive could not be unpacked" >&2; exit 1; fi
+# tar takes an archive cut at a block boundary for a whole one: only the sender's trailer, written
+# after its tar succeeded, says that everything came
+IFS= read -r trailer || trailer=
+if [ "$trailer" != HCC-DONE ]; then cleanup; echo "the sender did not finish" >&2; exit 1; fi
 if ! exists "$tmp/$name"; then cleanup; echo "nothing arrived" >&2; exit 1; fi
 if ! mv -T -n -- "$tmp/$name" "$dst"; then cleanup; exit 1; fi
 if exists "$tmp/$name"; then cleanup; echo "already exists: $dst" >&2; exit 17; fi
 rmdir -- "$tmp"
 """
+
+
+# What the sender writes after the archive once its tar succeeded (see recv.sh).
+TRAILER = b"HCC-DONE\n"
 
 
 def operation_dir(home: str, operation_id: str) -> str:

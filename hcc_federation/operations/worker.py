@@ -59,17 +59,26 @@ on_signal() {
 }
 trap on_signal TERM INT HUP
 measure() { :; }
-# run "$@" in the background and rewrite the progress file every second until it ends
+# run "$@" in the background and rewrite the progress file every second until it ends; wait -n
+# returns as soon as either the work or the second ends, so the end is seen at once (bash >= 5.1)
 watch() {
     "$@" 2>>"$dir/stderr" &
     child=$!
-    while kill -0 "$child" 2>/dev/null; do
+    local rc sleeper ended
+    while :; do
         sleep 1 &
-        wait $!
+        sleeper=$!
+        ended=
+        wait -n -p ended "$child" "$sleeper"
+        rc=$?
+        if [ "$ended" = "$child" ]; then
+            kill "$sleeper" 2>/dev/null
+            child=
+            return $rc
+        fi
         if [ -e "$dir/cancel" ]; then on_signal; fi
         measure; report
     done
-    wait "$child"; local rc=$?; child=; return $rc
 }
 totals() { bytes_total=$(size_of "$1"); files_total=$(count_of "$1"); report; }
 # rename the finished copy onto the target, never over something that appeared meanwhile

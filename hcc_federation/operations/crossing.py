@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import posixpath
+import shlex
 import threading
 import time
 from datetime import timedelta
@@ -115,14 +116,25 @@ def start_copy_between(
 def _write_push_credential(sftp, work_dir, destination, username, operation_id, ca_key, ttl) -> None:
     """A key pair and a certificate for this push alone, and the destination's pinned host keys: files
     the user alone can read, removed by the worker when it ends (and by cancel and hcc-cleanup)."""
-    identity = make_certificate_identity(
-        ca_key, username, timedelta(seconds=ttl), f"hcc-federation operation {operation_id}"
-    )
+    identity = push_certificate(ca_key, username, operation_id, ttl)
     with open(destination.cluster.endpoint.known_hosts, "rb") as handle:
         known_hosts = handle.read()
     write_private(sftp, posixpath.join(work_dir, "push_key"), identity.private_key_openssh)
     write_private(sftp, posixpath.join(work_dir, "push_key-cert.pub"), identity.certificate.encode() + b"\n")
     write_private(sftp, posixpath.join(work_dir, "push_known_hosts"), known_hosts)
+
+
+def push_certificate(ca_key, username: str, operation_id: str, ttl: int):
+    """The identity a push logs in with: valid ``ttl`` seconds, for ``username``, and good only for
+    running this operation's receiver (force-command; no pty, no forwarding, no agent)."""
+    return make_certificate_identity(
+        ca_key,
+        username,
+        timedelta(seconds=ttl),
+        f"hcc-federation operation {operation_id}",
+        extensions=(),
+        force_command=shlex.join(worker.receive_argv(operation_id)),
+    )
 
 
 def _progress_bytes(progress: Progress) -> bytes:

@@ -154,3 +154,19 @@ def test_argv_and_names():
     assert worker.cancel_argv(job_id=None, pid=345) == ["kill", "-TERM", "--", "-345"]
     assert worker.cancel_argv(job_id=None, pid=None) is None
     assert worker.archive_argv("/d/-rf")[-2:] == ["--", "-rf"]
+
+
+def test_a_push_certificate_is_good_for_its_receiver_only():
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from cryptography.hazmat.primitives.serialization import load_ssh_public_identity
+
+    from hcc_federation.operations.crossing import push_certificate
+
+    identity = push_certificate(ed25519.Ed25519PrivateKey.generate(), "alice", OP_ID, 300)
+    cert = load_ssh_public_identity(identity.certificate.encode())
+    assert cert.valid_principals == [b"alice"]
+    assert cert.key_id == f"hcc-federation operation {OP_ID}".encode()
+    assert cert.valid_before - cert.valid_after == 300 + 60  # ttl plus the clock skew allowance
+    assert cert.extensions == {}  # no pty, no forwarding, no agent
+    command = f"bash .hcc/operations/{OP_ID}/recv.sh .hcc/operations/{OP_ID}"
+    assert cert.critical_options == {b"force-command": command.encode()}

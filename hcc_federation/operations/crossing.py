@@ -159,8 +159,19 @@ def relay(
     done = 0
     bytes_total = files_total = None
     try:
-        bytes_total, files_total = measure(source, path, timeout)
         with source.sftp() as sftp:
+            # du of a big tree may take longer than stale_after: say "running" every second meanwhile,
+            # or a reader would take the silence for a dead relay
+            replace_private(sftp, progress_path, _progress_bytes(Progress(state="running", bytes_done=0)))
+            totals: list[tuple[int | None, int | None]] = []
+            measuring = threading.Thread(
+                target=lambda: totals.append(measure(source, path, timeout)), daemon=True
+            )
+            measuring.start()
+            while measuring.is_alive():
+                measuring.join(RELAY_REPORT_EVERY)
+                replace_private(sftp, progress_path, _progress_bytes(Progress(state="running", bytes_done=0)))
+            bytes_total, files_total = totals[0] if totals else (None, None)
 
             def report(state: str, error: str | None = None) -> None:
                 final = state == "done"

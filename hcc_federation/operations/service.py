@@ -314,6 +314,10 @@ def request_cancel(
     argv = worker.cancel_argv(job_id=job_id, pid=pid)
     if argv is not None:
         access.run(argv)
+    if runner == "job" and (progress is None or progress.state == "queued"):
+        # a pending job never started its script: nothing will write a last word (if it was starting
+        # just now, its trap removes its partial copy, and so does the caller's sweep)
+        return progress
     deadline = time.monotonic() + CANCEL_WAIT
     with access.sftp() as sftp:
         while True:

@@ -53,7 +53,12 @@ finish() {
 fail() { remove_partial; finish failed "$1"; }
 on_signal() {
     trap '' TERM INT HUP
-    if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; fi
+    # CONT too: a stopped child would never act on TERM, and the wait would never end
+    if [ -n "$child" ]; then
+        kill -TERM "$child" 2>/dev/null
+        kill -CONT "$child" 2>/dev/null
+        wait "$child" 2>/dev/null
+    fi
     remove_partial
     finish cancelled "cancelled"
 }

@@ -1,9 +1,11 @@
 """Long file operations on the real bed: jobs in alpha's partition, detached on beta, and copies
 between the two (alpha -> beta pushed with a signed certificate, beta -> alpha relayed)."""
 
+import contextlib
 import os
 import stat
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -180,12 +182,41 @@ def _big_file(path: Path, users, mib: int = 1024) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def slowed_down(pattern: str):
+    """Keep the processes whose command line holds ``pattern`` stopped four fifths of the time (as root,
+    SIGSTOP/SIGCONT), so that a fast disk cannot finish a copy between two reads of a test."""
+    stop = threading.Event()
+
+    def toggle():
+        while not stop.is_set():
+            subprocess.run(["pkill", "-STOP", "-f", "--", pattern], capture_output=True)
+            time.sleep(0.2)
+            subprocess.run(["pkill", "-CONT", "-f", "--", pattern], capture_output=True)
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=toggle, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        subprocess.run(["pkill", "-CONT", "-f", "--", pattern], capture_output=True)
+
+
 def test_progress_rises_and_cancel_leaves_no_partial_copy(ops_app, auth, work, users):
     big = _big_file(work / "big.bin", users)
     target = work / "big copy"
     headers = auth()
     op = start(ops_app, headers, "beta", {"kind": "copy", "path": str(big), "to": str(target)}).json
-    first = wait_running(ops_app, headers, op)
+    with slowed_down(f".hcc-op-{op['id']}"):
+        first = wait_running(ops_app, headers, op)
+        _cancel_while_running(ops_app, headers, op, first, target, work)
+
+
+def _cancel_while_running(ops_app, headers, op, first, target, work):
+    """Progress rises between two reads; a cancel then leaves no partial copy and no worker."""
     time.sleep(1.5)
     url = f"/api/v1/clusters/beta/operations/{op['id']}"
     second = ops_app.get(url, headers=headers, status=200).json

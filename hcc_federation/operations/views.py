@@ -128,7 +128,13 @@ def sweep_ended(request, row: FileOperation, access: ClusterAccess) -> None:
         return
     destination = None
     if row.to_cluster:
-        destination = request.access_to(request.registry.hcc_clusters.get(row.to_cluster))
+        try:
+            destination = request.access_to(request.registry.hcc_clusters.get(row.to_cluster))
+        except DomainError as exc:
+            # a destination gone from the configuration, or busy: hcc-cleanup sweeps it later; the
+            # outcome is what the caller asked for
+            log.info("operation %s: not swept on %s now: %s", row.id, row.to_cluster, exc.description)
+            return
     # a partial copy is the worker's to remove; after a cancel or a dead worker it may be left
     partial = row.to_path if row.state != "done" and row.kind != "delete" else None
     if sweep(access, row.id, row.work_dir, _cleanup_timeout(request), destination=destination, to=partial):

@@ -170,3 +170,21 @@ def test_a_push_certificate_is_good_for_its_receiver_only():
     assert cert.extensions == {}  # no pty, no forwarding, no agent
     command = f"bash .hcc/operations/{OP_ID}/recv.sh .hcc/operations/{OP_ID}"
     assert cert.critical_options == {b"force-command": command.encode()}
+
+
+def test_a_move_across_file_systems_copies_renames_then_removes(tmp_path):
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on another file system than the temporary directory")
+    source = make_source(shm / f"hcc-test-move-{OP_ID}")
+    try:
+        before = tree(source)
+        target = tmp_path / "moved here"
+        progress = run_worker(
+            tmp_path, "move", str(source), str(target), worker.temp_path(str(target), OP_ID)
+        )
+        assert progress.state == "done", progress
+        assert tree(target) == before and not source.exists()
+        assert not any(p.name.startswith(worker.TEMP_PREFIX) for p in tmp_path.iterdir())
+    finally:
+        subprocess.run(["rm", "-rf", "--", str(source)], check=False)

@@ -420,3 +420,40 @@ def test_hcc_cleanup_forgets_old_operations_and_sweeps_leftovers(ops_settings, w
     assert kept == {recent, running, left}
     assert report.rows >= 1 and report.swept >= 1 and swept_at is not None
     assert not folder.exists() and not partial.exists()
+
+
+def test_the_all_clusters_list_names_a_failing_cluster_and_lists_the_rest(
+    ops_settings, users, clusters, work
+):
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from hcc_federation.operations.service import new_operation_id
+
+    # gamma: a configured cluster whose sshd is gone (nothing listens on port 1)
+    gamma = {
+        "hcc.clusters": "alpha beta gamma",
+        "hcc.cluster.gamma.host": "127.0.0.1",
+        "hcc.cluster.gamma.port": "1",
+        "hcc.cluster.gamma.known_hosts": clusters["alpha"]["known_hosts"],
+        "hcc.cluster.gamma.connect_timeout": "2",
+    }
+    app = make_app({**ops_settings, **gamma})
+    headers = {"Authorization": f"Bearer {login_token(app, users, 'alice')}"}
+    source = make_tree(work / "s", users, files=3)
+    op = start(app, headers, "beta", {"kind": "copy", "path": str(source), "to": str(work / "c")}).json
+    stuck = new_operation_id()
+    engine = create_engine(ops_settings["hcc.database.url"])
+    with Session(engine) as db, db.begin():
+        db.add(_row(id=stuck, cluster="gamma", state="running", work_dir="/home/alice/.hcc/operations/x"))
+    try:
+        answer = app.get("/api/v1/operations", headers=headers, status=200).json
+        assert [e["cluster"] for e in answer["errors"]] == ["gamma"]
+        assert answer["errors"][0]["status"] == 503
+        states = {o["id"]: o["state"] for o in answer["operations"]}
+        assert states[stuck] == "running" and op["id"] in states
+    finally:
+        with Session(engine) as db, db.begin():
+            db.execute(_row().__table__.delete().where(_row().__table__.c.id == stuck))
+        engine.dispose()
+    wait_final(app, headers, op)

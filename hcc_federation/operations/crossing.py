@@ -14,6 +14,7 @@ from datetime import timedelta
 from cryptography.hazmat.primitives.serialization.ssh import SSHCertPrivateKeyTypes
 
 from ..clusters import ClusterAccess
+from ..errors import InvalidArgument
 from ..files import validate_path
 from ..remote import make_certificate_identity
 from . import worker
@@ -65,6 +66,9 @@ def start_copy_between(
     """Check both ends, prepare both folders, start the push or the relay; returns (started, route)."""
     path = validate_path(path)
     to = validate_path(to, name="to")
+    if path == "/":
+        # the archive is named by the source's last component, which / has not
+        raise InvalidArgument("copy a directory under / rather than / itself", field="from")
     with source.sftp() as sftp:
         check_source(sftp, "copy", path)
     with destination.sftp() as sftp:

@@ -285,6 +285,7 @@ def test_copy_between_clusters_refuses_an_existing_target(ops_app, auth, work, u
     assert error["code"] == "already_exists"
     assert list(taken.iterdir()) == []
     _between(ops_app, auth(), "alpha", source, "alpha", work / "n", status=400)
+    _between(ops_app, auth(), "alpha", Path("/"), "beta", work / "n", status=400)
     _between(ops_app, auth(), "alpha", source, "gamma", work / "n", status=404)
 
 

@@ -19,4 +19,5 @@ def main(global_config, **settings):
         config.include(".notebooks")
         # last: the legacy routes translate onto the features above
         config.include(".legacy")
+        config.include(".operations")
     return config.make_wsgi_app()

@@ -190,6 +190,8 @@ CLUSTER_KEYS = {
     "notebook_url",
     "notebook_certfile",
     "notebook_keyfile",
+    "transfer_partition",
+    "transfer_time_limit",
 }
 NOTEBOOK_MODES = ("batch", "login")
 
@@ -239,6 +241,10 @@ class ClusterSettings:
     # the site's certificate and key, as paths on the cluster; none: one made per notebook
     notebook_certfile: str | None = None
     notebook_keyfile: str | None = None
+    # long file operations run as Slurm jobs in this partition; empty: detached on the login node
+    transfer_partition: str = ""
+    # minutes such a job may run (sbatch --time)
+    transfer_time_limit: int = 24 * 60
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -279,6 +285,19 @@ class LegacySettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class OperationsSettings:
+    # days a finished operation (and its folder on the cluster) is kept before hcc-cleanup removes it
+    retention_days: int = 7
+    # the synchronous copy and recursive delete refuse (413) trees past these; 0: no limit
+    sync_max_bytes: int = 1024**3
+    sync_max_files: int = 10000
+    # seconds the certificate signed for one cluster-to-cluster push is valid (it must log in by then)
+    certificate_ttl: int = 900
+    # seconds without a progress update after which the worker is checked (job or process gone: failed)
+    stale_after: int = 60
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     database: DatabaseSettings
     ldap: LdapSettings
@@ -289,6 +308,7 @@ class Settings:
     files: FilesSettings = field(default_factory=FilesSettings)
     jobs: JobsSettings = field(default_factory=JobsSettings)
     legacy: LegacySettings = field(default_factory=LegacySettings)
+    operations: OperationsSettings = field(default_factory=OperationsSettings)
 
 
 def default(cls: type, name: str):
@@ -441,6 +461,8 @@ def parse_cluster(r: _Reader, name: str) -> ClusterSettings:
             prefix + "max_concurrent_requests", d("max_concurrent_requests"), minimum=1
         ),
         queue_timeout=r.float(prefix + "queue_timeout", d("queue_timeout"), minimum=0.0),
+        transfer_partition=_partition(r, prefix + "transfer_partition"),
+        transfer_time_limit=r.int(prefix + "transfer_time_limit", d("transfer_time_limit"), minimum=1),
         **parse_notebook_keys(r, prefix),
     )
 
@@ -499,6 +521,16 @@ def parse_notebook_keys(r: _Reader, prefix: str) -> dict:
         "notebook_certfile": certfile,
         "notebook_keyfile": keyfile,
     }
+
+
+PARTITION_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _partition(r: _Reader, key: str) -> str:
+    value = r.optional(key) or ""
+    if value and not PARTITION_RE.match(value):
+        raise SettingsError(f"setting {key}: {value!r} is not a partition name")
+    return value
 
 
 def parse_clusters(r: _Reader) -> tuple[ClusterSettings, ...]:
@@ -570,6 +602,21 @@ def parse_legacy(r: _Reader) -> LegacySettings:
     )
 
 
+def parse_operations(r: _Reader) -> OperationsSettings:
+    key = "hcc.operations."
+
+    def d(name: str):
+        return default(OperationsSettings, name)
+
+    return OperationsSettings(
+        retention_days=r.int(key + "retention_days", d("retention_days"), minimum=1),
+        sync_max_bytes=r.int(key + "sync_max_bytes", d("sync_max_bytes"), minimum=0),
+        sync_max_files=r.int(key + "sync_max_files", d("sync_max_files"), minimum=0),
+        certificate_ttl=r.int(key + "certificate_ttl", d("certificate_ttl"), minimum=60),
+        stale_after=r.int(key + "stale_after", d("stale_after"), minimum=5),
+    )
+
+
 def parse_settings(raw: Mapping[str, str], environ: Mapping[str, str] | None = None) -> Settings:
     """Parse every hcc.* key; raise SettingsError naming the first bad key."""
     r = _Reader(raw, os.environ if environ is None else environ)
@@ -584,6 +631,7 @@ def parse_settings(raw: Mapping[str, str], environ: Mapping[str, str] | None = N
         files=parse_files(r),
         jobs=parse_jobs(r),
         legacy=parse_legacy(r),
+        operations=parse_operations(r),
     )
 
 

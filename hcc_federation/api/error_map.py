@@ -39,6 +39,7 @@ from ..files.errors import (
     PreconditionFailed,
     RangeNotSatisfiable,
     RemoteFileError,
+    TooBigForRequest,
     WriteFailed,
 )
 from ..files.upload import ClientDisconnected, UnsupportedMediaType
@@ -61,6 +62,7 @@ from ..notebooks.errors import (
     NotebookLimitReached,
     NotebookNotFound,
 )
+from ..operations.errors import OperationFinished, OperationNotFound, WorkerNotStarted
 from ..remote.errors import (
     ClusterUnreachable,
     CredentialsRefused,
@@ -156,6 +158,15 @@ ERROR_MAP: dict[type[BaseException], Mapping] = {
     ),
     # the legacy portal (hcc_federation/legacy)
     NotebooksNotAvailable: Mapping(501, "not_implemented", "path", "not available on this service yet"),
+    # long file operations
+    OperationNotFound: Mapping(404, "operation_not_found", "path", "no such operation of the caller's"),
+    OperationFinished: Mapping(409, "operation_finished", "path", "the operation already ended"),
+    WorkerNotStarted: Mapping(
+        502, "operation_not_started", "path", "the cluster did not start the operation"
+    ),
+    TooBigForRequest: Mapping(
+        413, "use_an_operation", None, "too big for a synchronous request: use POST .../operations"
+    ),
     # the registry database (SQLAlchemy's, not ours: raised from the driver or the pool)
     DBAPIError: Mapping(503, "database_unavailable", "body", "the registry database is unavailable"),
     PoolTimeout: Mapping(503, "database_unavailable", "body", "every database connection is in use"),

@@ -48,9 +48,14 @@ class ClusterAccess:
         """An SFTP client on a pooled channel, for the ``with`` block."""
         return self._pool.open_sftp(self.cluster.endpoint, self.identity)
 
-    def stream(self, argv: Sequence[str]) -> AbstractContextManager[paramiko.Channel]:
-        """An exec channel running argv, for reading its stdout as it comes (downloads)."""
-        return self._pool.exec_channel(self.cluster.endpoint, self.identity, argv)
+    def stream(
+        self, argv: Sequence[str], *, stdin: bool = False, timeout: float | None = None
+    ) -> AbstractContextManager[paramiko.Channel]:
+        """An exec channel running argv, for reading its stdout as it comes (downloads); with
+        ``stdin``, also for writing to it (a relay between clusters)."""
+        return self._pool.exec_channel(
+            self.cluster.endpoint, self.identity, argv, stdin=stdin, timeout=timeout
+        )
 
     def open_tunnel(
         self, host: str, port: int, timeout: float | None = None

@@ -80,6 +80,15 @@ class RangeNotSatisfiable(PathError):
         self.size = size
 
 
+class TooBigForRequest(PathError):
+    """A synchronous copy or recursive delete past hcc.operations.sync_max_bytes or sync_max_files:
+    it would outlive the request, so the caller is told to start an operation instead."""
+
+    def __init__(self, description: str, *, path: str | None = None, limit: int = 0):
+        super().__init__(description, path=path)
+        self.limit = limit
+
+
 class InsufficientStorage(PathError):
     """No space left on the device, or the user's quota is exhausted."""
 

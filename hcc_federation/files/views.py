@@ -17,6 +17,8 @@ from ..api.responses import no_content
 from ..api.schemas import querystring
 from ..clusters import ClusterAccess
 from ..errors import InvalidArgument
+from ..operations.progress import parse_du
+from ..operations.worker import count_argv, size_argv
 from .download import serve_file
 from .errors import FilesystemMisconfigured
 from .schemas import (
@@ -88,6 +90,31 @@ def cluster_filesystems(request, access: ClusterAccess) -> list[dict[str, str]]:
 # --------------------------------------------------------------------------------------- views
 
 
+def check_sync_limits(request, access: ClusterAccess, path: str) -> None:
+    """413 (use_an_operation) when a tree is past hcc.operations.sync_max_bytes or sync_max_files:
+    such work would outlive the request, so the caller is pointed at POST .../operations instead of
+    seeing it cut off. One ``du`` per limit (a few ms on a small tree); a missing path is left to the
+    work itself to report."""
+    limits = request.registry.hcc_settings.operations
+    checks = [
+        (limits.sync_max_bytes, size_argv, "bytes"),
+        (limits.sync_max_files, count_argv, "files and directories"),
+    ]
+    for limit, argv, what in checks:
+        if not limit:
+            continue
+        result = access.run(argv(path))
+        found = parse_du(result.text()) if result.ok else None
+        if found is not None and found > limit:
+            cluster = access.cluster.name
+            raise files.TooBigForRequest(
+                f"{path} holds {found} {what}, more than {limit} for a synchronous request: "
+                f"use POST /api/v1/clusters/{cluster}/operations",
+                path=path,
+                limit=limit,
+            )
+
+
 def _tree_runner(request, access: ClusterAccess) -> Callable:
     """A runner for work on whole trees (copy, recursive delete): hcc.files.tree_timeout, not the
     cluster's command_timeout, which is sized for quick commands."""
@@ -119,12 +146,15 @@ def get_file(request):
 
 
 @file_metadata.delete(**querystring(DeleteQuery()))
-@documented(204, 400, 401, 403, 404, 409, 502, 503, 504, tag="files")
+@documented(204, 400, 401, 403, 404, 409, 413, 502, 503, 504, tag="files")
 def delete_file(request):
-    """Delete a file, a symlink or an empty directory; recursive=true deletes a whole tree."""
+    """Delete a file, a symlink or an empty directory; recursive=true deletes a whole tree (413 past the
+    synchronous limits: use an operation)."""
     query = request.validated
     path = checked_path(query["path"])
     access = request.cluster_access
+    if query["recursive"]:
+        check_sync_limits(request, access, path)
     with access.sftp() as sftp:
         files.delete(sftp, path, recursive=query["recursive"], run=_tree_runner(request, access))
     return no_content()
@@ -322,10 +352,12 @@ def move_file(request):
 )
 @documented(201, 400, 401, 403, 404, 409, 413, 415, 502, 503, 504, 507, response=ENTRY_OUT, tag="files")
 def copy_file(request):
-    """Copy a file or a directory tree on the cluster (the data stays there); the target must not exist."""
+    """Copy a file or a directory tree on the cluster (the data stays there); the target must not exist
+    (413 past the synchronous limits: use an operation)."""
     path = checked_path(request.validated["path"])
     to = checked_path(request.validated["to"], name="to")
     access = request.cluster_access
+    check_sync_limits(request, access, path)
     with access.sftp() as sftp:
         meta = files.copy(sftp, _tree_runner(request, access), path, to)
     request.response.status = 201

@@ -5,11 +5,13 @@ from .jobs import JobSubmission
 from .links import DownloadLink
 from .meta import Base
 from .notebooks import Notebook, NotebookPort, NotebookSlot
+from .operations import FileOperation
 
 __all__ = [
     "AuditEvent",
     "Base",
     "DownloadLink",
+    "FileOperation",
     "JobSubmission",
     "LoginAttempt",
     "Notebook",

@@ -115,12 +115,17 @@ def make_certificate_identity(
     username: str,
     valid_for: timedelta,
     key_id: str,
+    *,
+    extensions: tuple[bytes, ...] = DEFAULT_EXTENSIONS,
+    force_command: str | None = None,
 ) -> CertificateIdentity:
     """Make a fresh ed25519 key pair and sign a user certificate for it, valid for ``username`` only.
 
     The certificate starts ``CLOCK_SKEW`` in the past so that a cluster whose clock runs behind still
     accepts it, and ends ``valid_for`` from now. ``key_id`` shows up in sshd's log, so make it name the
-    service and the request.
+    service and the request. ``force_command`` (a critical option) makes sshd run that command whatever
+    the client asks, for a certificate made for one job (a push between clusters) that must be good for
+    nothing else.
     """
     if not username:
         raise ValueError("empty username")
@@ -138,8 +143,11 @@ def make_certificate_identity(
         .valid_after(int(now - CLOCK_SKEW.total_seconds()))
         .valid_before(int(now + valid_for.total_seconds()))
     )
-    for extension in DEFAULT_EXTENSIONS:
+    for extension in extensions:
         builder = builder.add_extension(extension, b"")
+    if force_command is not None:
+        # cryptography wraps the value in the inner SSH string that PROTOCOL.certkeys asks for
+        builder = builder.add_critical_option(b"force-command", force_command.encode())
     certificate = builder.sign(ca_private_key)
     private_key = user_key.private_bytes(
         serialization.Encoding.PEM,

@@ -212,19 +212,22 @@ class ConnectionPool:
         argv: Sequence[str],
         *,
         timeout: float | None = None,
+        stdin: bool = False,
     ) -> Iterator[paramiko.Channel]:
         """Start ``argv`` and yield its channel for streaming (e.g. ``cat -- PATH`` for downloads).
 
         The channel holds a session slot until the block ends, when it is closed. Reads on it time
         out after ``timeout`` (default ``endpoint.command_timeout``) without data, raising
-        ``socket.timeout``; the caller owns reading stdout/stderr and the exit status.
+        ``socket.timeout``; the caller owns reading stdout/stderr and the exit status. With
+        ``stdin`` the command's stdin stays open for the caller to write (and ``shutdown_write``).
         """
         command = endpoint.command_line(argv)
         timeout = endpoint.command_timeout if timeout is None else timeout
         with self._channel(endpoint, identity, timeout) as (channel, _deadline):
             self._exec(channel, endpoint, command)
-            # streaming is for output: the command's stdin is closed, so it cannot wait on it
-            send_eof(channel)
+            if not stdin:
+                # streaming output: the command's stdin is closed, so it cannot wait on it
+                send_eof(channel)
             channel.settimeout(timeout)
             try:
                 yield channel

@@ -12,12 +12,15 @@ owner's identity: on a certificate cluster hcc-cleanup signs a short certificate
 with hcc.ssh.ca_key; on a password cluster it holds no password (sessions seal theirs under the
 session token, which only the client has), so it skips them and the owner's next read of the
 notebook stops it instead. An owner's session ending does not stop a notebook.
+removing them once dead keeps less to protect. Long file operations: rows that ended more than
+hcc.operations.retention_days ago, and what ended ones left on clusters that trust the user CA.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -28,9 +31,9 @@ from sqlalchemy.orm import Session
 from ..auth.sessions import dead_sessions
 from ..db import make_engine, session_factory
 from ..errors import DomainError
-from ..models import AuditEvent, DownloadLink, LoginAttempt, ThrottleKey, UserSession
+from ..models import AuditEvent, DownloadLink, FileOperation, LoginAttempt, ThrottleKey, UserSession
 from ..models.meta import utcnow
-from ..settings import AuthSettings, parse_settings
+from ..settings import AuthSettings, OperationsSettings, Settings, parse_settings
 
 
 @dataclass(frozen=True)
@@ -102,19 +105,120 @@ def cleanup_notebooks(settings, sessions, now: datetime | None = None) -> dict[s
             fanout.shutdown()
 
 
+# ----------------------------------------------------------------------- long file operations (issue 15)
+
+# what an operation's row may end as (operations.progress.FINAL_STATES; kept here so that this script
+# does not import the feature's package)
+ENDED_STATES = ("done", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class OperationsCleanup:
+    rows: int
+    swept: int
+    unswept: int
+
+
+def operations_cutoff(operations: OperationsSettings, now: datetime) -> datetime:
+    """Operations that ended before this are forgotten (hcc.operations.retention_days)."""
+    return now - timedelta(days=operations.retention_days)
+
+
+def cleanup_operations(
+    db: Session,
+    operations: OperationsSettings,
+    *,
+    now: datetime | None = None,
+    sweeper: Callable[[FileOperation], bool] | None = None,
+) -> OperationsCleanup:
+    """Sweep what ended operations left on their clusters (folders, a cancelled copy's partial target)
+    where ``sweeper`` can, then delete the rows that ended more than the retention time ago. A row
+    whose leftovers could not be swept is deleted all the same once past retention: the folder is
+    small and private, and the user's own next read of any operation never sees it. The caller commits.
+    """
+    now = now or utcnow()
+    swept = unswept = 0
+    if sweeper is not None:
+        pending = db.scalars(
+            select(FileOperation).where(
+                FileOperation.state.in_(ENDED_STATES), FileOperation.swept_at.is_(None)
+            )
+        )
+        for row in pending:
+            if sweeper(row):
+                row.swept_at = now
+                swept += 1
+            else:
+                unswept += 1
+    cutoff = operations_cutoff(operations, now)
+    rows = db.execute(
+        delete(FileOperation).where(FileOperation.state.in_(ENDED_STATES), FileOperation.ended_at < cutoff)
+    ).rowcount
+    return OperationsCleanup(rows or 0, swept, unswept)
+
+
+def certificate_sweeper(settings: Settings) -> tuple[Callable[[FileOperation], bool], Callable[[], None]]:
+    """A sweeper that logs in as each operation's owner with a certificate signed for the purpose
+    (clusters with identity = certificate only: no password is kept outside sessions), and a close."""
+    from ..clusters import ClusterAccess, ClusterRegistry
+    from ..fanout import FanOut
+    from ..operations.service import sweep
+    from ..remote import ConnectionPool, load_ca_key, make_certificate_identity
+
+    pool = ConnectionPool.from_settings(settings)
+    fanout = FanOut.for_clusters(settings.clusters)
+    registry = ClusterRegistry.from_settings(settings, pool, fanout)
+    ca_key = load_ca_key(settings.ssh.ca_key) if settings.ssh.ca_key else None
+    names = {cluster.name for cluster in registry}
+
+    def access(cluster_name: str | None, username: str):
+        if ca_key is None or cluster_name not in names:
+            return None
+        cluster = registry.get(cluster_name)
+        if cluster.settings.identity != "certificate":
+            return None
+        identity = make_certificate_identity(ca_key, username, timedelta(minutes=5), "hcc-cleanup")
+        return ClusterAccess(pool, cluster, identity)
+
+    def sweeper(row: FileOperation) -> bool:
+        source = access(row.cluster, row.username)
+        destination = access(row.to_cluster, row.username) if row.to_cluster else None
+        if source is None or (row.to_cluster and destination is None):
+            return False
+        partial = row.to_path if row.state != "done" and row.kind != "delete" else None
+        timeout = float(settings.files.tree_timeout)
+        return sweep(source, row.id, row.work_dir, timeout, destination=destination, to=partial)
+
+    def close() -> None:
+        pool.close_all()
+        fanout.shutdown()
+
+    return sweeper, close
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hcc-cleanup", description=__doc__.splitlines()[0])
     parser.add_argument("config", help="the service's ini file, e.g. production.ini")
     parser.add_argument("--keep-audit-days", type=int, default=None, help="also delete older audit rows")
+    parser.add_argument(
+        "--no-sweep",
+        action="store_true",
+        help="do not log in to clusters to remove what ended operations left there",
+    )
     args = parser.parse_args(argv)
     setup_logging(args.config)
     settings = parse_settings(get_appsettings(args.config))
     engine = make_engine(settings.database)
+    sweeper, close = (None, None) if args.no_sweep else certificate_sweeper(settings)
     try:
         with session_factory(engine)() as db, db.begin():
             report = cleanup(db, settings.auth, keep_audit_days=args.keep_audit_days)
         notebooks = cleanup_notebooks(settings, session_factory(engine))
+        with session_factory(engine)() as db, db.begin():
+            operations = cleanup_operations(db, settings.operations, sweeper=sweeper)
     finally:
+        if close is not None:
+            close()
         engine.dispose()
     print(
         f"hcc-cleanup: {report.sessions} sessions, {report.links} links, "
@@ -122,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{report.audit_events} audit rows deleted; notebooks: {notebooks['expired']} expired stopped, "
         f"{notebooks['ended']} ended, {notebooks['skipped']} skipped (password clusters), "
         f"{notebooks['failed']} could not be checked"
+    )
+    print(
+        f"hcc-cleanup: {operations.rows} operations deleted, leftovers of {operations.swept} swept "
+        f"({operations.unswept} on clusters it cannot log in to)"
     )
     return 0
 

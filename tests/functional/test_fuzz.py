@@ -103,6 +103,13 @@ FUZZED = {
     ("POST", "/api/v1/clusters/{cluster}/notebooks"),
     ("GET", "/api/v1/clusters/{cluster}/notebooks/{notebook_id}"),
     ("DELETE", "/api/v1/clusters/{cluster}/notebooks/{notebook_id}"),
+    # operations start real copies, moves and deletes: their paths are confined like the files routes'
+    ("POST", "/api/v1/clusters/{cluster}/operations"),
+    ("GET", "/api/v1/clusters/{cluster}/operations"),
+    ("GET", "/api/v1/clusters/{cluster}/operations/{id}"),
+    ("DELETE", "/api/v1/clusters/{cluster}/operations/{id}"),
+    ("POST", "/api/v1/operations"),
+    ("GET", "/api/v1/operations"),
 }
 # these end the caller's session(s) when they succeed: each example gets a fresh one
 OWN_SESSION = {("DELETE", "/api/v1/sessions/current"), ("PUT", "/api/v1/me/password")}
@@ -179,6 +186,11 @@ def confine(case, scratch: str) -> None:
         for name in PATH_FIELDS:
             if name in case.body:
                 case.body[name] = confined(case.body[name], scratch)
+        # a copy between clusters: {"from": {"cluster", "path"}, "to": {"cluster", "path"}}
+        for name in ("from", "to"):
+            end = case.body.get(name)
+            if isinstance(end, dict) and "path" in end:
+                end["path"] = confined(end["path"], scratch)
 
 
 def envelope_problem(response) -> str | None:

@@ -18,6 +18,7 @@ SECTIONS = {
     "files": hs.FilesSettings,
     "jobs": hs.JobsSettings,
     "legacy": hs.LegacySettings,
+    "operations": hs.OperationsSettings,
 }
 UNITS = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 REQUIRED = object()

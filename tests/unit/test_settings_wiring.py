@@ -92,6 +92,11 @@ def raw_settings(paths) -> dict[str, str]:
         "hcc.jobs.output_poll_interval": "0.5",
         "hcc.jobs.output_follow_max_seconds": "90",
         "hcc.legacy.password_change_window": "120",
+        "hcc.operations.retention_days": "3",
+        "hcc.operations.sync_max_bytes": "5000",
+        "hcc.operations.sync_max_files": "40",
+        "hcc.operations.certificate_ttl": "120",
+        "hcc.operations.stale_after": "15",
         "hcc.clusters": "alpha beta",
         alpha + "host": "127.0.0.3",
         alpha + "port": "2299",
@@ -120,6 +125,8 @@ def raw_settings(paths) -> dict[str, str]:
         alpha + "notebook_url": "https://jupyter.example.org/{host}/{port}/",
         alpha + "notebook_certfile": "/etc/site/cert.pem",
         alpha + "notebook_keyfile": "/etc/site/key.pem",
+        alpha + "transfer_partition": "xfer",
+        alpha + "transfer_time_limit": "90",
         "hcc.cluster.beta.host": "127.0.0.4",
         "hcc.cluster.beta.known_hosts": paths.known_hosts,
         "hcc.ssh.ca_key": paths.ca_key,
@@ -184,6 +191,62 @@ def _tree_timeout(registry) -> float:
     access = ClusterAccess(Pool(), registry.hcc_clusters.get("alpha"), identity=None)
     _tree_runner(types.SimpleNamespace(registry=registry), access)(["true"])
     return calls[0]
+
+
+class _FakePool:
+    """Records argv and answers like ``du -s`` of a huge tree (or ``sbatch --parsable``)."""
+
+    def __init__(self):
+        self.argv = []
+
+    def run(self, endpoint, identity, argv, stdin=None, timeout=None):
+        from hcc_federation.remote import CommandResult
+
+        self.argv.append(list(argv))
+        out = b"4242\n" if argv[0] == "sbatch" else b"10000000000\t/x\n"
+        return CommandResult(tuple(argv), 0, out, b"")
+
+
+def _sync_limit(registry, what: str) -> int:
+    """The limit that check_sync_limits names when it refuses a huge tree (the other limit lifted)."""
+    import dataclasses
+
+    from hcc_federation.files.errors import TooBigForRequest
+    from hcc_federation.files.views import check_sync_limits
+
+    settings = registry.hcc_settings
+    lifted = {"sync_max_files": 0} if what == "bytes" else {"sync_max_bytes": 0}
+    only = dataclasses.replace(settings, operations=dataclasses.replace(settings.operations, **lifted))
+    access = ClusterAccess(_FakePool(), registry.hcc_clusters.get("alpha"), identity=None)
+    request = types.SimpleNamespace(registry=types.SimpleNamespace(hcc_settings=only))
+    with pytest.raises(TooBigForRequest) as refused:
+        check_sync_limits(request, access, "/x")
+    return refused.value.limit
+
+
+def _sbatch_options(registry) -> list[str]:
+    from hcc_federation.operations.service import launch
+
+    pool = _FakePool()
+    access = ClusterAccess(pool, registry.hcc_clusters.get("alpha"), identity=None)
+    launch(access, "/home/a/.hcc/operations/x")
+    return [a for a in pool.argv[0] if a.startswith(("--partition=", "--time="))]
+
+
+def _retention(registry) -> timedelta:
+    from datetime import datetime
+
+    from hcc_federation.scripts.cleanup import operations_cutoff
+
+    now = datetime(2026, 1, 10)
+    return now - operations_cutoff(registry.hcc_settings.operations, now)
+
+
+def _crossing(registry, key: str):
+    from hcc_federation.operations.views import crossing_options
+
+    alpha_access = ClusterAccess(_FakePool(), registry.hcc_clusters.get("alpha"), identity=None)
+    return crossing_options(types.SimpleNamespace(registry=registry), alpha_access, alpha_access)[key]
 
 
 def _lifted(registry, attribute):
@@ -275,6 +338,18 @@ CHECKS = {
     "hcc.jobs.output_follow_max_seconds": (lambda r: r.hcc_settings.jobs.output_follow_max_seconds, 90),
     # what the legacy change_password view reads; tests/functional/test_legacy.py shows it refuse past it
     "hcc.legacy.password_change_window": (lambda r: r.hcc_settings.legacy.password_change_window, 120),
+    "hcc.operations.sync_max_bytes": (lambda r: _sync_limit(r, "bytes"), 5000),
+    "hcc.operations.sync_max_files": (lambda r: _sync_limit(r, "files"), 40),
+    "hcc.operations.retention_days": (_retention, timedelta(days=3)),
+    "hcc.operations.certificate_ttl": (lambda r: _crossing(r, "certificate_ttl"), 120),
+    "hcc.operations.stale_after": (
+        lambda r: __import__("hcc_federation.operations.views").operations.views.stale_after(
+            types.SimpleNamespace(registry=r)
+        ),
+        15,
+    ),
+    "hcc.cluster.<name>.transfer_partition": (lambda r: _sbatch_options(r)[0], "--partition=xfer"),
+    "hcc.cluster.<name>.transfer_time_limit": (lambda r: _sbatch_options(r)[1], "--time=90"),
     "hcc.clusters": (lambda r: [c.name for c in r.hcc_clusters], ["alpha", "beta"]),
     "hcc.cluster.<name>.host": (lambda r: alpha(r).endpoint.host, "127.0.0.3"),
     "hcc.cluster.<name>.port": (lambda r: alpha(r).endpoint.port, 2299),

@@ -215,6 +215,8 @@ class SshSettings:
     status_ttl: float = 10.0
     # seconds after which a pooled connection logs in again (when it is next free)
     max_lifetime: float = 3600.0
+    # SFTP sessions kept open per pooled connection between requests (0: one per request)
+    sftp_sessions: int = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -423,6 +425,7 @@ def parse_ssh(r: _Reader, clusters: tuple[ClusterSettings, ...]) -> SshSettings:
         idle_timeout=r.float("hcc.ssh.idle_timeout", d("idle_timeout"), minimum=1.0),
         status_ttl=r.float("hcc.ssh.status_ttl", d("status_ttl"), minimum=0.0),
         max_lifetime=r.float("hcc.ssh.max_lifetime", d("max_lifetime"), minimum=1.0),
+        sftp_sessions=r.int("hcc.ssh.sftp_sessions", d("sftp_sessions"), minimum=0),
     )
 
 

@@ -1,4 +1,4 @@
-"""One SSH transport per (cluster, user), shared by every thread, with a channel per command."""
+"""One SSH transport per (cluster, user), shared by all threads: a channel per command, SFTP sessions kept."""
 
 import base64
 import contextlib
@@ -86,8 +86,10 @@ class _Entry:
         "connected_at",
         "leases",
         "nested_slots",
+        "parked",
         "slots",
         "transport",
+        "waiting",
     )
 
     def __init__(self, max_sessions: int) -> None:
@@ -109,6 +111,12 @@ class _Entry:
         # attempt fail with it instead of each waiting out another connect timeout in turn
         self.attempts = 0
         self.failure: RemoteError | None = None
+        # SFTP sessions kept open between requests (newest last), each still holding its slot of
+        # ``slots``: see ConnectionPool.open_sftp. Touched only under the pool's lock.
+        self.parked: list[paramiko.SFTPClient] = []
+        # threads waiting for a slot of ``slots``: while any wait, a finished SFTP session is closed
+        # and its slot given back rather than parked
+        self.waiting = 0
 
 
 # the defaults of a pool built by hand (scripts, tests) are the settings' defaults, written once there
@@ -134,11 +142,16 @@ class ConnectionPool:
         idle_timeout: float = _SSH_DEFAULTS.idle_timeout,
         reaper_interval: float = 30.0,
         max_lifetime: float = _SSH_DEFAULTS.max_lifetime,
+        sftp_sessions: int = _SSH_DEFAULTS.sftp_sessions,
     ) -> None:
         if max_connections <= 0 or idle_timeout <= 0 or reaper_interval <= 0 or max_lifetime <= 0:
             raise ValueError(
                 "max_connections, idle_timeout, reaper_interval and max_lifetime must be positive"
             )
+        if sftp_sessions < 0:
+            raise ValueError("sftp_sessions must not be negative")
+        # SFTP sessions kept open per connection between requests (0: a new one per request)
+        self.sftp_sessions = sftp_sessions
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         # a connection is logged in once; retiring it after a while makes the cluster check the
@@ -158,6 +171,8 @@ class ConnectionPool:
             "evictions": 0,
             "idle_closed": 0,
             "retired": 0,
+            "sftp_opened": 0,
+            "sftp_reused": 0,
         }
         self._channels_in_use = 0
         self._reaper: threading.Thread | None = None
@@ -239,19 +254,52 @@ class ConnectionPool:
     ) -> Iterator[paramiko.SFTPClient]:
         """Yield an SFTP client on the pooled transport; it holds a session slot until the block ends.
 
-        Each SFTP request times out after ``timeout`` (default ``endpoint.command_timeout``).
+        Each SFTP request times out after ``timeout`` (default ``endpoint.command_timeout``). The
+        session is kept open for the next block of the same (cluster, user) when this one left no
+        request unanswered (up to ``sftp_sessions`` per connection, each keeping its slot, closed
+        with the connection or as soon as a command waits for a slot): a new channel and subsystem
+        cost three round trips, about 2.3 ms of a 3.2 ms warm listing here.
         """
         timeout = endpoint.command_timeout if timeout is None else timeout
-        with self._channel(endpoint, identity, timeout) as (channel, _deadline):
-            channel.settimeout(timeout)
+        with self._lease(endpoint, identity.username) as entry:
+            transport = self._transport(entry, endpoint, identity)
+            held = self._held_slots()
+            nested = bool(held.get(id(entry)))
+            sftp = None if nested else self._unpark(entry, transport)
+            reused = sftp is not None
+            private = None
+            slots = entry.nested_slots if nested else entry.slots
+            if sftp is None:
+                deadline = time.monotonic() + timeout
+                self._take_slot(entry, endpoint, timeout, nested)
+            held[id(entry)] = held.get(id(entry), 0) + 1
+            with self._lock:
+                self._channels_in_use += 1
+                self._counters["sftp_reused" if reused else "sftp_opened"] += 1
+            keep = False
             try:
-                channel.invoke_subsystem("sftp")
-                sftp = paramiko.SFTPClient(channel)
-            except TimeoutError:
-                raise RemoteTimeout(endpoint.name, f"SFTP did not start within {timeout:g} s") from None
-            except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise ClusterUnreachable(endpoint.name, f"SFTP could not start: {_reason(exc)}") from None
-            with contextlib.closing(sftp):
+                if sftp is None:
+                    channel, private = self._open_session(
+                        entry, endpoint, identity, transport, deadline, nested
+                    )
+                    try:
+                        bound_channel_waits(channel, timeout)
+                        forget_old_channels(channel.get_transport(), CHANNELS_REMEMBERED)
+                        channel.settimeout(timeout)
+                        channel.invoke_subsystem("sftp")
+                        sftp = paramiko.SFTPClient(channel)
+                    except TimeoutError:
+                        _close_quietly(channel)
+                        raise RemoteTimeout(
+                            endpoint.name, f"SFTP did not start within {timeout:g} s"
+                        ) from None
+                    except (paramiko.SSHException, EOFError, OSError) as exc:
+                        _close_quietly(channel)
+                        raise ClusterUnreachable(
+                            endpoint.name, f"SFTP could not start: {_reason(exc)}"
+                        ) from None
+                else:
+                    sftp.get_channel().settimeout(timeout)
                 try:
                     yield sftp
                 except TimeoutError:  # socket.timeout: the channel's timeout passed without an answer
@@ -264,6 +312,28 @@ class ConnectionPool:
                     raise ClusterUnreachable(
                         endpoint.name, f"the connection was lost during SFTP work: {_reason(exc)}"
                     ) from None
+                finally:
+                    # kept only on the main queue's slots, on the pooled transport, with no answer
+                    # outstanding (a timed-out or abandoned request would answer the next user)
+                    keep = (
+                        not nested
+                        and private is None
+                        and _sftp_idle(sftp, transport)
+                        and self._park(entry, sftp, transport)
+                    )
+            finally:
+                if not keep:
+                    if sftp is not None:
+                        _close_quietly(sftp)
+                    if private is not None:
+                        private.close()
+                with self._lock:
+                    self._channels_in_use -= 1
+                held[id(entry)] -= 1
+                if not held[id(entry)]:
+                    del held[id(entry)]
+                if not keep:
+                    slots.release()
 
     def probe(self, endpoint: ClusterEndpoint, timeout: float = 3.0) -> ProbeResult:
         """Check that the cluster's sshd answers with a trusted host key: no login, nothing pooled."""
@@ -287,6 +357,7 @@ class ConnectionPool:
                 **self._counters,
                 "open_transports": sum(1 for e in self._entries.values() if e.transport is not None),
                 "channels_in_use": self._channels_in_use,
+                "sftp_parked": sum(len(e.parked) for e in self._entries.values()),
             }
 
     def reap_idle(self) -> int:
@@ -331,7 +402,10 @@ class ConnectionPool:
         """The service's pool, from hcc.ssh.*."""
         ssh = settings.ssh
         return cls(
-            max_connections=ssh.max_connections, idle_timeout=ssh.idle_timeout, max_lifetime=ssh.max_lifetime
+            max_connections=ssh.max_connections,
+            idle_timeout=ssh.idle_timeout,
+            max_lifetime=ssh.max_lifetime,
+            sftp_sessions=ssh.sftp_sessions,
         )
 
     def __enter__(self) -> "ConnectionPool":
@@ -383,10 +457,7 @@ class ConnectionPool:
             # reserve's holders open no further channel, so they finish and nobody waits in a circle
             nested = bool(held.get(id(entry)))
             slots = entry.nested_slots if nested else entry.slots
-            if not slots.acquire(timeout=timeout):
-                raise RemoteTimeout(
-                    endpoint.name, f"all {endpoint.max_sessions} sessions stayed busy for {timeout:g} s"
-                )
+            self._take_slot(entry, endpoint, timeout, nested)
             held[id(entry)] = held.get(id(entry), 0) + 1
             with self._lock:
                 self._channels_in_use += 1
@@ -411,6 +482,73 @@ class ConnectionPool:
                 if not held[id(entry)]:
                     del held[id(entry)]
                 slots.release()
+
+    def _take_slot(self, entry: _Entry, endpoint: ClusterEndpoint, timeout: float, nested: bool) -> None:
+        """Acquire a session slot within ``timeout``, closing a parked SFTP session for it if need be.
+
+        A nested caller takes the reserve (parked sessions never hold one of those).
+        """
+        if nested:
+            if not entry.nested_slots.acquire(timeout=timeout):
+                raise RemoteTimeout(
+                    endpoint.name, f"all {endpoint.max_sessions} sessions stayed busy for {timeout:g} s"
+                )
+            return
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            entry.waiting += 1
+        try:
+            while True:
+                if entry.slots.acquire(blocking=False):
+                    return
+                with self._lock:
+                    # the oldest parked session gives its slot up (it goes to this caller as it is)
+                    victim = entry.parked.pop(0) if entry.parked else None
+                if victim is not None:
+                    _close_quietly(victim)
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RemoteTimeout(
+                        endpoint.name, f"all {endpoint.max_sessions} sessions stayed busy for {timeout:g} s"
+                    )
+                # a release wakes this at once; the short bound is for a session parked meanwhile
+                if entry.slots.acquire(timeout=min(remaining, 0.05)):
+                    return
+        finally:
+            with self._lock:
+                entry.waiting -= 1
+
+    def _unpark(self, entry: _Entry, transport: paramiko.Transport) -> paramiko.SFTPClient | None:
+        """A parked SFTP session of ``transport`` with its slot, or None; stale ones are closed."""
+        stale = []
+        found = None
+        with self._lock:
+            while entry.parked:
+                sftp = entry.parked.pop()
+                if _sftp_idle(sftp, transport):
+                    found = sftp
+                    break
+                stale.append(sftp)
+        for sftp in stale:
+            _close_quietly(sftp)
+            entry.slots.release()
+        return found
+
+    def _park(self, entry: _Entry, sftp: paramiko.SFTPClient, transport: paramiko.Transport) -> bool:
+        """Keep ``sftp`` (and its slot) for the next caller; False when it must be closed instead."""
+        with self._lock:
+            if (
+                entry.waiting
+                or len(entry.parked) >= self.sftp_sessions
+                or entry.transport is not transport
+                or not transport.is_active()
+            ):
+                return False
+            # the next user starts from the home directory, as a new session does
+            sftp._cwd = None
+            entry.parked.append(sftp)
+            return True
 
     def _held_slots(self) -> dict[int, int]:
         """How many channels the calling thread holds, by entry (id), right now."""
@@ -687,6 +825,23 @@ def _interrupt(channel: paramiko.Channel) -> None:
         return
     with contextlib.suppress(Exception):
         send_signal(channel, "TERM")
+
+
+def _sftp_idle(sftp: paramiko.SFTPClient, transport: paramiko.Transport) -> bool:
+    """The session is open on ``transport`` and waits for no answer (paramiko's ``_expecting``)."""
+    channel = sftp.sock
+    return (
+        not channel.closed
+        and not channel.eof_received
+        and channel.get_transport() is transport
+        and not sftp._expecting
+    )
+
+
+def _close_quietly(closable: paramiko.SFTPClient | paramiko.Channel) -> None:
+    # a dead socket makes close() raise; that must not hide the real error
+    with contextlib.suppress(Exception):
+        closable.close()
 
 
 def _reason(exc: BaseException) -> str:

@@ -213,6 +213,67 @@ def test_a_second_channel_that_sshd_refuses_goes_over_a_connection_of_its_own(po
     assert pool.stats()["channels_in_use"] == 0
 
 
+def test_an_sftp_session_is_kept_for_the_next_call_and_starts_in_home(pool, alpha, alice):
+    with pool.open_sftp(alpha, alice) as sftp:
+        first = sftp
+        home = sftp.normalize(".")
+        sftp.chdir("/tmp")
+    assert pool.stats()["sftp_parked"] == 1
+    with pool.open_sftp(alpha, alice) as sftp:
+        # the same session, back in the home directory as a new one would be
+        assert sftp is first
+        assert sftp.normalize(".") == home and sftp.getcwd() is None
+    stats = pool.stats()
+    assert (stats["sftp_opened"], stats["sftp_reused"], stats["channels_in_use"]) == (1, 1, 0)
+
+
+def test_an_sftp_session_left_with_a_request_unanswered_is_not_kept(pool, alpha, alice):
+    with pytest.raises(RemoteTimeout), pool.open_sftp(alpha, alice, timeout=0.5) as sftp:
+        # a request whose answer never comes in time: the session must not serve the next caller
+        sftp.get_channel().settimeout(0.0001)
+        sftp.listdir("/usr/lib")
+    assert pool.stats()["sftp_parked"] == 0
+    with pool.open_sftp(alpha, alice) as sftp:
+        assert sftp.stat("/").st_mode
+    assert pool.stats()["sftp_opened"] == 2
+
+
+def test_parked_sftp_sessions_give_their_slots_to_commands(pool, alpha, alice):
+    # every queue slot parked by SFTP sessions: commands must still run, at once, not wait them out
+    endpoint = dataclasses.replace(alpha, max_sessions=4, command_timeout=5)
+    outer = endpoint.max_sessions - nested_reserve(endpoint.max_sessions)
+    pool.sftp_sessions = outer
+    barrier = threading.Barrier(outer)
+
+    def hold(_: int) -> None:
+        with pool.open_sftp(endpoint, alice) as sftp:
+            sftp.stat("/")
+            barrier.wait(timeout=5)
+
+    with ThreadPoolExecutor(outer) as executor:
+        list(executor.map(hold, range(outer)))
+    assert pool.stats()["sftp_parked"] == outer
+    started = time.monotonic()
+    with ThreadPoolExecutor(outer) as executor:
+        outputs = list(
+            executor.map(lambda i: pool.run(endpoint, alice, ["echo", str(i)]).text(), range(outer))
+        )
+    assert outputs == [f"{i}\n" for i in range(outer)]
+    assert time.monotonic() - started < 2
+    assert pool.stats()["sftp_parked"] == 0
+    assert pool.stats()["channels_in_use"] == 0
+
+
+def test_a_parked_sftp_session_goes_with_its_connection(pool, alpha, alice):
+    with pool.open_sftp(alpha, alice) as sftp:
+        old = sftp
+    old.get_channel().get_transport().close()
+    with pool.open_sftp(alpha, alice) as sftp:
+        assert sftp is not old
+        assert sftp.stat("/").st_mode
+    assert pool.stats()["reconnects"] == 1
+
+
 def test_channels_that_close_during_a_rekey_do_not_kill_the_connection(pool, alpha, alice):
     # paramiko re-keys every 512 MiB; its reader thread, answering a channel's CLOSE, waited for the
     # key exchange that only it could finish, and killed the connection after clear_to_send_timeout

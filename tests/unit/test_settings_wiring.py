@@ -108,6 +108,7 @@ def raw_settings(paths) -> dict[str, str]:
         "hcc.ssh.max_connections": "9",
         "hcc.ssh.idle_timeout": "45",
         "hcc.ssh.max_lifetime": "120",
+        "hcc.ssh.sftp_sessions": "3",
         "hcc.ssh.status_ttl": "2.5",
     }
 
@@ -296,6 +297,7 @@ CHECKS = {
     "hcc.ssh.max_connections": (lambda r: r.hcc_pool.max_connections, 9),
     "hcc.ssh.idle_timeout": (lambda r: r.hcc_pool.idle_timeout, 45),
     "hcc.ssh.max_lifetime": (lambda r: r.hcc_pool.max_lifetime, 120),
+    "hcc.ssh.sftp_sessions": (lambda r: r.hcc_pool.sftp_sessions, 3),
     "hcc.ssh.status_ttl": (lambda r: r.hcc_clusters.status_ttl, 2.5),
 }
 

@@ -658,3 +658,16 @@ def test_getent_fallback_names_ids(alice):
     result = alice.run(["getent", "passwd", "10001", "10002"])
     assert files.parse_getent(result.text()) == {10001: "alice", 10002: "bob"}
     assert files.parse_getent(alice.run(["getent", "group", "10000"]).text()) == {10000: "hpcusers"}
+
+
+def test_the_home_directory_is_asked_once_per_connection(alice, bob, monkeypatch):
+    assert files.home_directory(alice.sftp) == "/home/alice"
+    # a second SFTP session of the same connection answers from the cache, without a round trip
+    other = alice.client.open_sftp()
+    try:
+        monkeypatch.setattr(other, "normalize", lambda path: pytest.fail("asked the server again"))
+        assert files.home_directory(other) == "/home/alice"
+    finally:
+        other.close()
+    # another user's connection has its own answer
+    assert files.home_directory(bob.sftp) == "/home/bob"

@@ -148,6 +148,9 @@ class AuthSettings:
     throttle_max_per_address: int = 20
     # a POSIX-style login name; anything else is refused before it reaches LDAP
     username_pattern: str = r"^[a-z_][a-z0-9_.-]{0,31}$"
+    # seconds a verified token is trusted in-process before the database is asked again: the bound
+    # on how late a revocation made on another replica takes effect here (0: ask every time)
+    token_cache: float = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -328,6 +331,7 @@ def parse_auth(r: _Reader) -> AuthSettings:
             "hcc.auth.throttle_max_per_address", d("throttle_max_per_address"), minimum=1
         ),
         username_pattern=r.str("hcc.auth.username_pattern", d("username_pattern")),
+        token_cache=r.float("hcc.auth.token_cache", d("token_cache"), minimum=0.0),
     )
 
 

@@ -67,6 +67,7 @@ def raw_settings(paths) -> dict[str, str]:
         "hcc.auth.throttle_max_per_user": "3",
         "hcc.auth.throttle_max_per_address": "7",
         "hcc.auth.username_pattern": "^[a-z]{1,8}$",
+        "hcc.auth.token_cache": "2.5",
         "hcc.ldap.uri": "ldap://127.0.0.1:9 ldap://127.0.0.2:9",
         "hcc.ldap.bind_dn": "cn=svc,dc=example,dc=org",
         "hcc.ldap.bind_password": "svc-pw",
@@ -221,6 +222,7 @@ CHECKS = {
     "hcc.auth.throttle_max_per_user": (lambda r: r.hcc_throttle.settings.throttle_max_per_user, 3),
     "hcc.auth.throttle_max_per_address": (lambda r: r.hcc_throttle.settings.throttle_max_per_address, 7),
     "hcc.auth.username_pattern": (lambda r: r.hcc_login.username_pattern.pattern, "^[a-z]{1,8}$"),
+    "hcc.auth.token_cache": (lambda r: r.hcc_sessions.verified.ttl, 2.5),
     "hcc.ldap.uri": (
         lambda r: [(s.host, s.port) for s in r.hcc_directory._server().servers],
         [("127.0.0.1", 9), ("127.0.0.2", 9)],

@@ -11,6 +11,7 @@ from typing import Any
 import paramiko
 
 from hcc_federation.errors import InvalidArgument
+from hcc_federation.remote.paramiko_compat import read_directory
 
 from .errors import NameNotUtf8, NotADirectory, map_sftp_error
 from .metadata import Runner, attr_metadata, guess_mime, readlink, resolve_ids
@@ -79,7 +80,7 @@ def list_directory(
 ) -> dict[str, Any]:
     """The directory's metadata plus ``entries`` (one page), ``offset``, ``limit`` and ``total``.
 
-    Streams the listing (``listdir_iter``) and keeps only the offset+limit smallest rows, so memory is
+    Streams the listing (``read_directory``) and keeps only the offset+limit smallest rows, so memory is
     bounded by the page, not by the directory. Entries carry ``mime`` guessed from the name and
     ``text: None``: sniffing would cost an open/read/close per file of the page. A symlink to a
     directory is listed (the symlink's own metadata comes first). ``attr``: the path's ``lstat_path``,
@@ -95,7 +96,7 @@ def list_directory(
     if not stat.S_ISDIR(followed.st_mode or 0):
         raise NotADirectory(f"not a directory: {path}", path=path)
     try:
-        page, total = page_rows((_row(attr) for attr in sftp.listdir_iter(path)), offset, limit)
+        page, total = page_rows((_row(attr) for attr in read_directory(sftp, path)), offset, limit)
     except OSError as exc:
         raise map_sftp_error(exc, path, "list") from None
     except UnicodeDecodeError:

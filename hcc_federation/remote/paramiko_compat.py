@@ -31,19 +31,24 @@ blocking and retry outside the lock. They use paramiko internals (``lock``, ``eo
 ``out_window_size``, ``clear_to_send``, ``_send_message``), checked against paramiko 5.1.
 """
 
+import contextlib
 import functools
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import paramiko
 from paramiko.common import cMSG_CHANNEL_DATA, cMSG_CHANNEL_EOF, cMSG_CHANNEL_REQUEST
 from paramiko.message import Message
 from paramiko.sftp import (
+    CMD_CLOSE,
     CMD_EXTENDED,
     CMD_HANDLE,
+    CMD_NAME,
     CMD_OPEN,
+    CMD_OPENDIR,
+    CMD_READDIR,
     CMD_STATUS,
     SFTP_FLAG_CREATE,
     SFTP_FLAG_EXCL,
@@ -211,6 +216,63 @@ def sftp_extended(sftp: paramiko.SFTPClient, name: str, *args: object) -> tuple[
     ``posix_rename`` uses.
     """
     return sftp._request(CMD_EXTENDED, name, *args)
+
+
+def read_directory(
+    sftp: paramiko.SFTPClient, path: str, depth: int = 16
+) -> Iterator[paramiko.SFTPAttributes]:
+    """The entries of a directory (without ``.`` and ``..``), ``depth`` READDIRs in flight.
+
+    paramiko's ``listdir_iter`` reads its read-ahead answers around its own bookkeeping: each stays
+    listed as awaited for the session's life, and the ones after the end are read only by the next
+    request. A session kept open between requests (ConnectionPool.open_sftp) must be left with no
+    answer outstanding, so this reads every answer it asked for, through ``_read_response``, and
+    closes the handle, also when the caller stops early (the generator is closed). Raises OSError
+    as paramiko does (e.g. FileNotFoundError for a missing path).
+    """
+    kind, msg = sftp._request(CMD_OPENDIR, path)
+    if kind != CMD_HANDLE:
+        raise paramiko.SFTPError("expected a handle")
+    handle = msg.get_binary()
+    pending: list[int] = []
+    done = False
+    try:
+        while not done or pending:
+            while not done and len(pending) < depth:
+                pending.append(sftp._async_request(type(None), CMD_READDIR, handle))
+            num = pending.pop(0)
+            try:
+                kind, msg = sftp._read_response(num)
+            except EOFError:  # the end of the directory: a status answer, converted by paramiko
+                done = True
+                continue
+            if done:
+                continue  # an answer to a read-ahead sent before the end was seen
+            if kind != CMD_NAME:
+                raise paramiko.SFTPError("expected a name list")
+            for _ in range(msg.get_int()):
+                filename = msg.get_text()
+                longname = msg.get_text()
+                attr = paramiko.SFTPAttributes._from_msg(msg, filename, longname)
+                if filename not in (".", ".."):
+                    yield attr
+    except GeneratorExit:
+        # the caller stopped early: read the answers still in flight, then close
+        _finish_directory(sftp, handle, pending)
+        raise
+    except BaseException:
+        # a request failed or timed out: more waiting would only add timeouts, and the session,
+        # with answers outstanding, is not kept
+        raise
+    else:
+        _finish_directory(sftp, handle, pending)
+
+
+def _finish_directory(sftp: paramiko.SFTPClient, handle: bytes, pending: list[int]) -> None:
+    for num in pending:
+        with contextlib.suppress(EOFError):
+            sftp._read_response(num)
+    sftp._request(CMD_CLOSE, handle)
 
 
 def open_exclusive(sftp: paramiko.SFTPClient, path: str, mode: int) -> SFTPFile:

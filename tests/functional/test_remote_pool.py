@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from hcc_federation import files
 from hcc_federation.api.error_map import mapping_for
 from hcc_federation.remote import (
     ClusterEndpoint,
@@ -27,6 +28,7 @@ from hcc_federation.remote import (
     load_ca_key,
     make_certificate_identity,
 )
+from hcc_federation.remote.paramiko_compat import read_directory
 from hcc_federation.remote.pool import fingerprint, nested_reserve
 
 CLUSTERS = ["alpha", "beta"]
@@ -236,6 +238,24 @@ def test_an_sftp_session_left_with_a_request_unanswered_is_not_kept(pool, alpha,
     with pool.open_sftp(alpha, alice) as sftp:
         assert sftp.stat("/").st_mode
     assert pool.stats()["sftp_opened"] == 2
+
+
+def test_a_listing_leaves_its_sftp_session_fit_to_keep(pool, alpha, alice):
+    with pool.open_sftp(alpha, alice) as sftp:
+        first = sftp
+        listed = files.list_directory(sftp, "/usr/bin", limit=5)
+        # a reader stopped after three entries reads what it asked for and closes the handle
+        reader = read_directory(sftp, "/usr/lib")
+        assert len([next(reader) for _ in range(3)]) == 3
+        reader.close()
+        assert not sftp._expecting
+    assert pool.stats()["sftp_parked"] == 1
+    with pool.open_sftp(alpha, alice) as sftp:
+        assert sftp is first
+        assert files.list_directory(sftp, "/usr/bin", limit=5) == listed
+        assert sorted(a.filename for a in read_directory(sftp, "/usr/bin")) == sorted(
+            sftp.listdir("/usr/bin")
+        )
 
 
 def test_parked_sftp_sessions_give_their_slots_to_commands(pool, alpha, alice):

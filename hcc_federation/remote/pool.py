@@ -83,6 +83,7 @@ class _Entry:
         "failure",
         "attempts",
         "last_used",
+        "changed",
         "connected_at",
         "leases",
         "nested_slots",
@@ -92,8 +93,10 @@ class _Entry:
         "waiting",
     )
 
-    def __init__(self, max_sessions: int) -> None:
+    def __init__(self, max_sessions: int, lock: threading.Lock) -> None:
         self.transport: paramiko.Transport | None = None
+        # signalled (under the pool's lock) when a slot is released or an SFTP session parked
+        self.changed = threading.Condition(lock)
         # one connect at a time per key: 20 concurrent first requests make one connection
         self.connect_lock = threading.Lock()
         # Channels per transport stay below sshd's MaxSessions: more would fail with "open failed".
@@ -265,13 +268,11 @@ class ConnectionPool:
             transport = self._transport(entry, endpoint, identity)
             held = self._held_slots()
             nested = bool(held.get(id(entry)))
-            sftp = None if nested else self._unpark(entry, transport)
-            reused = sftp is not None
             private = None
             slots = entry.nested_slots if nested else entry.slots
-            if sftp is None:
-                deadline = time.monotonic() + timeout
-                self._take_slot(entry, endpoint, timeout, nested)
+            deadline = time.monotonic() + timeout
+            sftp = self._take_slot(entry, endpoint, timeout, nested, transport)
+            reused = sftp is not None
             held[id(entry)] = held.get(id(entry), 0) + 1
             with self._lock:
                 self._channels_in_use += 1
@@ -333,7 +334,7 @@ class ConnectionPool:
                 if not held[id(entry)]:
                     del held[id(entry)]
                 if not keep:
-                    slots.release()
+                    self._release_slot(entry, slots)
 
     def probe(self, endpoint: ClusterEndpoint, timeout: float = 3.0) -> ProbeResult:
         """Check that the cluster's sshd answers with a trusted host key: no login, nothing pooled."""
@@ -423,7 +424,7 @@ class ConnectionPool:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
-                entry = self._entries[key] = _Entry(endpoint.max_sessions)
+                entry = self._entries[key] = _Entry(endpoint.max_sessions, self._lock)
             elif not entry.leases and entry.transport is not None:
                 now = time.monotonic()
                 # expired while the reaper slept: replace it rather than trust a stale connection
@@ -481,62 +482,85 @@ class ConnectionPool:
                 held[id(entry)] -= 1
                 if not held[id(entry)]:
                     del held[id(entry)]
-                slots.release()
+                self._release_slot(entry, slots)
 
-    def _take_slot(self, entry: _Entry, endpoint: ClusterEndpoint, timeout: float, nested: bool) -> None:
-        """Acquire a session slot within ``timeout``, closing a parked SFTP session for it if need be.
+    def _take_slot(
+        self,
+        entry: _Entry,
+        endpoint: ClusterEndpoint,
+        timeout: float,
+        nested: bool,
+        transport: paramiko.Transport | None = None,
+    ) -> paramiko.SFTPClient | None:
+        """A session slot within ``timeout``; with ``transport`` (an SFTP caller), a parked SFTP
+        session of it (which comes with its slot) if one is or becomes free, else None.
 
-        A nested caller takes the reserve (parked sessions never hold one of those).
+        A command takes a parked session's slot when no slot is free (the session is closed). A
+        nested caller takes the reserve, which parked sessions never hold. Waits on the entry's
+        condition, which every slot release and every parked session signals.
         """
         if nested:
             if not entry.nested_slots.acquire(timeout=timeout):
                 raise RemoteTimeout(
                     endpoint.name, f"all {endpoint.max_sessions} sessions stayed busy for {timeout:g} s"
                 )
-            return
+            return None
         deadline = time.monotonic() + timeout
+        command = transport is None
         with self._lock:
-            entry.waiting += 1
+            entry.waiting += command
         try:
             while True:
-                if entry.slots.acquire(blocking=False):
-                    return
+                found = victim = None
+                stale: list[paramiko.SFTPClient] = []
                 with self._lock:
-                    # the oldest parked session gives its slot up (it goes to this caller as it is)
-                    victim = entry.parked.pop(0) if entry.parked else None
+                    # everything is looked at under the lock that signals: no wake-up is missed
+                    if command:
+                        if entry.slots.acquire(blocking=False):
+                            return None
+                        victim = entry.parked.pop(0) if entry.parked else None
+                    else:
+                        while entry.parked and found is None:
+                            sftp = entry.parked.pop()
+                            if _sftp_idle(sftp, transport):
+                                found = sftp
+                            else:
+                                stale.append(sftp)
+                        if found is None and not stale and entry.slots.acquire(blocking=False):
+                            return None
+                    if found is None and victim is None and not stale:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise RemoteTimeout(
+                                endpoint.name,
+                                f"all {endpoint.max_sessions} sessions stayed busy for {timeout:g} s",
+                            )
+                        entry.changed.wait(remaining)
+                        continue
                 if victim is not None:
+                    # a parked session gives its slot to this command
                     _close_quietly(victim)
-                    return
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise RemoteTimeout(
-                        endpoint.name, f"all {endpoint.max_sessions} sessions stayed busy for {timeout:g} s"
-                    )
-                # a release wakes this at once; the short bound is for a session parked meanwhile
-                if entry.slots.acquire(timeout=min(remaining, 0.05)):
-                    return
+                    return None
+                # sessions of a connection that is gone are closed; without a live one found, this
+                # caller keeps the first one's slot
+                for sftp in stale:
+                    _close_quietly(sftp)
+                for _ in stale[0 if found is not None else 1 :]:
+                    self._release_slot(entry, entry.slots)
+                return found
         finally:
             with self._lock:
-                entry.waiting -= 1
+                entry.waiting -= command
 
-    def _unpark(self, entry: _Entry, transport: paramiko.Transport) -> paramiko.SFTPClient | None:
-        """A parked SFTP session of ``transport`` with its slot, or None; stale ones are closed."""
-        stale = []
-        found = None
+    def _release_slot(self, entry: _Entry, slots: threading.BoundedSemaphore) -> None:
+        slots.release()
         with self._lock:
-            while entry.parked:
-                sftp = entry.parked.pop()
-                if _sftp_idle(sftp, transport):
-                    found = sftp
-                    break
-                stale.append(sftp)
-        for sftp in stale:
-            _close_quietly(sftp)
-            entry.slots.release()
-        return found
+            entry.changed.notify_all()
 
     def _park(self, entry: _Entry, sftp: paramiko.SFTPClient, transport: paramiko.Transport) -> bool:
-        """Keep ``sftp`` (and its slot) for the next caller; False when it must be closed instead."""
+        """Keep ``sftp`` (and its slot) for the next caller; False when it must be closed instead.
+
+        Not while a command waits for a slot: it gets this one's slot instead."""
         with self._lock:
             if (
                 entry.waiting
@@ -548,6 +572,7 @@ class ConnectionPool:
             # the next user starts from the home directory, as a new session does
             sftp._cwd = None
             entry.parked.append(sftp)
+            entry.changed.notify_all()
             return True
 
     def _held_slots(self) -> dict[int, int]:

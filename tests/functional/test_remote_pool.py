@@ -284,6 +284,25 @@ def test_parked_sftp_sessions_give_their_slots_to_commands(pool, alpha, alice):
     assert pool.stats()["channels_in_use"] == 0
 
 
+def test_sftp_callers_that_queue_are_handed_kept_sessions_not_new_ones(pool, alpha, alice):
+    # more SFTP callers than slots: each one that waited gets a session another one just finished
+    endpoint = dataclasses.replace(alpha, max_sessions=4, command_timeout=10)
+    outer = endpoint.max_sessions - nested_reserve(endpoint.max_sessions)
+    pool.sftp_sessions = outer
+
+    def work(_: int) -> None:
+        with pool.open_sftp(endpoint, alice) as sftp:
+            sftp.stat("/")
+            time.sleep(0.02)
+
+    with ThreadPoolExecutor(4 * outer) as executor:
+        list(executor.map(work, range(8 * outer)))
+    stats = pool.stats()
+    assert stats["sftp_opened"] <= outer
+    assert stats["sftp_opened"] + stats["sftp_reused"] == 8 * outer
+    assert stats["channels_in_use"] == 0
+
+
 def test_a_parked_sftp_session_goes_with_its_connection(pool, alpha, alice):
     with pool.open_sftp(alpha, alice) as sftp:
         old = sftp

@@ -230,6 +230,8 @@ class FilesSettings:
     link_ttl: int = 3600
     # seconds a copy or a recursive delete of a tree may run on the cluster (others: command_timeout)
     tree_timeout: int = 600
+    # seconds a large directory's sorted listing serves its next pages (0: every page reads it all)
+    listing_snapshot: float = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -441,6 +443,7 @@ def parse_files(r: _Reader) -> FilesSettings:
         max_upload_bytes=r.int("hcc.files.max_upload_bytes", d("max_upload_bytes"), minimum=1),
         link_ttl=r.int("hcc.files.link_ttl", d("link_ttl"), minimum=1),
         tree_timeout=r.int("hcc.files.tree_timeout", d("tree_timeout"), minimum=1),
+        listing_snapshot=r.float("hcc.files.listing_snapshot", d("listing_snapshot"), minimum=0.0),
     )
 
 

@@ -110,7 +110,13 @@ def get_file(request):
         if kind == "directory" or kind == "symlink":
             try:
                 return files.list_directory(
-                    sftp, path, offset=query["offset"], limit=query["limit"], run=run, attr=attr
+                    sftp,
+                    path,
+                    offset=query["offset"],
+                    limit=query["limit"],
+                    run=run,
+                    attr=attr,
+                    snapshots=request.registry.hcc_listing_snapshots,
                 )
             except (files.NotADirectory, files.NoSuchPath):
                 if kind == "directory":

@@ -173,6 +173,10 @@ class SessionStore:
         db.flush()
         return ActiveSession(row, token, username, self.effective_expiry(row))
 
+    def cached(self, token_text: str) -> ActiveSession | None:
+        """The session of a token verified in this process within hcc.auth.token_cache, or None."""
+        return self.verified.get(token_text, utcnow())
+
     def lookup(
         self, db: Session, token_text: str, *, touch: Callable[[int, datetime], None] | None = None
     ) -> ActiveSession | None:
@@ -183,7 +187,7 @@ class SessionStore:
         row lock across the request's SSH calls, and a second request of the same session that
         wanted to touch it too would wait for them.
         """
-        cached = self.verified.get(token_text, utcnow())
+        cached = self.cached(token_text)
         if cached is not None:
             return cached
         token = parse_token(token_text)

@@ -221,7 +221,7 @@ def sftp_extended(sftp: paramiko.SFTPClient, name: str, *args: object) -> tuple[
 def read_directory(
     sftp: paramiko.SFTPClient, path: str, depth: int = 16
 ) -> Iterator[paramiko.SFTPAttributes]:
-    """The entries of a directory (without ``.`` and ``..``), ``depth`` READDIRs in flight.
+    """The entries of a directory (without ``.`` and ``..``), up to ``depth`` READDIRs in flight.
 
     paramiko's ``listdir_iter`` reads its read-ahead answers around its own bookkeeping: each stays
     listed as awaited for the session's life, and the ones after the end are read only by the next
@@ -236,9 +236,12 @@ def read_directory(
     handle = msg.get_binary()
     pending: list[int] = []
     done = False
+    # two in flight at first (a small directory: its names, then the end), twice as many after each
+    # answer with names, up to depth: each READDIR costs a packet each way, even past the end
+    window = min(2, depth)
     try:
         while not done or pending:
-            while not done and len(pending) < depth:
+            while not done and len(pending) < window:
                 pending.append(sftp._async_request(type(None), CMD_READDIR, handle))
             num = pending.pop(0)
             try:
@@ -250,6 +253,7 @@ def read_directory(
                 continue  # an answer to a read-ahead sent before the end was seen
             if kind != CMD_NAME:
                 raise paramiko.SFTPError("expected a name list")
+            window = min(window * 2, depth)
             for _ in range(msg.get_int()):
                 filename = msg.get_text()
                 longname = msg.get_text()

@@ -63,15 +63,6 @@ def files_url(suffix: str = "", **params) -> str:
     return f"/api/v1/clusters/alpha/files{suffix}?{urllib.parse.urlencode(params)}"
 
 
-def median_ms(fn, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
-
-
 class Server:
     """One pserve process and a logged-in keep-alive client per bed user."""
 
@@ -86,8 +77,16 @@ class Server:
         return body
 
 
-def cm_ms(control: dict[str, str], user: str, argv: list[str], rounds: int) -> float:
-    return median_ms(lambda: ssh_run("alpha", user, argv, control[user]), rounds)
+def interleaved_ms(calls: list, rounds: int) -> list[float]:
+    """The median of each call, run in turns (each once per round), so that a drift of the shared
+    machine's load touches every figure alike."""
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(rounds):
+        for i, call in enumerate(calls):
+            start = time.perf_counter()
+            call()
+            times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) * 1000 for t in times]
 
 
 def throughput(server: Server, clients: int, users: list[str], seconds: float) -> tuple[float, int, float]:
@@ -211,9 +210,14 @@ def main() -> None:
             home = files_url(path="/home/alice")
             for server in (now, base):
                 server.get(home)
-            ls_now = median_ms(lambda: now.get(home), args.rounds)
-            ls_base = median_ms(lambda: base.get(home), args.rounds)
-            ls_cm = cm_ms(control, "alice", ["ls", "-la", "/home/alice"], args.rounds)
+            ls_now, ls_base, ls_cm = interleaved_ms(
+                [
+                    lambda: now.get(home),
+                    lambda: base.get(home),
+                    lambda: ssh_run("alpha", "alice", ["ls", "-la", "/home/alice"], control["alice"]),
+                ],
+                args.rounds,
+            )
             row(
                 "warm ls /home/alice, median",
                 f"{ls_now:.2f} ms",
@@ -227,9 +231,14 @@ def main() -> None:
             detail = "/api/v1/clusters/alpha"
             for server in (now, base):
                 server.get(detail)
-            part_now = median_ms(lambda: now.get(detail), args.rounds)
-            part_base = median_ms(lambda: base.get(detail), args.rounds)
-            part_cm = cm_ms(control, "alice", ["scontrol", "show", "partition"], args.rounds)
+            part_now, part_base, part_cm = interleaved_ms(
+                [
+                    lambda: now.get(detail),
+                    lambda: base.get(detail),
+                    lambda: ssh_run("alpha", "alice", ["scontrol", "show", "partition"], control["alice"]),
+                ],
+                args.rounds,
+            )
             row(
                 "cluster detail (partitions), median",
                 f"{part_now:.2f} ms",
@@ -254,9 +263,14 @@ def main() -> None:
                     ]
                 ),
             ]
-            jobs_now = median_ms(lambda: now.get(jobs, "bob"), args.rounds)
-            jobs_base = median_ms(lambda: base.get(jobs, "bob"), args.rounds)
-            jobs_cm = cm_ms(control, "bob", cheapest, args.rounds)
+            jobs_now, jobs_base, jobs_cm = interleaved_ms(
+                [
+                    lambda: now.get(jobs, "bob"),
+                    lambda: base.get(jobs, "bob"),
+                    lambda: ssh_run("alpha", "bob", cheapest, control["bob"]),
+                ],
+                args.rounds,
+            )
             row(
                 f"job list ({args.jobs} jobs), median",
                 f"{jobs_now:.1f} ms",
@@ -311,9 +325,14 @@ def main() -> None:
 
             pages_rounds = max(3, args.rounds // 3)
             all_pages(now)
-            whole_now = median_ms(lambda: all_pages(now), pages_rounds)
-            whole_base = median_ms(lambda: all_pages(base), pages_rounds)
-            ls_l = cm_ms(control, "alice", ["ls", "-l", "--", many], pages_rounds)
+            whole_now, whole_base, ls_l = interleaved_ms(
+                [
+                    lambda: all_pages(now),
+                    lambda: all_pages(base),
+                    lambda: ssh_run("alpha", "alice", ["ls", "-l", "--", many], control["alice"]),
+                ],
+                pages_rounds,
+            )
             row(
                 f"whole {args.entries}-entry listing (pages of 1,000)",
                 f"{whole_now:.0f} ms",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import itertools
 import posixpath
 import stat
 import threading
@@ -73,10 +74,14 @@ class ListingSnapshots:
     own mtime and size are unchanged (a file added,
     removed or renamed changes them; a file changed in place shows its old size or time for up to
     ``ttl``; SFTP's whole-second mtime lets a change in the same second pass for ``ttl``). Bounded:
-    at most ``MAX_ROWS`` entries held in all, least recently used dropped first. ``ttl`` 0: none.
+    at most ``MAX_ROWS`` entries held in all, least recently used dropped first, and none of a
+    directory of more than ``MAX_DIRECTORY`` entries. ``ttl`` 0: none.
     """
 
     MAX_ROWS = 200_000
+    # a larger directory gets no snapshot: its first page is held in the page's heap as before
+    # (offset + limit rows), after at most this many rows were held on the way (about 12 MiB)
+    MAX_DIRECTORY = 50_000
 
     def __init__(self, ttl: float, clock=time.monotonic) -> None:
         self.ttl = ttl
@@ -170,13 +175,16 @@ def list_directory(
     else:
         try:
             rows = (_row(attr) for attr in read_directory(sftp, path))
-            if snapshots is None:
-                page, total = page_rows(rows, offset, limit)
-            else:
-                whole = sorted(rows)
+            # up to a snapshot's bound the rows are held and sorted once; past it, the rest is
+            # streamed through the page's heap and no snapshot is kept (memory stays bounded)
+            held = list(itertools.islice(rows, snapshots.MAX_DIRECTORY + 1)) if snapshots is not None else []
+            if snapshots is not None and len(held) <= snapshots.MAX_DIRECTORY:
+                whole = sorted(held)
                 page, total = whole[offset : offset + limit], len(whole)
                 if total > offset + limit:
                     snapshots.put(owner, path, version, whole)
+            else:
+                page, total = page_rows(itertools.chain(held, rows), offset, limit)
         except OSError as exc:
             raise map_sftp_error(exc, path, "list") from None
         except UnicodeDecodeError:

@@ -719,3 +719,17 @@ def test_a_listing_snapshot_is_per_connection(alice, bob, scratch):
     alice.sftp.chmod(scratch, 0o700)
     with pytest.raises(files.PermissionDenied):
         files.list_directory(bob.sftp, scratch, offset=10, limit=10, snapshots=snapshots)
+
+
+def test_a_directory_over_the_snapshot_bound_is_paged_without_one(alice, scratch, monkeypatch):
+    for i in range(30):
+        alice.sftp.open(f"{scratch}/f{i:02d}", "w").close()
+    snapshots = files.ListingSnapshots(60)
+    monkeypatch.setattr(snapshots, "MAX_DIRECTORY", 20)
+    pages = [
+        files.list_directory(alice.sftp, scratch, offset=o, limit=10, snapshots=snapshots)
+        for o in (0, 10, 20)
+    ]
+    assert pages == [files.list_directory(alice.sftp, scratch, offset=o, limit=10) for o in (0, 10, 20)]
+    assert [e["name"] for p in pages for e in p["entries"]] == [f"f{i:02d}" for i in range(30)]
+    assert snapshots._rows == 0

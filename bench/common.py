@@ -160,10 +160,12 @@ def pserve(
     threads: int,
     server_options: dict[str, str] | None = None,
     env: dict[str, str] | None = None,
+    root: Path = ROOT,
 ) -> Iterator[tuple[int, subprocess.Popen]]:
     """A `pserve` process of the service (waitress, ``threads`` threads, ``server_options`` added to its
     [server:main]) on a free loopback port, from an ini in a temp dir: (port, process) once it accepts
-    connections; ``env`` is added to its environment (e.g. MALLOC_ARENA_MAX). The process is stopped on
+    connections; ``env`` is added to its environment (e.g. MALLOC_ARENA_MAX); ``root``: the checkout
+    whose code it serves (another one gives a baseline in the same run). The process is stopped on
     the way out, whatever happened."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
@@ -174,7 +176,7 @@ def pserve(
         lines += [f"threads = {threads}"]
         lines += [f"{k} = {v}" for k, v in (server_options or {}).items()]
         ini.write_text("\n".join(lines) + "\n")
-        environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        environ = {**os.environ, "PYTHONPATH": str(root), **(env or {})}
         # BENCH_SERVER_LOG=FILE keeps the server's output (its log) for a look after the run
         log_path = os.environ.get("BENCH_SERVER_LOG")
         output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115

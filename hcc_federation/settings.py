@@ -149,6 +149,9 @@ class AuthSettings:
     throttle_max_per_address: int = 20
     # a POSIX-style login name; anything else is refused before it reaches LDAP
     username_pattern: str = r"^[a-z_][a-z0-9_.-]{0,31}$"
+    # seconds a verified token is trusted in-process before the database is asked again: the bound
+    # on how late a revocation made on another replica takes effect here (0: ask every time)
+    token_cache: float = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -256,6 +259,8 @@ class SshSettings:
     status_ttl: float = 10.0
     # seconds after which a pooled connection logs in again (when it is next free)
     max_lifetime: float = 3600.0
+    # SFTP sessions kept open per pooled connection between requests (0: one per request)
+    sftp_sessions: int = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -266,6 +271,8 @@ class FilesSettings:
     link_ttl: int = 3600
     # seconds a copy or a recursive delete of a tree may run on the cluster (others: command_timeout)
     tree_timeout: int = 600
+    # seconds a large directory's sorted listing serves its next pages (0: every page reads it all)
+    listing_snapshot: float = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -399,6 +406,7 @@ def parse_auth(r: _Reader) -> AuthSettings:
             "hcc.auth.throttle_max_per_address", d("throttle_max_per_address"), minimum=1
         ),
         username_pattern=r.str("hcc.auth.username_pattern", d("username_pattern")),
+        token_cache=r.float("hcc.auth.token_cache", d("token_cache"), minimum=0.0),
     )
 
 
@@ -565,6 +573,7 @@ def parse_ssh(r: _Reader, clusters: tuple[ClusterSettings, ...]) -> SshSettings:
         idle_timeout=r.float("hcc.ssh.idle_timeout", d("idle_timeout"), minimum=1.0),
         status_ttl=r.float("hcc.ssh.status_ttl", d("status_ttl"), minimum=0.0),
         max_lifetime=r.float("hcc.ssh.max_lifetime", d("max_lifetime"), minimum=1.0),
+        sftp_sessions=r.int("hcc.ssh.sftp_sessions", d("sftp_sessions"), minimum=0),
     )
 
 
@@ -576,6 +585,7 @@ def parse_files(r: _Reader) -> FilesSettings:
         max_upload_bytes=r.int("hcc.files.max_upload_bytes", d("max_upload_bytes"), minimum=1),
         link_ttl=r.int("hcc.files.link_ttl", d("link_ttl"), minimum=1),
         tree_timeout=r.int("hcc.files.tree_timeout", d("tree_timeout"), minimum=1),
+        listing_snapshot=r.float("hcc.files.listing_snapshot", d("listing_snapshot"), minimum=0.0),
     )
 
 

@@ -51,6 +51,10 @@ class BearerTokenSecurityPolicy:
         if token is None:
             return None
         registry = request.registry
+        # a token verified moments ago needs no database session at all (making one costs too)
+        cached = registry.hcc_sessions.cached(token)
+        if cached is not None:
+            return cached
 
         def touch(session_id, now):
             with independent_session(registry.hcc_dbsession_factory) as db:

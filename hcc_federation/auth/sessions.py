@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -59,9 +61,84 @@ class ActiveSession:
     expires_at: datetime
 
 
+class VerifiedTokens:
+    """Tokens this process verified against the database in the last ``ttl`` seconds.
+
+    The lookup is a quarter of a warm file listing's Python time; a portal calls several times a
+    second with one token. A hit is trusted for ``ttl`` seconds after its database check (and never
+    past the session's own end), so a revocation made on another replica (a logout, a password
+    change, hcc-cleanup) takes effect here within ``ttl``; one made on this replica evicts at once.
+    Bounded (``MAX`` tokens, least recently verified dropped first). ``ttl`` 0 turns it off.
+    """
+
+    MAX = 10000
+
+    def __init__(self, ttl: float, clock: Callable[[], float] | None = None) -> None:
+        self.ttl = ttl
+        # the sessions' own clock (utcnow), so that the idle and age rules and this bound agree
+        self._clock = clock or (lambda: utcnow().timestamp())
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[float, ActiveSession]] = OrderedDict()
+        # revocations made here in the last ttl: a request that read the row just before one
+        # must not put the token back afterwards
+        self._revoked: dict[int | str, float] = {}
+
+    def get(self, token_text: str, now: datetime) -> ActiveSession | None:
+        if self.ttl <= 0:
+            return None
+        with self._lock:
+            found = self._entries.get(token_text)
+            if found is None:
+                return None
+            verified_at, session = found
+            # a clock set back counts as expired: never trusted for longer than ttl
+            if 0 <= self._clock() - verified_at < self.ttl and now < session.expires_at:
+                return session
+            del self._entries[token_text]
+            return None
+
+    def put(self, token_text: str, session: ActiveSession) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            now = self._clock()
+            for key in [k for k, at in self._revoked.items() if now - at >= self.ttl]:
+                del self._revoked[key]
+            if session.row.id in self._revoked or session.username in self._revoked:
+                return
+            self._entries[token_text] = (self._clock(), session)
+            self._entries.move_to_end(token_text)
+            while len(self._entries) > self.MAX:
+                self._entries.popitem(last=False)
+
+    def forget(self, *, session_id: int | None = None, username: str | None = None) -> None:
+        """Drop the tokens of one session or of every session of a user (revoked here)."""
+        with self._lock:
+            for key in (session_id, username):
+                if key is not None:
+                    self._revoked[key] = self._clock()
+            for key, (_, session) in list(self._entries.items()):
+                if session.row.id == session_id or session.username == username:
+                    del self._entries[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def _detached_copy(row: UserSession) -> UserSession:
+    """A copy of the row bound to no database session, safe to share between requests and threads
+    (the request's own row is expired by its session's rollback)."""
+    copy = UserSession()
+    for attribute in UserSession.__mapper__.column_attrs:
+        setattr(copy, attribute.key, getattr(row, attribute.key))
+    return copy
+
+
 class SessionStore:
     def __init__(self, settings: AuthSettings):
         self.settings = settings
+        self.verified = VerifiedTokens(settings.token_cache)
         # A session used every T seconds is touched at most touch_interval late, so it looks idle
         # only when T > idle_timeout - touch_interval. With a quarter of the idle timeout, use
         # more often than every 3/4 of it keeps a session alive; a fixed 60 s let a 60 s idle
@@ -96,6 +173,10 @@ class SessionStore:
         db.flush()
         return ActiveSession(row, token, username, self.effective_expiry(row))
 
+    def cached(self, token_text: str) -> ActiveSession | None:
+        """The session of a token verified in this process within hcc.auth.token_cache, or None."""
+        return self.verified.get(token_text, utcnow())
+
     def lookup(
         self, db: Session, token_text: str, *, touch: Callable[[int, datetime], None] | None = None
     ) -> ActiveSession | None:
@@ -106,6 +187,9 @@ class SessionStore:
         row lock across the request's SSH calls, and a second request of the same session that
         wanted to touch it too would wait for them.
         """
+        cached = self.cached(token_text)
+        if cached is not None:
+            return cached
         token = parse_token(token_text)
         if token is None:
             return None
@@ -123,7 +207,9 @@ class SessionStore:
         if now - row.last_seen_at >= self.touch_interval and touch is not None:
             touch(row.id, now)
             expires_at = min(row.expires_at, now + timedelta(seconds=self.settings.idle_timeout))
-        return ActiveSession(row, token, row.username, expires_at)
+        session = ActiveSession(_detached_copy(row), token, row.username, expires_at)
+        self.verified.put(token_text, session)
+        return session
 
     def touch(self, db: Session, session_id: int, now: datetime) -> None:
         db.execute(update(UserSession).where(UserSession.id == session_id).values(last_seen_at=now))
@@ -134,6 +220,7 @@ class SessionStore:
         return open_credential(self.settings.secret, session.token, session.row.credential)
 
     def revoke(self, db: Session, session: ActiveSession) -> None:
+        self.verified.forget(session_id=session.row.id)
         # the sealed credential is of no further use: drop it rather than keep it around
         db.execute(
             update(UserSession)
@@ -142,6 +229,7 @@ class SessionStore:
         )
 
     def revoke_all(self, db: Session, username: str) -> int:
+        self.verified.forget(username=username)
         result = db.execute(
             update(UserSession)
             .where(UserSession.username == username, UserSession.revoked_at.is_(None))

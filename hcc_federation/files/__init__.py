@@ -33,7 +33,14 @@ from .errors import (
     map_command_error,
     map_sftp_error,
 )
-from .listing import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, check_paging, list_directory, page_rows
+from .listing import (
+    DEFAULT_LIST_LIMIT,
+    MAX_LIST_LIMIT,
+    ListingSnapshots,
+    check_paging,
+    list_directory,
+    page_rows,
+)
 from .metadata import (
     SNIFF_BYTES,
     FileVersion,
@@ -43,6 +50,7 @@ from .metadata import (
     file_version,
     get_metadata,
     guess_mime,
+    home_directory,
     looks_like_text,
     lstat_or_none,
     lstat_path,
@@ -112,6 +120,7 @@ __all__ = [
     "file_version",
     "get_metadata",
     "guess_mime",
+    "home_directory",
     "includeme",
     "link_failure",
     "list_directory",
@@ -123,6 +132,7 @@ __all__ = [
     "map_sftp_error",
     "move",
     "page_rows",
+    "ListingSnapshots",
     "parse_getent",
     "parse_version",
     "read_chunks",
@@ -140,5 +150,7 @@ __all__ = [
 
 def includeme(config) -> None:
     """The file routes: metadata, content, uploads, operations and download links."""
+    ttl = config.registry.hcc_settings.files.listing_snapshot
+    config.registry.hcc_listing_snapshots = ListingSnapshots(ttl)
     config.scan(".views")
     config.scan(".links")

@@ -185,6 +185,28 @@ def _id_names(sftp: paramiko.SFTPClient) -> IdNames:
         return names
 
 
+# the home directory of each pooled connection's user (SFTP starts there), asked once per connection
+_HOMES: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
+
+
+def home_directory(sftp: paramiko.SFTPClient) -> str:
+    """The user's home directory (where a new SFTP session starts), asked once per pooled connection.
+
+    A connection is one login of one user, so the answer cannot change during its life; caching it
+    takes the SFTP round trip off every cluster detail after the first.
+    """
+    channel = sftp.get_channel()
+    owner = channel.get_transport() if channel is not None else sftp
+    with _ID_NAMES_LOCK:
+        home = _HOMES.get(owner)
+    if home is None:
+        # the pool hands out sessions at the start directory (a kept one's chdir is undone)
+        home = sftp.normalize(".")
+        with _ID_NAMES_LOCK:
+            _HOMES[owner] = home
+    return home
+
+
 def _ids_by_extension(
     sftp: paramiko.SFTPClient, uids: list[int], gids: list[int]
 ) -> tuple[list[str], list[str]]:

@@ -63,8 +63,9 @@ def checked_path(value: str, *, name: str = "path") -> str:
 def cluster_filesystems(request, access: ClusterAccess) -> list[dict[str, str]]:
     """The cluster's named file systems resolved for the caller: [{"name", "path"}].
 
-    ``$HOME`` costs an SFTP channel (SFTP starts in the home directory) and ``$GROUP`` a command
-    (``id -gn``); neither is asked for unless a template uses it.
+    ``$HOME`` costs an SFTP round trip once per pooled connection (SFTP starts in the home
+    directory; see files.home_directory) and ``$GROUP`` a command (``id -gn``); neither is asked
+    for unless a template uses it.
     """
     cluster = access.cluster
     templates = dict(cluster.settings.filesystems)
@@ -73,7 +74,7 @@ def cluster_filesystems(request, access: ClusterAccess) -> list[dict[str, str]]:
     home = group = ""
     if "HOME" in joined:
         with access.sftp() as sftp:
-            home = sftp.normalize(".")
+            home = files.home_directory(sftp)
     if "GROUP" in joined:
         result = access.run(["id", "-gn"])
         group = result.text().strip()
@@ -136,7 +137,13 @@ def get_file(request):
         if kind == "directory" or kind == "symlink":
             try:
                 return files.list_directory(
-                    sftp, path, offset=query["offset"], limit=query["limit"], run=run, attr=attr
+                    sftp,
+                    path,
+                    offset=query["offset"],
+                    limit=query["limit"],
+                    run=run,
+                    attr=attr,
+                    snapshots=request.registry.hcc_listing_snapshots,
                 )
             except (files.NotADirectory, files.NoSuchPath):
                 if kind == "directory":

@@ -14,6 +14,7 @@ from hcc_federation.fanout import FanOut
 from hcc_federation.remote.result import CommandResult
 
 from .commands import (
+    SACCT_LIST_FIELDS,
     batch_script_argv,
     new_delimiter,
     probe_argv,
@@ -165,7 +166,7 @@ class SlurmClient:
                 # its channel is given back before this request ends, as the request's own are
                 futures.wait([queue])
             raise
-        accounted, _ = parse_sacct(history, delimiter)
+        accounted, _ = parse_sacct(history, delimiter, SACCT_LIST_FIELDS)
         queue_result = queue.result() if queue is not None else self._checked(queue_argv)
         queued = parse_squeue_json(queue_result.text(), self._clock(), user=user)
         jobs = merge_jobs(accounted, queued)

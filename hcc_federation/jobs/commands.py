@@ -59,6 +59,10 @@ SACCT_JOB_FIELDS = (
     "NTasks",
     "MaxRSS",
 )
+# The list asks for ReqMem where one job asks for ReqTRES: both give the job's requested memory
+# (22.05 prints ReqMem from the mem= of the same TRES string, for the whole job), but naming TRES
+# makes sacct load and format every TRES of every job, which took a 1,000-job list from 74 to 169 ms.
+SACCT_LIST_FIELDS = tuple("ReqMem" if field == "ReqTRES" else field for field in SACCT_JOB_FIELDS)
 SSTAT_FIELDS = ("JobID", "AveCPU", "AveRSS", "MaxRSS", "MaxRSSNode", "NTasks", "NodeList", "TRESUsageInTot")
 
 
@@ -83,7 +87,7 @@ def sacct_list_argv(user: str, since: str, delimiter: str, states: frozenset[str
         "--allocations",
         f"--user={user}",
         f"--starttime={since}",
-        f"--format={','.join(SACCT_JOB_FIELDS)}",
+        f"--format={','.join(SACCT_LIST_FIELDS)}",
     ]
     if states and states <= _SACCT_STATES:
         # with --state and no --endtime, sacct 22.05 drops the finished jobs that --endtime=now keeps

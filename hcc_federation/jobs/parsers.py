@@ -111,6 +111,17 @@ def tres_memory_mb(tres: str) -> int | None:
     return None
 
 
+def req_mem_mb(value: str, cpus: int | None, nodes: int | None) -> int | None:
+    """sacct's ReqMem in MiB for the whole job: ``200M`` (21.08 and later: the job's total), or
+    ``100Mc`` / ``300Mn`` (before 21.08: per CPU / per node, multiplied out here)."""
+    value = (value or "").strip()
+    per = {"c": cpus, "n": nodes}.get(value[-1:]) if value[-1:] in ("c", "n") else 1
+    size = size_to_mb(value[:-1] if value[-1:] in ("c", "n") else value)
+    if size is None or per is None:
+        return None
+    return size * per
+
+
 def tres_value(tres: str, key: str) -> str | None:
     for item in (tres or "").split(","):
         name, _, value = item.partition("=")
@@ -150,12 +161,16 @@ def _sacct_exit_code(value: str, state: str) -> str | None:
     return value
 
 
-def sacct_record_to_job(fields: Sequence[str]) -> Job:
-    """One ``SACCT_JOB_FIELDS`` record -> the API's job dict."""
-    record = dict(zip(SACCT_JOB_FIELDS, fields, strict=True))
+def sacct_record_to_job(fields: Sequence[str], names: Sequence[str] = SACCT_JOB_FIELDS) -> Job:
+    """One record of ``names`` (SACCT_JOB_FIELDS or SACCT_LIST_FIELDS) -> the API's job dict."""
+    record = dict(zip(names, fields, strict=True))
     state = base_state(record["State"])
     reason = _text(record["Reason"]) if state == "PENDING" else None
     cpus = _int(record["AllocCPUS"], 0) or _int(record["ReqCPUS"])
+    if "ReqMem" in record:
+        memory = req_mem_mb(record["ReqMem"], _int(record["ReqCPUS"]), _int(record["NNodes"]))
+    else:
+        memory = tres_memory_mb(record["ReqTRES"])
     return {
         "id": record["JobID"],
         "name": record["JobName"],
@@ -172,14 +187,14 @@ def sacct_record_to_job(fields: Sequence[str]) -> Job:
         "node_count": _int(record["NNodes"]),
         "nodes": _text(record["NodeList"]),
         "cpus": cpus,
-        "memory": tres_memory_mb(record["ReqTRES"]),
+        "memory": memory,
         "work_dir": _text(record["WorkDir"]),
         "exit_code": _sacct_exit_code(record["ExitCode"], state),
     }
 
 
-def sacct_record_to_step(fields: Sequence[str]) -> Job:
-    record = dict(zip(SACCT_JOB_FIELDS, fields, strict=True))
+def sacct_record_to_step(fields: Sequence[str], names: Sequence[str] = SACCT_JOB_FIELDS) -> Job:
+    record = dict(zip(names, fields, strict=True))
     state = base_state(record["State"])
     max_rss = size_to_bytes(record["MaxRSS"]) if record["MaxRSS"] else None
     return {
@@ -198,15 +213,18 @@ def sacct_record_to_step(fields: Sequence[str]) -> Job:
     }
 
 
-def parse_sacct(text: str, delimiter: str) -> tuple[list[Job], list[Job]]:
-    """``sacct`` output -> (allocations, steps); a step's id has a dot (``14.batch``, ``9.0``)."""
+def parse_sacct(
+    text: str, delimiter: str, names: Sequence[str] = SACCT_JOB_FIELDS
+) -> tuple[list[Job], list[Job]]:
+    """``sacct`` output of the fields ``names`` (sacct_job_argv's by default, SACCT_LIST_FIELDS for
+    sacct_list_argv) -> (allocations, steps); a step's id has a dot (``14.batch``, ``9.0``)."""
     jobs: list[Job] = []
     steps: list[Job] = []
-    for fields in split_records(text, delimiter, len(SACCT_JOB_FIELDS)):
+    for fields in split_records(text, delimiter, len(names)):
         if "." in fields[0]:
-            steps.append(sacct_record_to_step(fields))
+            steps.append(sacct_record_to_step(fields, names))
         else:
-            jobs.append(sacct_record_to_job(fields))
+            jobs.append(sacct_record_to_job(fields, names))
     return jobs, steps
 
 

@@ -1,4 +1,4 @@
-"""One SSH transport per (cluster, user), shared by every thread, with a channel per command."""
+"""One SSH transport per (cluster, user), shared by all threads: a channel per command, SFTP sessions kept."""
 
 import base64
 import contextlib
@@ -83,15 +83,20 @@ class _Entry:
         "failure",
         "attempts",
         "last_used",
+        "changed",
         "connected_at",
         "leases",
         "nested_slots",
+        "parked",
         "slots",
         "transport",
+        "waiting",
     )
 
-    def __init__(self, max_sessions: int) -> None:
+    def __init__(self, max_sessions: int, lock: threading.Lock) -> None:
         self.transport: paramiko.Transport | None = None
+        # signalled (under the pool's lock) when a slot is released or an SFTP session parked
+        self.changed = threading.Condition(lock)
         # one connect at a time per key: 20 concurrent first requests make one connection
         self.connect_lock = threading.Lock()
         # Channels per transport stay below sshd's MaxSessions: more would fail with "open failed".
@@ -109,6 +114,12 @@ class _Entry:
         # attempt fail with it instead of each waiting out another connect timeout in turn
         self.attempts = 0
         self.failure: RemoteError | None = None
+        # SFTP sessions kept open between requests (newest last), each still holding its slot of
+        # ``slots``: see ConnectionPool.open_sftp. Touched only under the pool's lock.
+        self.parked: list[paramiko.SFTPClient] = []
+        # threads waiting for a slot of ``slots``: while any wait, a finished SFTP session is closed
+        # and its slot given back rather than parked
+        self.waiting = 0
 
 
 # the defaults of a pool built by hand (scripts, tests) are the settings' defaults, written once there
@@ -134,11 +145,16 @@ class ConnectionPool:
         idle_timeout: float = _SSH_DEFAULTS.idle_timeout,
         reaper_interval: float = 30.0,
         max_lifetime: float = _SSH_DEFAULTS.max_lifetime,
+        sftp_sessions: int = _SSH_DEFAULTS.sftp_sessions,
     ) -> None:
         if max_connections <= 0 or idle_timeout <= 0 or reaper_interval <= 0 or max_lifetime <= 0:
             raise ValueError(
                 "max_connections, idle_timeout, reaper_interval and max_lifetime must be positive"
             )
+        if sftp_sessions < 0:
+            raise ValueError("sftp_sessions must not be negative")
+        # SFTP sessions kept open per connection between requests (0: a new one per request)
+        self.sftp_sessions = sftp_sessions
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         # a connection is logged in once; retiring it after a while makes the cluster check the
@@ -158,6 +174,8 @@ class ConnectionPool:
             "evictions": 0,
             "idle_closed": 0,
             "retired": 0,
+            "sftp_opened": 0,
+            "sftp_reused": 0,
         }
         self._channels_in_use = 0
         self._reaper: threading.Thread | None = None
@@ -242,19 +260,50 @@ class ConnectionPool:
     ) -> Iterator[paramiko.SFTPClient]:
         """Yield an SFTP client on the pooled transport; it holds a session slot until the block ends.
 
-        Each SFTP request times out after ``timeout`` (default ``endpoint.command_timeout``).
+        Each SFTP request times out after ``timeout`` (default ``endpoint.command_timeout``). The
+        session is kept open for the next block of the same (cluster, user) when this one left no
+        request unanswered (up to ``sftp_sessions`` per connection, each keeping its slot, closed
+        with the connection or as soon as a command waits for a slot): a new channel and subsystem
+        cost three round trips, about 2.3 ms of a 3.2 ms warm listing here.
         """
         timeout = endpoint.command_timeout if timeout is None else timeout
-        with self._channel(endpoint, identity, timeout) as (channel, _deadline):
-            channel.settimeout(timeout)
+        with self._lease(endpoint, identity.username) as entry:
+            transport = self._transport(entry, endpoint, identity)
+            held = self._held_slots()
+            nested = bool(held.get(id(entry)))
+            private = None
+            slots = entry.nested_slots if nested else entry.slots
+            deadline = time.monotonic() + timeout
+            sftp = self._take_slot(entry, endpoint, timeout, nested, transport)
+            reused = sftp is not None
+            held[id(entry)] = held.get(id(entry), 0) + 1
+            with self._lock:
+                self._channels_in_use += 1
+                self._counters["sftp_reused" if reused else "sftp_opened"] += 1
+            keep = False
             try:
-                channel.invoke_subsystem("sftp")
-                sftp = paramiko.SFTPClient(channel)
-            except TimeoutError:
-                raise RemoteTimeout(endpoint.name, f"SFTP did not start within {timeout:g} s") from None
-            except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise ClusterUnreachable(endpoint.name, f"SFTP could not start: {_reason(exc)}") from None
-            with contextlib.closing(sftp):
+                if sftp is None:
+                    channel, private = self._open_session(
+                        entry, endpoint, identity, transport, deadline, nested
+                    )
+                    try:
+                        bound_channel_waits(channel, timeout)
+                        forget_old_channels(channel.get_transport(), CHANNELS_REMEMBERED)
+                        channel.settimeout(timeout)
+                        channel.invoke_subsystem("sftp")
+                        sftp = paramiko.SFTPClient(channel)
+                    except TimeoutError:
+                        _close_quietly(channel)
+                        raise RemoteTimeout(
+                            endpoint.name, f"SFTP did not start within {timeout:g} s"
+                        ) from None
+                    except (paramiko.SSHException, EOFError, OSError) as exc:
+                        _close_quietly(channel)
+                        raise ClusterUnreachable(
+                            endpoint.name, f"SFTP could not start: {_reason(exc)}"
+                        ) from None
+                else:
+                    sftp.get_channel().settimeout(timeout)
                 try:
                     yield sftp
                 except TimeoutError:  # socket.timeout: the channel's timeout passed without an answer
@@ -267,6 +316,28 @@ class ConnectionPool:
                     raise ClusterUnreachable(
                         endpoint.name, f"the connection was lost during SFTP work: {_reason(exc)}"
                     ) from None
+                finally:
+                    # kept only on the main queue's slots, on the pooled transport, with no answer
+                    # outstanding (a timed-out or abandoned request would answer the next user)
+                    keep = (
+                        not nested
+                        and private is None
+                        and _sftp_idle(sftp, transport)
+                        and self._park(entry, sftp, transport)
+                    )
+            finally:
+                if not keep:
+                    if sftp is not None:
+                        _close_quietly(sftp)
+                    if private is not None:
+                        private.close()
+                with self._lock:
+                    self._channels_in_use -= 1
+                held[id(entry)] -= 1
+                if not held[id(entry)]:
+                    del held[id(entry)]
+                if not keep:
+                    self._release_slot(entry, slots)
 
     @contextlib.contextmanager
     def open_tunnel(
@@ -327,6 +398,7 @@ class ConnectionPool:
                 **self._counters,
                 "open_transports": sum(1 for e in self._entries.values() if e.transport is not None),
                 "channels_in_use": self._channels_in_use,
+                "sftp_parked": sum(len(e.parked) for e in self._entries.values()),
             }
 
     def reap_idle(self) -> int:
@@ -371,7 +443,10 @@ class ConnectionPool:
         """The service's pool, from hcc.ssh.*."""
         ssh = settings.ssh
         return cls(
-            max_connections=ssh.max_connections, idle_timeout=ssh.idle_timeout, max_lifetime=ssh.max_lifetime
+            max_connections=ssh.max_connections,
+            idle_timeout=ssh.idle_timeout,
+            max_lifetime=ssh.max_lifetime,
+            sftp_sessions=ssh.sftp_sessions,
         )
 
     def __enter__(self) -> "ConnectionPool":
@@ -389,7 +464,7 @@ class ConnectionPool:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
-                entry = self._entries[key] = _Entry(endpoint.max_sessions)
+                entry = self._entries[key] = _Entry(endpoint.max_sessions, self._lock)
             elif not entry.leases and entry.transport is not None:
                 now = time.monotonic()
                 # expired while the reaper slept: replace it rather than trust a stale connection
@@ -423,10 +498,7 @@ class ConnectionPool:
             # reserve's holders open no further channel, so they finish and nobody waits in a circle
             nested = bool(held.get(id(entry)))
             slots = entry.nested_slots if nested else entry.slots
-            if not slots.acquire(timeout=timeout):
-                raise RemoteTimeout(
-                    endpoint.name, f"all {endpoint.max_sessions} sessions stayed busy for {timeout:g} s"
-                )
+            self._take_slot(entry, endpoint, timeout, nested)
             held[id(entry)] = held.get(id(entry), 0) + 1
             with self._lock:
                 self._channels_in_use += 1
@@ -450,7 +522,98 @@ class ConnectionPool:
                 held[id(entry)] -= 1
                 if not held[id(entry)]:
                     del held[id(entry)]
-                slots.release()
+                self._release_slot(entry, slots)
+
+    def _take_slot(
+        self,
+        entry: _Entry,
+        endpoint: ClusterEndpoint,
+        timeout: float,
+        nested: bool,
+        transport: paramiko.Transport | None = None,
+    ) -> paramiko.SFTPClient | None:
+        """A session slot within ``timeout``; with ``transport`` (an SFTP caller), a parked SFTP
+        session of it (which comes with its slot) if one is or becomes free, else None.
+
+        A command takes a parked session's slot when no slot is free (the session is closed). A
+        nested caller takes the reserve, which parked sessions never hold. Waits on the entry's
+        condition, which every slot release and every parked session signals.
+        """
+        if nested:
+            if not entry.nested_slots.acquire(timeout=timeout):
+                raise RemoteTimeout(
+                    endpoint.name, f"all {endpoint.max_sessions} sessions stayed busy for {timeout:g} s"
+                )
+            return None
+        deadline = time.monotonic() + timeout
+        command = transport is None
+        with self._lock:
+            entry.waiting += command
+        try:
+            while True:
+                found = victim = None
+                stale: list[paramiko.SFTPClient] = []
+                with self._lock:
+                    # everything is looked at under the lock that signals: no wake-up is missed
+                    if command:
+                        if entry.slots.acquire(blocking=False):
+                            return None
+                        victim = entry.parked.pop(0) if entry.parked else None
+                    else:
+                        while entry.parked and found is None:
+                            sftp = entry.parked.pop()
+                            if _sftp_idle(sftp, transport):
+                                found = sftp
+                            else:
+                                stale.append(sftp)
+                        if found is None and not stale and entry.slots.acquire(blocking=False):
+                            return None
+                    if found is None and victim is None and not stale:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise RemoteTimeout(
+                                endpoint.name,
+                                f"all {endpoint.max_sessions} sessions stayed busy for {timeout:g} s",
+                            )
+                        entry.changed.wait(remaining)
+                        continue
+                if victim is not None:
+                    # a parked session gives its slot to this command
+                    _close_quietly(victim)
+                    return None
+                # sessions of a connection that is gone are closed; without a live one found, this
+                # caller keeps the first one's slot
+                for sftp in stale:
+                    _close_quietly(sftp)
+                for _ in stale[0 if found is not None else 1 :]:
+                    self._release_slot(entry, entry.slots)
+                return found
+        finally:
+            with self._lock:
+                entry.waiting -= command
+
+    def _release_slot(self, entry: _Entry, slots: threading.BoundedSemaphore) -> None:
+        slots.release()
+        with self._lock:
+            entry.changed.notify_all()
+
+    def _park(self, entry: _Entry, sftp: paramiko.SFTPClient, transport: paramiko.Transport) -> bool:
+        """Keep ``sftp`` (and its slot) for the next caller; False when it must be closed instead.
+
+        Not while a command waits for a slot: it gets this one's slot instead."""
+        with self._lock:
+            if (
+                entry.waiting
+                or len(entry.parked) >= self.sftp_sessions
+                or entry.transport is not transport
+                or not transport.is_active()
+            ):
+                return False
+            # the next user starts from the home directory, as a new session does
+            sftp._cwd = None
+            entry.parked.append(sftp)
+            entry.changed.notify_all()
+            return True
 
     def _held_slots(self) -> dict[int, int]:
         """How many channels the calling thread holds, by entry (id), right now."""
@@ -727,6 +890,23 @@ def _interrupt(channel: paramiko.Channel) -> None:
         return
     with contextlib.suppress(Exception):
         send_signal(channel, "TERM")
+
+
+def _sftp_idle(sftp: paramiko.SFTPClient, transport: paramiko.Transport) -> bool:
+    """The session is open on ``transport`` and waits for no answer (paramiko's ``_expecting``)."""
+    channel = sftp.sock
+    return (
+        not channel.closed
+        and not channel.eof_received
+        and channel.get_transport() is transport
+        and not sftp._expecting
+    )
+
+
+def _close_quietly(closable: paramiko.SFTPClient | paramiko.Channel) -> None:
+    # a dead socket makes close() raise; that must not hide the real error
+    with contextlib.suppress(Exception):
+        closable.close()
 
 
 def _reason(exc: BaseException) -> str:

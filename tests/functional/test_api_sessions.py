@@ -1,6 +1,7 @@
 """Logging in, sessions, expiry, revocation and throttling, against real slapd, on SQLite and MariaDB."""
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -8,7 +9,7 @@ from sqlalchemy import create_engine, text
 
 from hcc_federation.models.meta import utcnow
 from hcc_federation.timefmt import rfc3339
-from tests.helpers import ContractTestApp, login_token
+from tests.helpers import ContractTestApp, login_token, make_app
 
 
 def bearer(token: str) -> dict:
@@ -168,7 +169,11 @@ def test_a_token_with_a_forged_secret_is_refused(app, login):
     app.get("/api/v1/sessions/current", headers=headers, status=200)
 
 
-def _age_session(database_url: str, token_id: str, **columns) -> None:
+def _age_session(database_url: str, token_id: str, app=None, **columns) -> None:
+    """Move a session's times back, as hours passing would: far past hcc.auth.token_cache, whose
+    verified tokens ``app`` then forgets (what that many seconds would do)."""
+    if app is not None:
+        app.app.registry.hcc_sessions.verified.clear()
     engine = create_engine(database_url)
     sets = ", ".join(f"{c} = :{c}" for c in columns)
     with engine.begin() as conn:
@@ -181,14 +186,16 @@ def test_an_idle_session_expires(app, login, database_url):
     token_id = headers["Authorization"].split()[1].split(".")[0]
     app.get("/api/v1/sessions/current", headers=headers, status=200)
     # idle default: 6 h. Seen 6 h and a second ago:
-    _age_session(database_url, token_id, last_seen_at=utcnow() - timedelta(hours=6, seconds=1))
+    _age_session(database_url, token_id, app, last_seen_at=utcnow() - timedelta(hours=6, seconds=1))
     app.get("/api/v1/sessions/current", headers=headers, status=401)
 
 
 def test_a_session_past_its_maximum_age_expires_even_when_busy(app, login, database_url):
     headers = login("alice")
     token_id = headers["Authorization"].split()[1].split(".")[0]
-    _age_session(database_url, token_id, expires_at=utcnow() - timedelta(seconds=1), last_seen_at=utcnow())
+    _age_session(
+        database_url, token_id, app, expires_at=utcnow() - timedelta(seconds=1), last_seen_at=utcnow()
+    )
     app.get("/api/v1/sessions/current", headers=headers, status=401)
 
 
@@ -196,7 +203,7 @@ def test_use_keeps_an_idle_session_alive(app, login, database_url):
     headers = login("alice")
     token_id = headers["Authorization"].split()[1].split(".")[0]
     # five hours idle, then a request: the idle clock restarts
-    _age_session(database_url, token_id, last_seen_at=utcnow() - timedelta(hours=5))
+    _age_session(database_url, token_id, app, last_seen_at=utcnow() - timedelta(hours=5))
     before = app.get("/api/v1/sessions/current", headers=headers, status=200).json["expires_at"]
     assert before > rfc3339(utcnow() + timedelta(hours=5, minutes=59))
 
@@ -332,3 +339,31 @@ def test_a_session_used_more_often_than_its_idle_timeout_stays_alive(settings, u
     # and once it is really left alone for the idle timeout, it ends
     clock[0] += timedelta(seconds=61)
     replica.get("/api/v1/sessions/current", headers=headers, status=401)
+
+
+def test_a_logout_on_another_replica_takes_effect_within_the_token_cache(settings, users):
+    # two replicas on one database; this one trusts a verified token for 0.5 s
+    here = make_app({**settings, "hcc.auth.token_cache": "0.5"})
+    there = make_app(settings)
+    headers = bearer(login_token(here, users, "alice"))
+    here.get("/api/v1/sessions/current", headers=headers, status=200)
+    there.delete("/api/v1/sessions/current", headers=headers, status=204)
+    revoked_at = time.monotonic()
+    # still trusted here for at most the cache's time, then refused
+    while here.get("/api/v1/sessions/current", headers=headers, expect_errors=True).status_int == 200:
+        assert time.monotonic() - revoked_at < 0.5
+        time.sleep(0.05)
+    here.get("/api/v1/sessions/current", headers=headers, status=401)
+
+
+def test_a_logout_on_this_replica_takes_effect_at_once_despite_the_token_cache(settings, users):
+    here = make_app({**settings, "hcc.auth.token_cache": "60"})
+    headers = bearer(login_token(here, users, "alice"))
+    other = bearer(login_token(here, users, "alice"))
+    for h in (headers, other):
+        here.get("/api/v1/sessions/current", headers=h, status=200)
+    here.delete("/api/v1/sessions/current", headers=headers, status=204)
+    here.get("/api/v1/sessions/current", headers=headers, status=401)
+    # the user's other session is still served from the cache (no database lookup)
+    assert here.app.registry.hcc_sessions.verified.get(other["Authorization"].split()[1], utcnow())
+    here.get("/api/v1/sessions/current", headers=other, status=200)

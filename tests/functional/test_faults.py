@@ -40,6 +40,8 @@ def test_a_silent_database_gives_503_in_bounded_time_and_spares_routes_without_i
     settings = {
         **base_settings,
         "hcc.database.url": url,
+        # every token request asks the database here: a token verified in-process would not
+        "hcc.auth.token_cache": "0",
         "hcc.database.connect_timeout": "1",
         "hcc.database.read_timeout": str(DB_READ_TIMEOUT),
         "hcc.database.write_timeout": "2",
@@ -502,7 +504,13 @@ def test_a_directory_that_is_gone_or_slow(settings, endpoints, users, fault):
 @pytest.mark.parametrize("database_url", ["mysql"], indirect=True)
 def test_a_refused_database_is_a_fast_503_and_a_slow_one_still_answers(base_settings, mysql_proxy, users):
     proxy, url = mysql_proxy
-    settings = {**base_settings, "hcc.database.url": url, "hcc.database.failure_cooldown": "1"}
+    settings = {
+        **base_settings,
+        "hcc.database.url": url,
+        "hcc.database.failure_cooldown": "1",
+        # every token request asks the database here: a token verified in-process would not
+        "hcc.auth.token_cache": "0",
+    }
     with live_server(settings) as server:
         token = server.login("alice", users["alice"]["password"])
         # pooled connections cut (a restart, a load balancer's idle timeout): reconnect, no 503

@@ -658,3 +658,78 @@ def test_getent_fallback_names_ids(alice):
     result = alice.run(["getent", "passwd", "10001", "10002"])
     assert files.parse_getent(result.text()) == {10001: "alice", 10002: "bob"}
     assert files.parse_getent(alice.run(["getent", "group", "10000"]).text()) == {10000: "hpcusers"}
+
+
+def test_the_home_directory_is_asked_once_per_connection(alice, bob, monkeypatch):
+    assert files.home_directory(alice.sftp) == "/home/alice"
+    # a second SFTP session of the same connection answers from the cache, without a round trip
+    other = alice.client.open_sftp()
+    try:
+        monkeypatch.setattr(other, "normalize", lambda path: pytest.fail("asked the server again"))
+        assert files.home_directory(other) == "/home/alice"
+    finally:
+        other.close()
+    # another user's connection has its own answer
+    assert files.home_directory(bob.sftp) == "/home/bob"
+
+
+def test_pages_of_a_large_directory_come_from_one_read_while_it_is_unchanged(alice, scratch, monkeypatch):
+    for i in range(25):
+        alice.sftp.open(f"{scratch}/f{i:02d}", "w").close()
+    alice.sftp.mkdir(f"{scratch}/d")
+    snapshots = files.ListingSnapshots(60)
+    reads = []
+    real_read = files.listing.read_directory
+
+    def counted(sftp, path):
+        reads.append(path)
+        return real_read(sftp, path)
+
+    monkeypatch.setattr(files.listing, "read_directory", counted)
+    pages = [
+        files.list_directory(alice.sftp, scratch, offset=o, limit=10, snapshots=snapshots)
+        for o in (0, 10, 20)
+    ]
+    assert len(reads) == 1
+    # the same pages as reading the directory for each of them
+    assert pages == [files.list_directory(alice.sftp, scratch, offset=o, limit=10) for o in (0, 10, 20)]
+    assert [e["name"] for e in pages[0]["entries"]][:2] == ["d", "f00"]
+    assert {p["total"] for p in pages} == {26}
+    # an entry removed: the directory changed, so the next page reads it again and shows it gone
+    time.sleep(1.1)  # SFTP's mtime has whole seconds
+    alice.sftp.remove(f"{scratch}/f24")
+    last = files.list_directory(alice.sftp, scratch, offset=20, limit=10, snapshots=snapshots)
+    assert len(reads) == 2 + 3  # the three pages without snapshots above, then this read
+    assert last["total"] == 25 and "f24" not in [e["name"] for e in last["entries"]]
+    # past ttl, a snapshot is not used
+    clock = [0.0]
+    timed = files.ListingSnapshots(5, clock=lambda: clock[0])
+    files.list_directory(alice.sftp, scratch, offset=0, limit=10, snapshots=timed)
+    clock[0] = 5.0
+    files.list_directory(alice.sftp, scratch, offset=10, limit=10, snapshots=timed)
+    assert len(reads) == 7
+
+
+def test_a_listing_snapshot_is_per_connection(alice, bob, scratch):
+    for i in range(12):
+        alice.sftp.open(f"{scratch}/f{i:02d}", "w").close()
+    snapshots = files.ListingSnapshots(60)
+    files.list_directory(alice.sftp, scratch, offset=0, limit=10, snapshots=snapshots)
+    # bob may not read alice's directory: a snapshot of alice's connection must not answer him
+    alice.sftp.chmod(scratch, 0o700)
+    with pytest.raises(files.PermissionDenied):
+        files.list_directory(bob.sftp, scratch, offset=10, limit=10, snapshots=snapshots)
+
+
+def test_a_directory_over_the_snapshot_bound_is_paged_without_one(alice, scratch, monkeypatch):
+    for i in range(30):
+        alice.sftp.open(f"{scratch}/f{i:02d}", "w").close()
+    snapshots = files.ListingSnapshots(60)
+    monkeypatch.setattr(snapshots, "MAX_DIRECTORY", 20)
+    pages = [
+        files.list_directory(alice.sftp, scratch, offset=o, limit=10, snapshots=snapshots)
+        for o in (0, 10, 20)
+    ]
+    assert pages == [files.list_directory(alice.sftp, scratch, offset=o, limit=10) for o in (0, 10, 20)]
+    assert [e["name"] for p in pages for e in p["entries"]] == [f"f{i:02d}" for i in range(30)]
+    assert snapshots._rows == 0

@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from hcc_federation import files
 from hcc_federation.api.error_map import mapping_for
 from hcc_federation.remote import (
     ClusterEndpoint,
@@ -27,6 +28,7 @@ from hcc_federation.remote import (
     load_ca_key,
     make_certificate_identity,
 )
+from hcc_federation.remote.paramiko_compat import read_directory
 from hcc_federation.remote.pool import fingerprint, nested_reserve
 
 CLUSTERS = ["alpha", "beta"]
@@ -211,6 +213,104 @@ def test_a_second_channel_that_sshd_refuses_goes_over_a_connection_of_its_own(po
     assert time.monotonic() - started < 4
     assert pool.stats()["overflow_connects"] > 0
     assert pool.stats()["channels_in_use"] == 0
+
+
+def test_an_sftp_session_is_kept_for_the_next_call_and_starts_in_home(pool, alpha, alice):
+    with pool.open_sftp(alpha, alice) as sftp:
+        first = sftp
+        home = sftp.normalize(".")
+        sftp.chdir("/tmp")
+    assert pool.stats()["sftp_parked"] == 1
+    with pool.open_sftp(alpha, alice) as sftp:
+        # the same session, back in the home directory as a new one would be
+        assert sftp is first
+        assert sftp.normalize(".") == home and sftp.getcwd() is None
+    stats = pool.stats()
+    assert (stats["sftp_opened"], stats["sftp_reused"], stats["channels_in_use"]) == (1, 1, 0)
+
+
+def test_an_sftp_session_left_with_a_request_unanswered_is_not_kept(pool, alpha, alice):
+    with pytest.raises(RemoteTimeout), pool.open_sftp(alpha, alice, timeout=0.5) as sftp:
+        # a request whose answer never comes in time: the session must not serve the next caller
+        sftp.get_channel().settimeout(0.0001)
+        sftp.listdir("/usr/lib")
+    assert pool.stats()["sftp_parked"] == 0
+    with pool.open_sftp(alpha, alice) as sftp:
+        assert sftp.stat("/").st_mode
+    assert pool.stats()["sftp_opened"] == 2
+
+
+def test_a_listing_leaves_its_sftp_session_fit_to_keep(pool, alpha, alice):
+    with pool.open_sftp(alpha, alice) as sftp:
+        first = sftp
+        listed = files.list_directory(sftp, "/usr/bin", limit=5)
+        # a reader stopped after three entries reads what it asked for and closes the handle
+        reader = read_directory(sftp, "/usr/lib")
+        assert len([next(reader) for _ in range(3)]) == 3
+        reader.close()
+        assert not sftp._expecting
+    assert pool.stats()["sftp_parked"] == 1
+    with pool.open_sftp(alpha, alice) as sftp:
+        assert sftp is first
+        assert files.list_directory(sftp, "/usr/bin", limit=5) == listed
+        assert sorted(a.filename for a in read_directory(sftp, "/usr/bin")) == sorted(
+            sftp.listdir("/usr/bin")
+        )
+
+
+def test_parked_sftp_sessions_give_their_slots_to_commands(pool, alpha, alice):
+    # every queue slot parked by SFTP sessions: commands must still run, at once, not wait them out
+    endpoint = dataclasses.replace(alpha, max_sessions=4, command_timeout=5)
+    outer = endpoint.max_sessions - nested_reserve(endpoint.max_sessions)
+    pool.sftp_sessions = outer
+    barrier = threading.Barrier(outer)
+
+    def hold(_: int) -> None:
+        with pool.open_sftp(endpoint, alice) as sftp:
+            sftp.stat("/")
+            barrier.wait(timeout=5)
+
+    with ThreadPoolExecutor(outer) as executor:
+        list(executor.map(hold, range(outer)))
+    assert pool.stats()["sftp_parked"] == outer
+    started = time.monotonic()
+    with ThreadPoolExecutor(outer) as executor:
+        outputs = list(
+            executor.map(lambda i: pool.run(endpoint, alice, ["echo", str(i)]).text(), range(outer))
+        )
+    assert outputs == [f"{i}\n" for i in range(outer)]
+    assert time.monotonic() - started < 2
+    assert pool.stats()["sftp_parked"] == 0
+    assert pool.stats()["channels_in_use"] == 0
+
+
+def test_sftp_callers_that_queue_are_handed_kept_sessions_not_new_ones(pool, alpha, alice):
+    # more SFTP callers than slots: each one that waited gets a session another one just finished
+    endpoint = dataclasses.replace(alpha, max_sessions=4, command_timeout=10)
+    outer = endpoint.max_sessions - nested_reserve(endpoint.max_sessions)
+    pool.sftp_sessions = outer
+
+    def work(_: int) -> None:
+        with pool.open_sftp(endpoint, alice) as sftp:
+            sftp.stat("/")
+            time.sleep(0.02)
+
+    with ThreadPoolExecutor(4 * outer) as executor:
+        list(executor.map(work, range(8 * outer)))
+    stats = pool.stats()
+    assert stats["sftp_opened"] <= outer
+    assert stats["sftp_opened"] + stats["sftp_reused"] == 8 * outer
+    assert stats["channels_in_use"] == 0
+
+
+def test_a_parked_sftp_session_goes_with_its_connection(pool, alpha, alice):
+    with pool.open_sftp(alpha, alice) as sftp:
+        old = sftp
+    old.get_channel().get_transport().close()
+    with pool.open_sftp(alpha, alice) as sftp:
+        assert sftp is not old
+        assert sftp.stat("/").st_mode
+    assert pool.stats()["reconnects"] == 1
 
 
 def test_channels_that_close_during_a_rekey_do_not_kill_the_connection(pool, alpha, alice):

@@ -51,3 +51,40 @@ def test_no_module_but_the_fence_touches_a_private_paramiko_name():
         if private.search(line) and not line.lstrip().startswith("#")
     ]
     assert offenders == []
+
+
+def test_name_entries_read_what_paramiko_reads():
+    from paramiko.message import Message
+
+    from hcc_federation.remote.paramiko_compat import _name_entries
+
+    entries = []
+    for i, name in enumerate(["plain", "ü €", "with\nnewline", "."]):
+        attr = paramiko.SFTPAttributes()
+        attr.st_size, attr.st_uid, attr.st_gid = 2**40 + i, 1000 + i, 2000 + i
+        attr.st_mode, attr.st_atime, attr.st_mtime = 0o100644, 1_700_000_000, 1_800_000_000 + i
+        if i == 1:
+            attr.attr = {"ext@example.org": b"value"}
+        if i == 2:
+            attr.st_size = None  # flags without SIZE
+        entries.append((name, attr))
+    msg = Message()
+    for name, attr in entries:
+        msg.add_string(name.encode())
+        msg.add_string(f"-rw-r--r-- 1 a b 0 Jan 1 00:00 {name}".encode())
+        attr._pack(msg)
+    data = msg.asbytes()
+    ours = list(_name_entries(data, len(entries)))
+    reader = Message(data)
+    fields = ("filename", "st_size", "st_uid", "st_gid", "st_mode", "st_atime", "st_mtime")
+    for got in ours:
+        theirs = paramiko.SFTPAttributes._from_msg(reader, reader.get_text(), reader.get_text())
+        assert [getattr(got, f) for f in fields] == [getattr(theirs, f) for f in fields]
+    assert [a.filename for a in ours] == [n for n, _ in entries]
+    # a name that is not UTF-8 is an error, as with paramiko's get_text
+    bad = Message()
+    bad.add_string(b"\xff\xfe")
+    bad.add_string(b"")
+    bad.add_int(0)
+    with pytest.raises(UnicodeDecodeError):
+        list(_name_entries(bad.asbytes(), 1))

@@ -70,6 +70,7 @@ def raw_settings(paths) -> dict[str, str]:
         "hcc.auth.throttle_max_per_user": "3",
         "hcc.auth.throttle_max_per_address": "7",
         "hcc.auth.username_pattern": "^[a-z]{1,8}$",
+        "hcc.auth.token_cache": "2.5",
         "hcc.ldap.uri": "ldap://127.0.0.1:9 ldap://127.0.0.2:9",
         "hcc.ldap.bind_dn": "cn=svc,dc=example,dc=org",
         "hcc.ldap.bind_password": "svc-pw",
@@ -89,6 +90,7 @@ def raw_settings(paths) -> dict[str, str]:
         "hcc.files.max_upload_bytes": "4096",
         "hcc.files.link_ttl": "60",
         "hcc.files.tree_timeout": "30",
+        "hcc.files.listing_snapshot": "2.5",
         "hcc.jobs.output_poll_interval": "0.5",
         "hcc.jobs.output_follow_max_seconds": "90",
         "hcc.legacy.password_change_window": "120",
@@ -133,6 +135,7 @@ def raw_settings(paths) -> dict[str, str]:
         "hcc.ssh.max_connections": "9",
         "hcc.ssh.idle_timeout": "45",
         "hcc.ssh.max_lifetime": "120",
+        "hcc.ssh.sftp_sessions": "3",
         "hcc.ssh.status_ttl": "2.5",
     }
 
@@ -301,6 +304,7 @@ CHECKS = {
     "hcc.auth.throttle_max_per_user": (lambda r: r.hcc_throttle.settings.throttle_max_per_user, 3),
     "hcc.auth.throttle_max_per_address": (lambda r: r.hcc_throttle.settings.throttle_max_per_address, 7),
     "hcc.auth.username_pattern": (lambda r: r.hcc_login.username_pattern.pattern, "^[a-z]{1,8}$"),
+    "hcc.auth.token_cache": (lambda r: r.hcc_sessions.verified.ttl, 2.5),
     "hcc.ldap.uri": (
         lambda r: [(s.host, s.port) for s in r.hcc_directory._server().servers],
         [("127.0.0.1", 9), ("127.0.0.2", 9)],
@@ -333,6 +337,7 @@ CHECKS = {
     "hcc.api.trusted_proxies": (_client_address, "10.1.2.3"),
     "hcc.files.link_ttl": (lambda r: r.hcc_settings.files.link_ttl, 60),
     "hcc.files.tree_timeout": (_tree_timeout, 30),
+    "hcc.files.listing_snapshot": (lambda r: r.hcc_listing_snapshots.ttl, 2.5),
     # they act on a followed job's output: tests/functional/test_api_job_output.py
     "hcc.jobs.output_poll_interval": (lambda r: r.hcc_settings.jobs.output_poll_interval, 0.5),
     "hcc.jobs.output_follow_max_seconds": (lambda r: r.hcc_settings.jobs.output_follow_max_seconds, 90),
@@ -426,6 +431,7 @@ CHECKS = {
     "hcc.ssh.max_connections": (lambda r: r.hcc_pool.max_connections, 9),
     "hcc.ssh.idle_timeout": (lambda r: r.hcc_pool.idle_timeout, 45),
     "hcc.ssh.max_lifetime": (lambda r: r.hcc_pool.max_lifetime, 120),
+    "hcc.ssh.sftp_sessions": (lambda r: r.hcc_pool.sftp_sessions, 3),
     "hcc.ssh.status_ttl": (lambda r: r.hcc_clusters.status_ttl, 2.5),
 }
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from hcc_federation.api.error_map import mapping_for
+from hcc_federation.jobs.commands import SACCT_LIST_FIELDS, sacct_list_argv
 from hcc_federation.jobs.errors import SlurmError, SlurmUnavailable
 from hcc_federation.jobs.parsers import (
     command_error,
@@ -18,6 +19,7 @@ from hcc_federation.jobs.parsers import (
     parse_sbatch,
     parse_squeue_json,
     parse_sstat,
+    req_mem_mb,
     restore_recorded_names,
     size_to_bytes,
     size_to_mb,
@@ -39,6 +41,7 @@ def read(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def sacct_list():
+    # recorded when the list asked for the fields of one job (ReqTRES): what sacct_job_argv asks
     return parse_sacct(read("sacct_list.txt"), DELIMITER)
 
 
@@ -204,6 +207,28 @@ def test_sizes():
     assert size_to_bytes("3316K") == 3316 * 1024
     assert tres_memory_mb("billing=1,cpu=1,mem=2G,node=1") == 2048
     assert tres_memory_mb("cpu=1") is None
+
+
+def test_the_list_asks_for_reqmem_not_reqtres():
+    (fmt,) = (a for a in sacct_list_argv("alice", "2026-11-01", "|") if a.startswith("--format="))
+    assert "ReqMem" in fmt.split("=", 1)[1].split(",") and "ReqTRES" not in fmt
+
+
+def test_reqmem_gives_the_memory_that_reqtres_gave_for_the_same_jobs():
+    # one capture of each field list, a moment apart, for jobs asking memory per CPU (100 x 2 CPUs),
+    # for the job (300M, 1G over 2 CPUs) and not at all (the bed's default, 1G)
+    cheap, _ = parse_sacct(read("sacct_list_reqmem.txt"), DELIMITER, SACCT_LIST_FIELDS)
+    costly, _ = parse_sacct(read("sacct_list_reqtres.txt"), DELIMITER)
+    assert [job["memory"] for job in cheap] == [200, 300, 1024, 1024]
+    assert cheap == costly
+
+
+def test_reqmem_of_older_slurm_per_cpu_and_per_node():
+    assert req_mem_mb("200M", 2, 1) == 200
+    assert req_mem_mb("100Mc", 2, 1) == 200
+    assert req_mem_mb("1Gn", 8, 2) == 2048
+    assert req_mem_mb("100Mc", None, 1) is None
+    assert req_mem_mb("", 1, 1) is None
 
 
 def test_squeue_fixture_is_real_22_05_output():

@@ -13,6 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
 
 from hcc_federation.jobs.commands import (  # noqa: E402
+    SACCT_JOB_FIELDS,
     batch_script_argv,
     probe_argv,
     sacct_job_argv,
@@ -92,5 +93,31 @@ def main():
     print("job", job, "named job", name_job, "work dir", work)
 
 
+def capture_list_memory():
+    """The list's ReqMem next to ReqTRES for the same jobs (`python capture.py memory`).
+
+    Jobs asking memory per CPU, per node and not at all, submitted held, released and cancelled
+    once accounting has them (a job cancelled while held is never recorded).
+    """
+    name = f"hcc-capture-mem-{uuid.uuid4().hex[:6]}"
+    ids = []
+    for options in (["--mem-per-cpu=100", "-n", "2"], ["--mem=300", "-N", "1"], ["--mem=1G", "-n", "2"], []):
+        argv = ["sbatch", "--parsable", "--hold", "-t", "1", "-o", "/dev/null", "--chdir=/tmp", "-J", name]
+        ids.append(run("alice", [*argv, *options, "--wrap", "true"]).stdout.decode().strip())
+    run("alice", ["scontrol", "release", ",".join(ids)])
+    by_name = ["--name=" + name]
+    for _ in range(60):
+        listed = run("alice", ["sacct", "-X", "-n", "-P", "--starttime=now-1hour", *by_name, "-o", "JobID"])
+        if len(listed.stdout.splitlines()) >= len(ids):
+            break
+        time.sleep(1)
+    run("alice", ["scancel", *by_name, "--state=PENDING"])
+    time.sleep(2)
+    new = sacct_list_argv("alice", "now-1hour", DELIMITER) + by_name
+    old = [a if not a.startswith("--format=") else "--format=" + ",".join(SACCT_JOB_FIELDS) for a in new]
+    save("sacct_list_reqmem.txt", run("alice", new).stdout)
+    save("sacct_list_reqtres.txt", run("alice", old).stdout)
+
+
 if __name__ == "__main__":
-    main()
+    capture_list_memory() if sys.argv[1:] == ["memory"] else main()

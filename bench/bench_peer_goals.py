@@ -1,0 +1,382 @@
+"""Every row of issue 14's goal table in one run, each next to its baseline and its goal.
+
+Two `pserve` processes serve the service side by side on the same test bed: this checkout ("now")
+and another one (`--baseline-root`, /work/main by default: "before", the figure the throughput goal
+doubles). OpenSSH runs over one ControlMaster connection per user, made before the measurements.
+Rows (cluster alpha; alice unless said):
+1. warm `GET /files?path=/home/alice` (median) against `ls -la /home/alice` over the ControlMaster;
+2. `GET /clusters/alpha` against `scontrol show partition` over the ControlMaster;
+3. bob's job list (at least `--jobs` finished jobs, made as bench_jobs.py makes them) against the
+   cheapest sacct + squeue that give the documented fields (the list's own sacct argv, then squeue);
+4. the server's CPU time (from /proc) per warm listing while 10 clients list;
+5. listings per second with 10 and 100 clients, of one user and of every bed user (the bed has 3),
+   now against before, and the errors;
+6. all pages of a `--entries` directory against `ls -l` of it;
+7. a `--size-mib` upload (PUT /files/content, waitress) against `scp`;
+8. the server's RSS after `--transfers` downloads of `--size-mib` each.
+The machine is shared: run it a few times and read the medians together with the load printed.
+
+Run as root with the test bed up:  .venv/bin/python bench/bench_peer_goals.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+
+from bench_jobs import history_count, make_history
+from common import (
+    ENDPOINTS,
+    USERS,
+    Client,
+    PatternBody,
+    close_master,
+    proc_figures,
+    pserve,
+    registry,
+    settings,
+    ssh_options,
+    ssh_run,
+    vm_kib,
+)
+
+from hcc_federation.jobs.commands import new_delimiter, sacct_list_argv, squeue_argv
+from hcc_federation.jobs.validation import validate_since
+
+ALPHA = ENDPOINTS["clusters"]["alpha"]
+MiB = 1024 * 1024
+SERVER = {"max_request_body_size": "4294967296"}
+SETTINGS = {"hcc.cluster.alpha.command_timeout": "120"}
+
+
+def files_url(suffix: str = "", **params) -> str:
+    return f"/api/v1/clusters/alpha/files{suffix}?{urllib.parse.urlencode(params)}"
+
+
+class Server:
+    """One pserve process and a logged-in keep-alive client per bed user."""
+
+    def __init__(self, label: str, port: int, process: subprocess.Popen):
+        self.label, self.port, self.process = label, port, process
+        self.tokens = {name: Client(port).login(name) for name in USERS if not USERS[name].get("locked")}
+        self.client = Client(port, timeout=600, blocksize=MiB)
+
+    def get(self, path: str, user: str = "alice") -> bytes:
+        status, body = self.client.call("GET", path, token=self.tokens[user])
+        assert status == 200, (self.label, path, status, body[:300])
+        return body
+
+
+def interleaved_ms(calls: list, rounds: int) -> list[float]:
+    """The median of each call, run in turns (each once per round), so that a drift of the shared
+    machine's load touches every figure alike."""
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(rounds):
+        for i, call in enumerate(calls):
+            start = time.perf_counter()
+            call()
+            times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) * 1000 for t in times]
+
+
+def throughput(server: Server, clients: int, users: list[str], seconds: float) -> tuple[float, int, float]:
+    """(requests/s, errors, server CPU ms per request) of ``clients`` keep-alive clients listing
+    their home directories for ``seconds``."""
+    stop = time.monotonic() + seconds
+    done = [0] * clients
+    errors = [0] * clients
+    barrier = threading.Barrier(clients + 1)
+
+    def work(i: int) -> None:
+        user = users[i % len(users)]
+        client = Client(server.port, timeout=120)
+        path = files_url(path=f"/home/{user}")
+        barrier.wait()
+        while time.monotonic() < stop:
+            try:
+                status, _ = client.call("GET", path, token=server.tokens[user])
+            except OSError:
+                status = 0
+                client = Client(server.port, timeout=120)
+            if status == 200:
+                done[i] += 1
+            else:
+                errors[i] += 1
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    cpu_before = proc_figures(server.process.pid)["cpu_s"]
+    started = time.monotonic()
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    cpu = proc_figures(server.process.pid)["cpu_s"] - cpu_before
+    total = sum(done)
+    return total / elapsed, sum(errors), (cpu / total * 1000 if total else float("nan"))
+
+
+def upload(server: Server, path: str, size: int, block: bytes) -> float:
+    start = time.perf_counter()
+    status, body = server.client.call(
+        "PUT",
+        files_url("/content", path=path),
+        PatternBody(size, block),
+        token=server.tokens["alice"],
+        headers={"Content-Length": str(size)},
+    )
+    assert status in (200, 201), body[:300]
+    return size / MiB / (time.perf_counter() - start)
+
+
+def download(server: Server, path: str, size: int) -> None:
+    conn = server.client.conn
+    conn.request("GET", files_url("/content", path=path), headers=Client.auth(server.tokens["alice"]))
+    response = conn.getresponse()
+    assert response.status == 200, response.read()[:300]
+    received = 0
+    while data := response.read(MiB):
+        received += len(data)
+    assert received == size, (received, size)
+
+
+def scp_rate(control: str, local: str, target: str, size: int) -> float:
+    argv = ["scp", "-q", *ssh_options("alpha", "alice", control), "-P", str(ALPHA["ssh_port"])]
+    start = time.perf_counter()
+    subprocess.run([*argv, local, f"alice@{ALPHA['ssh_host']}:{target}"], check=True, capture_output=True)
+    return size / MiB / (time.perf_counter() - start)
+
+
+def row(what: str, now: str, base: str, ratio: float | None, goal: str) -> None:
+    shown = f"{ratio:.2f}" if ratio is not None else "-"
+    print(f"| {what} | {now} | {base} | {shown} | {goal} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--baseline-root", default="/work/main", help="the checkout that serves 'before'")
+    parser.add_argument("--rounds", type=int, default=21, help="median of N for single calls")
+    parser.add_argument("--seconds", type=float, default=8, help="per throughput scenario")
+    parser.add_argument("--entries", type=int, default=10_000)
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument("--transfers", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter runs, small files")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.seconds, args.size_mib, args.transfers = 7, 3, 64, 6
+    size = args.size_mib * MiB
+    block = os.urandom(MiB)
+    users = [name for name in USERS if not USERS[name].get("locked")]
+    work = f"/home/alice/hcc-bench-goals-{uuid.uuid4().hex}"
+    local = f"/dev/shm/hcc-bench-goals-{uuid.uuid4().hex}.bin"
+    if history_count("alpha", "bob") < args.jobs:
+        make_history("alpha", "bob", args.jobs)
+    baseline_root = Path(args.baseline_root)
+    head = subprocess.run(
+        ["git", "-C", str(baseline_root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    with (
+        registry() as db_now,
+        registry() as db_base,
+        tempfile.TemporaryDirectory(dir="/tmp") as ctl,
+        pserve(settings(db_now, ["alpha"], SETTINGS), threads=16, server_options=SERVER) as (p1, proc1),
+        pserve(
+            settings(db_base, ["alpha"], SETTINGS), threads=16, server_options=SERVER, root=baseline_root
+        ) as (p2, proc2),
+    ):
+        control = {user: os.path.join(ctl, f"cm-{user}") for user in users}
+        now, base = Server("now", p1, proc1), Server("before", p2, proc2)
+        try:
+            for user in users:
+                ssh_run("alpha", user, ["true"], control[user])  # masters, outside the measurements
+            ssh_run("alpha", "alice", ["mkdir", "-p", "--", work], control["alice"])
+            print(f"baseline: {baseline_root} at {head}; load before: {' '.join(load_before)}\n")
+            print("| measure | now | baseline | ratio | goal |\n|---|---|---|---|---|")
+
+            # 1. warm ls of a home directory
+            home = files_url(path="/home/alice")
+            for server in (now, base):
+                server.get(home)
+            ls_now, ls_base, ls_cm = interleaved_ms(
+                [
+                    lambda: now.get(home),
+                    lambda: base.get(home),
+                    lambda: ssh_run("alpha", "alice", ["ls", "-la", "/home/alice"], control["alice"]),
+                ],
+                args.rounds,
+            )
+            row(
+                "warm ls /home/alice, median",
+                f"{ls_now:.2f} ms",
+                f"CM `ls -la` {ls_cm:.2f} ms",
+                ls_now / ls_cm,
+                "<= 0.4",
+            )
+            row("  (before)", f"{ls_base:.2f} ms", f"CM `ls -la` {ls_cm:.2f} ms", ls_base / ls_cm, "")
+
+            # 2. partitions / cluster detail
+            detail = "/api/v1/clusters/alpha"
+            for server in (now, base):
+                server.get(detail)
+            part_now, part_base, part_cm = interleaved_ms(
+                [
+                    lambda: now.get(detail),
+                    lambda: base.get(detail),
+                    lambda: ssh_run("alpha", "alice", ["scontrol", "show", "partition"], control["alice"]),
+                ],
+                args.rounds,
+            )
+            row(
+                "cluster detail (partitions), median",
+                f"{part_now:.2f} ms",
+                f"CM `scontrol show partition` {part_cm:.2f} ms",
+                part_now / part_cm,
+                "<= 0.5",
+            )
+            row("  (before)", f"{part_base:.2f} ms", "", part_base / part_cm, "")
+
+            # 3. job list of bob (>= args.jobs finished jobs)
+            jobs = "/api/v1/clusters/alpha/jobs"
+            for server in (now, base):
+                server.get(jobs, "bob")
+            since = validate_since(None)
+            cheapest = [
+                "sh",
+                "-c",
+                " && ".join(
+                    [
+                        shlex.join(sacct_list_argv("bob", since, new_delimiter())) + " >/dev/null",
+                        shlex.join(squeue_argv("bob")) + " >/dev/null",
+                    ]
+                ),
+            ]
+            jobs_now, jobs_base, jobs_cm = interleaved_ms(
+                [
+                    lambda: now.get(jobs, "bob"),
+                    lambda: base.get(jobs, "bob"),
+                    lambda: ssh_run("alpha", "bob", cheapest, control["bob"]),
+                ],
+                args.rounds,
+            )
+            row(
+                f"job list ({args.jobs} jobs), median",
+                f"{jobs_now:.1f} ms",
+                f"CM sacct (ReqMem) + squeue {jobs_cm:.1f} ms",
+                jobs_now / jobs_cm,
+                "<= 1.1",
+            )
+            row("  (before)", f"{jobs_base:.1f} ms", "", jobs_base / jobs_cm, "")
+
+            # 4. and 5. throughput, and the server's CPU per warm ls under 10 clients
+            results = {}
+            for clients in (10, 100):
+                for who in ("one user", f"{len(users)} users"):
+                    chosen = ["alice"] if who == "one user" else users
+                    for server in (now, base):
+                        results[(clients, who, server.label)] = throughput(
+                            server, clients, chosen, args.seconds
+                        )
+            cpu_now = results[(10, "one user", "now")][2]
+            cpu_base = results[(10, "one user", "before")][2]
+            row(
+                "server CPU per warm ls, 10 clients",
+                f"{cpu_now:.2f} ms",
+                f"before {cpu_base:.2f} ms",
+                cpu_now / cpu_base,
+                "<= 3 ms",
+            )
+            for (clients, who, label), (rate, errors, _) in results.items():
+                if label != "now":
+                    continue
+                before, before_errors, _ = results[(clients, who, "before")]
+                row(
+                    f"ls throughput, {clients} clients, {who}",
+                    f"{rate:.0f} req/s ({errors} errors)",
+                    f"before {before:.0f} req/s ({before_errors} errors)",
+                    rate / before,
+                    ">= 2, 0 errors",
+                )
+
+            # 6. a whole listing of args.entries entries
+            many = f"{work}/many"
+            script = (
+                "import os, sys\nos.mkdir(sys.argv[1])\nfor i in range(int(sys.argv[2])):\n"
+                "    open(os.path.join(sys.argv[1], 'f%05d' % i), 'w').close()\n"
+            )
+            ssh_run("alpha", "alice", ["python3", "-c", script, many, str(args.entries)], control["alice"])
+
+            def all_pages(server: Server) -> None:
+                for offset in range(0, args.entries, 1000):
+                    body = server.get(files_url(path=many, offset=offset, limit=1000))
+                    assert json.loads(body)["total"] == args.entries
+
+            pages_rounds = max(3, args.rounds // 3)
+            all_pages(now)
+            whole_now, whole_base, ls_l = interleaved_ms(
+                [
+                    lambda: all_pages(now),
+                    lambda: all_pages(base),
+                    lambda: ssh_run("alpha", "alice", ["ls", "-l", "--", many], control["alice"]),
+                ],
+                pages_rounds,
+            )
+            row(
+                f"whole {args.entries}-entry listing (pages of 1,000)",
+                f"{whole_now:.0f} ms",
+                f"CM `ls -l` {ls_l:.0f} ms",
+                whole_now / ls_l,
+                "<= 1.5",
+            )
+            row("  (before)", f"{whole_base:.0f} ms", "", whole_base / ls_l, "")
+
+            # 7. upload against scp (waitress: hosting under mod_wsgi is issue 13's)
+            with open(local, "wb") as handle:
+                for _ in range(size // MiB):
+                    handle.write(block)
+            up_now = max(upload(now, f"{work}/up.bin", size, block) for _ in range(2))
+            up_scp = max(scp_rate(control["alice"], local, f"{work}/scp.bin", size) for _ in range(2))
+            row(
+                f"{args.size_mib} MiB upload (waitress)",
+                f"{up_now:.0f} MiB/s",
+                f"scp {up_scp:.0f} MiB/s",
+                up_now / up_scp,
+                ">= 1.0 (mod_wsgi)",
+            )
+
+            # 8. RSS after many large downloads
+            rss = []
+            for _ in range(args.transfers):
+                download(now, f"{work}/up.bin", size)
+                rss.append(vm_kib(now.process.pid, "VmRSS")[0] / 1024)
+            early = rss[min(2, len(rss) - 1)]
+            row(
+                f"RSS after {args.transfers} x {args.size_mib} MiB downloads",
+                f"{rss[-1]:.0f} MiB",
+                f"after 3: {early:.0f} MiB",
+                None,
+                "<= 150 MB, flat",
+            )
+        finally:
+            ssh_run("alpha", "alice", ["rm", "-r", "-f", "--", work], control["alice"])
+            for user in users:
+                close_master("alpha", user, control[user])
+            if os.path.exists(local):
+                os.remove(local)
+    print(f"\nload after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+
+
+if __name__ == "__main__":
+    main()

@@ -43,6 +43,31 @@ def clusters() -> dict:
     return out
 
 
+def hosting() -> dict:
+    """The hosted service: Apache mod_wsgi (up.sh) and the replicas behind HAProxy (scripts/replicas.sh)."""
+    mysql = f"{env['SVC_DB_USER']}:{env['SVC_DB_PASS']}@127.0.0.1:{env['MYSQL_PORT']}"
+    return {
+        "ini": f"{state}/hcc/service.ini",
+        "venv": env["TESTBED_SERVICE_VENV"],
+        "user": env["SERVICE_USER"],
+        "auth_secret": env["HOSTED_AUTH_SECRET"],
+        "tls_ca": f"{state}/tls/server.crt",
+        "apache": {
+            "url": f"https://127.0.0.1:{env['APACHE_PORT']}",
+            "database_url": f"mysql+mysqldb://{mysql}/{env['APACHE_DB']}?charset=utf8mb4",
+            "pidfile": f"{state}/run/apache2.pid",
+        },
+        "replicas": {
+            "url": f"http://127.0.0.1:{env['HAPROXY_PORT']}",
+            "database_url": f"mysql+mysqldb://{mysql}/{env['REPLICAS_DB']}?charset=utf8mb4",
+            "replicas": [
+                {"url": f"http://127.0.0.1:{port}", "pidfile": f"{state}/run/replica-{port}.pid"}
+                for port in env["REPLICA_PORTS"].split()
+            ],
+        },
+    }
+
+
 base = env["LDAP_BASE"]
 print(
     json.dumps(
@@ -78,6 +103,7 @@ print(
                 "jupyter": f"{env['TESTBED_JUPYTER_VENV']}/bin/jupyter",
                 "port_range": [int(env["JUPYTER_PORT_LO"]), int(env["JUPYTER_PORT_HI"])],
             },
+            "hosting": hosting(),
             "users": users(),
             "clusters": clusters(),
         },

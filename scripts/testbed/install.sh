@@ -12,7 +12,9 @@ PKGS=(mariadb-server mariadb-client
       openssh-server openssh-client
       munge
       slurmctld slurmd slurmdbd slurm-client
-      iproute2 procps python3-venv)
+      iproute2 procps python3-venv
+      apache2 libapache2-mod-wsgi-py3 haproxy openssl curl
+      libmariadb-dev pkg-config gcc python3-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -55,4 +57,18 @@ if ! { [ -x "$TESTBED_JUPYTER_VENV/bin/jupyter-server" ] && jupyter_ok; }; then
 fi
 # catches a venv made under umask 077: an unprivileged user must be able to import it
 jupyter_ok runuser -u nobody -- || die "$TESTBED_JUPYTER_VENV cannot be used by an unprivileged user"
+# The hosted service (Apache mod_wsgi, the replicas): a venv of Debian's python3, the one Debian's
+# mod_wsgi embeds, with this checkout installed editable; readable by all, as the service's user runs it.
+# Reinstalled when setup.py changes or another checkout ran this script.
+ROOT="$(cd "$HERE/../.." && pwd)"
+svc_stamp="$TESTBED_SERVICE_VENV/.hcc-setup.sha"
+svc_want="$( (cat "$ROOT/setup.py" "$ROOT/pyproject.toml"; echo "$ROOT") | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$svc_stamp" 2>/dev/null)" != "$svc_want" ]; then
+  ( umask 022
+    [ -x "$TESTBED_SERVICE_VENV/bin/python" ] || /usr/bin/python3 -m venv "$TESTBED_SERVICE_VENV"
+    "$TESTBED_SERVICE_VENV/bin/pip" install -q --disable-pip-version-check "setuptools<82" wheel
+    "$TESTBED_SERVICE_VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT"
+    echo "$svc_want" > "$svc_stamp" )
+  log "hcc-federation installed in $TESTBED_SERVICE_VENV (from $ROOT)"
+fi
 log "install done in $((SECONDS - T0)) s"

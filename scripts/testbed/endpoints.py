@@ -1,7 +1,9 @@
-"""Print the test bed's endpoints.json from the variables that up.sh exports."""
+"""Print the test bed's endpoints.json from the variables that up.sh exports (with the argument
+`hosting`: hosting.json, the hosted service's endpoints)."""
 
 import json
 import os
+import sys
 
 env = os.environ
 state = env["S"]
@@ -68,6 +70,10 @@ def hosting() -> dict:
     }
 
 
+if sys.argv[1:] == ["hosting"]:
+    print(json.dumps(hosting(), indent=2))
+    sys.exit(0)
+
 base = env["LDAP_BASE"]
 print(
     json.dumps(
@@ -103,7 +109,6 @@ print(
                 "jupyter": f"{env['TESTBED_JUPYTER_VENV']}/bin/jupyter",
                 "port_range": [int(env["JUPYTER_PORT_LO"]), int(env["JUPYTER_PORT_HI"])],
             },
-            "hosting": hosting(),
             "users": users(),
             "clusters": clusters(),
         },

@@ -206,14 +206,6 @@ setup_sshd() {
 ROOT="$(cd "$HERE/../.." && pwd)"
 HCC="$S/hcc"
 
-# hosted_env DB : the environment the service reads its secrets from (docs/deploy.md, section 6)
-hosted_env() {
-  export HCC_INI="$HCC/service.ini"
-  export HCC_DATABASE_URL="mysql+mysqldb://$SVC_DB_USER:$SVC_DB_PASS@127.0.0.1:$MYSQL_PORT/$1?charset=utf8mb4"
-  export HCC_AUTH_SECRET="$HOSTED_AUTH_SECRET"
-  export HCC_LDAP_BIND_PASSWORD="$LDAP_READONLY_PASS"
-}
-
 setup_service() {
   id "$SERVICE_USER" >/dev/null 2>&1 || useradd --system --user-group --no-create-home \
     --home-dir /nonexistent --shell /usr/sbin/nologin "$SERVICE_USER"
@@ -285,4 +277,8 @@ export S CLUSTERS TESTBED_USERS LDAP_BASE LDAP_PORT LDAP_ADMIN_PASS LDAP_READONL
   HOSTED_AUTH_SECRET TESTBED_SERVICE_VENV SERVICE_USER
 ( umask 077; /usr/bin/python3 "$HERE/endpoints.py" > "$S/endpoints.json.tmp" )
 mv "$S/endpoints.json.tmp" "$S/endpoints.json"
+if [ -f "$S/hcc/service.ini" ]; then
+  ( umask 077; /usr/bin/python3 "$HERE/endpoints.py" hosting > "$S/hosting.json.tmp" )
+  mv "$S/hosting.json.tmp" "$S/hosting.json"
+fi
 log "test bed up in $((SECONDS - T0)) s; endpoints: $S/endpoints.json"

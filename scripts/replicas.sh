@@ -16,9 +16,14 @@ T0=$SECONDS
 replicas_up() {
   local port SERVER_LINES=""
   for port in $REPLICA_PORTS; do
+    # a replica keeps the code it started with: restart it when install.sh installed new code
+    if is_running "replica-$port" && ! cmp -s "$TESTBED_SERVICE_VENV/.hcc-code.sha" "$RUN/replica-$port.code.started"; then
+      stop_daemon "replica-$port"
+    fi
     ( hosted_env "$REPLICAS_DB"
       start_daemon "replica-$port" "$SERVICE_USER" "$TESTBED_SERVICE_VENV/bin/python" \
         -m pyramid.scripts.pserve "$HCC_INI" "http_port=$port" )
+    cp "$TESTBED_SERVICE_VENV/.hcc-code.sha" "$RUN/replica-$port.code.started"
     SERVER_LINES+="  server replica-$port 127.0.0.1:$port check"$'\n'
   done
   SERVER_LINES="${SERVER_LINES%$'\n'}"

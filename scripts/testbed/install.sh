@@ -58,16 +58,20 @@ fi
 # catches a venv made under umask 077: an unprivileged user must be able to import it
 jupyter_ok runuser -u nobody -- || die "$TESTBED_JUPYTER_VENV cannot be used by an unprivileged user"
 # The hosted service (Apache mod_wsgi, the replicas): a venv of Debian's python3, the one Debian's
-# mod_wsgi embeds, with this checkout installed editable; readable by all, as the service's user runs it.
-# Reinstalled when setup.py changes or another checkout ran this script.
+# mod_wsgi embeds, with this checkout installed as an admin installs it (not editable: the service's
+# user must read the code, and a checkout may sit where it cannot, e.g. under /root). Reinstalled
+# when the checkout's code or setup.py changed; up.sh and replicas.sh then restart what serves it.
 ROOT="$(cd "$HERE/../.." && pwd)"
-svc_stamp="$TESTBED_SERVICE_VENV/.hcc-setup.sha"
-svc_want="$( (cat "$ROOT/setup.py" "$ROOT/pyproject.toml"; echo "$ROOT") | sha256sum | cut -d' ' -f1)"
+svc_stamp="$TESTBED_SERVICE_VENV/.hcc-code.sha"
+svc_want="$(cd "$ROOT" && find setup.py pyproject.toml hcc_federation -type f -name '*.py' -o -name '*.toml' \
+  | sort | xargs cat | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$svc_stamp" 2>/dev/null)" != "$svc_want" ]; then
   ( umask 022
     [ -x "$TESTBED_SERVICE_VENV/bin/python" ] || /usr/bin/python3 -m venv "$TESTBED_SERVICE_VENV"
     "$TESTBED_SERVICE_VENV/bin/pip" install -q --disable-pip-version-check "setuptools<82" wheel
-    "$TESTBED_SERVICE_VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT"
+    # a copy of the checkout: pip builds in a temporary directory, not in the checkout
+    "$TESTBED_SERVICE_VENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$ROOT"
+    "$TESTBED_SERVICE_VENV/bin/pip" install -q --disable-pip-version-check "$ROOT"
     echo "$svc_want" > "$svc_stamp" )
   log "hcc-federation installed in $TESTBED_SERVICE_VENV (from $ROOT)"
 fi

@@ -237,18 +237,23 @@ setup_service() {
 }
 
 setup_apache() {
-  local SERVICE_VENV="$TESTBED_SERVICE_VENV"
+  local SERVICE_VENV="$TESTBED_SERVICE_VENV" WSGI_SCRIPT
+  # the installed package's wsgi.py (from /, so that no checkout in the working directory is imported)
+  WSGI_SCRIPT="$(cd / && "$SERVICE_VENV/bin/python" -c \
+    'import hcc_federation, os; print(os.path.join(os.path.dirname(hcc_federation.__file__), "wsgi.py"))')"
   install -d -m 755 "$RUN/apache2"
-  render "$TMPL/apache2.conf" "$ETC/apache2.conf" S RUN LOG ROOT APACHE_PORT SERVICE_USER SERVICE_VENV
+  render "$TMPL/apache2.conf" "$ETC/apache2.conf" S RUN LOG APACHE_PORT SERVICE_USER SERVICE_VENV WSGI_SCRIPT
   /usr/sbin/apache2 -t -f "$ETC/apache2.conf" >> "$LOG/apache2.log" 2>&1 \
     || die "apache2 -t refused $ETC/apache2.conf (log: $LOG/apache2.log)"
-  # a running Apache keeps the config it started with: restart it when the config changed
-  if is_running apache2 && ! cmp -s "$ETC/apache2.conf" "$RUN/apache2.conf.started"; then
+  # a running Apache keeps the config and the code it started with: restart it when either changed
+  if is_running apache2 && ! { cmp -s "$ETC/apache2.conf" "$RUN/apache2.conf.started" \
+      && cmp -s "$SERVICE_VENV/.hcc-code.sha" "$RUN/apache2.code.started"; }; then
     stop_daemon apache2
   fi
   ( hosted_env "$APACHE_DB"
     start_daemon apache2 - /usr/sbin/apache2 -f "$ETC/apache2.conf" -DFOREGROUND )
   cp "$ETC/apache2.conf" "$RUN/apache2.conf.started"
+  cp "$SERVICE_VENV/.hcc-code.sha" "$RUN/apache2.code.started"
   WAIT_DAEMON=apache2 wait_for "apache2 mod_wsgi (https://127.0.0.1:$APACHE_PORT)" 60 \
     curl -sf -m 5 --cacert "$S/tls/server.crt" "https://127.0.0.1:$APACHE_PORT/api/v1/health"
 }

@@ -26,7 +26,10 @@ IN_PROCESS=(test_audit_log_records_logins_logouts_and_failures_without_secrets
   test_hostile_job_ids_are_refused_before_anything_runs
   test_wrong_current_passwords_count_against_the_login_limits
   test_concurrent_wrong_logins_on_two_replicas_never_pass_the_per_user_limit
-  test_an_attempt_whose_request_died_ages_out_with_the_window)
+  test_an_attempt_whose_request_died_ages_out_with_the_window
+  test_bob_cannot_read_an_upload_over_alices_private_file_while_it_is_in_flight
+  test_cut_off_uploads_leave_no_file test_big_download_streams_and_gives_its_channel_back
+  test_links_work_without_a_token_until_expiry_or_logout)
 # Apache itself answers a path holding %00 (404) and folds "/.." before the app sees the path
 FRONT_END=(test_any_bytes_in_the_path_or_the_query_never_give_a_5xx test_unknown_clusters_are_404_envelopes)
 deselect="not ($(printf '%s or ' "${IN_PROCESS[@]}" "${FRONT_END[@]}" "ldap_down" "stopped")outage)"
@@ -35,4 +38,9 @@ for live in apache replicas; do
   echo "test-live: HCC_LIVE=$live"
   HCC_LIVE=$live "$PY" -p no:cacheprovider -q "${SET[@]}" -k "$deselect" "$@" || status=1
 done
+# the file system API through Apache, on one cluster (alpha) (uploads and downloads are what mod_wsgi changes;
+# tests/functional/test_hosted.py streams uploads through it besides)
+echo "test-live: HCC_LIVE=apache, files on alpha"
+HCC_LIVE=apache "$PY" -p no:cacheprovider -q tests/functional/test_api_files.py -k "not beta and $deselect" "$@" \
+  || status=1
 exit $status

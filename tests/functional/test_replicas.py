@@ -6,8 +6,8 @@ from __future__ import annotations
 import secrets
 import subprocess
 import threading
-import urllib.parse
 import time
+import urllib.parse
 from pathlib import Path
 
 import ldap3

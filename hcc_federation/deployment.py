@@ -56,12 +56,16 @@ def ca_key_problem(settings: Settings) -> str | None:
     return open_to_others(settings.ssh.ca_key, "the SSH user CA key") if settings.ssh.ca_key else None
 
 
-# (what, check) for hcc-check: each check returns a problem or None
-CHECKS: tuple[tuple[str, Callable[[Settings, str | None], str | None]], ...] = (
-    ("ini file", lambda settings, ini: ini_problem(ini)),
-    ("auth secret", lambda settings, ini: secret_problem(settings) if is_production(settings) else None),
-    ("sqlite file", lambda settings, ini: sqlite_problem(settings)),
-    ("ca key file", lambda settings, ini: ca_key_problem(settings)),
+# (what, check, what passing means) for hcc-check: each check returns a problem or None
+CHECKS: tuple[tuple[str, Callable[[Settings, str | None], str | None], str], ...] = (
+    ("ini file", lambda settings, ini: ini_problem(ini), "closed to other users"),
+    (
+        "auth secret",
+        lambda settings, ini: secret_problem(settings) if is_production(settings) else None,
+        "not a published one (or a SQLite development setup)",
+    ),
+    ("sqlite file", lambda settings, ini: sqlite_problem(settings), "none, or closed to other users"),
+    ("ca key file", lambda settings, ini: ca_key_problem(settings), "none, or closed to other users"),
 )
 
 

@@ -88,9 +88,9 @@ def check_cluster(settings: Settings, name: str, pool: ConnectionPool) -> str:
 def deployment_checks(settings: Settings, ini_path: str) -> list[Check]:
     """What start-up refuses (or repairs), reported before deployment: private files, a real secret."""
     checks = []
-    for what, check in deployment.CHECKS:
+    for what, check, passing in deployment.CHECKS:
         problem = check(settings, ini_path)
-        checks.append(Check(what, problem is None, problem or "ok"))
+        checks.append(Check(what, problem is None, problem or passing))
     return checks
 
 

@@ -64,7 +64,7 @@ def run_as(app, cluster: str, user: dict, argv: list[str], timeout: float | None
     if registry is None:
         # a live server (HCC_LIVE) lends no pool: the bed's clusters share this host's file systems
         done = subprocess.run(
-            ["runuser", "-u", user["name"], "--", *argv], capture_output=True, timeout=timeout or 60
+            ["runuser", "-u", user["name"], "--", *argv], capture_output=True, timeout=timeout or 60, cwd="/"
         )
         assert done.returncode == 0, done.stderr
         return done

@@ -110,7 +110,11 @@ def test_the_cron_line_cleans_as_the_service_user(registry, hosting):
     assert user == hosting["user"]
     assert _stale_attempts(registry["url"], add=3) >= 3
     done = subprocess.run(
-        ["runuser", "-u", user, "--", "sh", "-c", command], capture_output=True, text=True, timeout=120
+        ["runuser", "-u", user, "--", "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("hcc-cleanup: ") and "deleted" in done.stdout
@@ -124,6 +128,8 @@ def _cleanup(etc: Path, *args: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=120,
+        # as cron runs it: not from a checkout the service's user may not enter
+        cwd="/",
     )
 
 

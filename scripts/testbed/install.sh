@@ -1,6 +1,7 @@
 #!/bin/bash
 # install.sh - install what the test bed runs, from Debian 12 packages (idempotent, root).
-# Starts no daemon: up.sh starts each one by hand, on its own ports.
+# Starts no daemon: up.sh starts each one by hand, on its own ports. (systemd: only for
+# `systemd-analyze verify` of the units in deploy/.)
 set -euo pipefail
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 [ "$(id -u)" = 0 ] || die "install.sh must run as root"
@@ -13,7 +14,7 @@ PKGS=(mariadb-server mariadb-client
       munge
       slurmctld slurmd slurmdbd slurm-client
       iproute2 procps python3-venv
-      apache2 libapache2-mod-wsgi-py3 haproxy openssl curl
+      apache2 libapache2-mod-wsgi-py3 haproxy openssl curl systemd
       libmariadb-dev pkg-config gcc python3-dev)
 
 missing=()

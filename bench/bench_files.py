@@ -3,7 +3,8 @@
 Prints, in one run, against a separate `pserve` (waitress) process of the service, as alice on alpha:
 - upload and download of 256 MiB through the API (PUT /files/content, a multipart POST /files/upload,
   GET /files/content) next to OpenSSH `sftp` and `scp` (both over one ControlMaster connection, as the
-  service's pool keeps one), as throughput and ratios;
+  service's pool keeps one), as throughput and ratios; the same through the test bed's Apache mod_wsgi
+  (daemon mode, over TLS, scripts/testbed/up.sh), whose uploads stream where waitress spools them;
 - listing a directory of 10,000 entries (GET /files: one page of 1,000, and all 10 pages) next to
   `ssh ls -l` through a ControlMaster, as latency and ratios;
 - the service's peak memory (VmHWM from /proc) before and after a 1 GiB upload, and while it ran.
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import json
 import os
+import ssl
 import statistics
 import subprocess
 import tempfile
@@ -63,6 +66,22 @@ class Service:
     def memory(self) -> tuple[int, int]:
         """(VmRSS, VmHWM) in KiB."""
         return vm_kib(self.process.pid, "VmRSS", "VmHWM")
+
+
+class ApacheService(Service):
+    """The test bed's Apache mod_wsgi (TLS, daemon mode): one keep-alive connection, logged in as alice."""
+
+    def __init__(self):
+        hosting = json.loads((Path(ENDPOINTS["state_dir"]) / "hosting.json").read_text())
+        where = urllib.parse.urlsplit(hosting["apache"]["url"])
+        context = ssl.create_default_context(cafile=hosting["tls_ca"])
+        self.process = None
+        self.client = Client(0, timeout=600, blocksize=BLOCK)
+        self.client.conn = http.client.HTTPSConnection(
+            where.hostname, where.port, timeout=600, context=context, blocksize=BLOCK
+        )
+        self.conn = self.client.conn
+        self.token = self.client.login("alice")
 
 
 def url(suffix: str, **params) -> str:
@@ -213,6 +232,12 @@ def main() -> None:
                 lambda: upload_multipart(service, work, "form.bin", size, block), args.rounds
             )
             api_get = best(lambda: download(service, f"{work}/api.bin", size), args.rounds)
+            apache = ApacheService()
+            wsgi_put = best(lambda: upload_put(apache, f"{work}/wsgi.bin", size, block), args.rounds)
+            wsgi_multipart = best(
+                lambda: upload_multipart(apache, work, "wsgi-form.bin", size, block), args.rounds
+            )
+            wsgi_get = best(lambda: download(apache, f"{work}/wsgi.bin", size), args.rounds)
             sftp_put = best(lambda: sftp_batch(control, f"put {local} {work}/sftp.bin\n"), args.rounds)
             sftp_get = best(lambda: sftp_batch(control, f"get {work}/sftp.bin /dev/null\n"), args.rounds)
             scp_put = best(
@@ -283,6 +308,18 @@ def main() -> None:
     print(f"  download API GET /files/content      {rate(api_get):8.1f}")
     print(f"  download OpenSSH sftp get            {rate(sftp_get):8.1f}     {sftp_get / api_get:5.2f}")
     print(f"  download OpenSSH scp                 {rate(scp_get):8.1f}     {scp_get / api_get:5.2f}")
+    print("the same through Apache mod_wsgi (daemon mode, 16 threads, TLS)")
+    print(
+        f"  upload   mod_wsgi PUT                {rate(wsgi_put):8.1f}     scp/PUT {scp_put / wsgi_put:5.2f}"
+        f"  x waitress {api_put / wsgi_put:5.2f}"
+    )
+    print(
+        f"  upload   mod_wsgi multipart          {rate(wsgi_multipart):8.1f}     scp/multipart "
+        f"{scp_put / wsgi_multipart:5.2f}"
+    )
+    print(
+        f"  download mod_wsgi GET                {rate(wsgi_get):8.1f}     scp/GET {scp_get / wsgi_get:5.2f}"
+    )
     print(f"listing {args.entries} entries, median                ms")
     print(f"  API GET /files, one page of 1000     {page_ms:8.1f}")
     print(f"  API GET /files, all {args.entries // 1000} pages         {pages_ms:8.1f}")

@@ -5,8 +5,11 @@ from pyramid.config import Configurator
 
 def main(global_config, **settings):
     """The WSGI application (PasteDeploy's app factory)."""
+    # the ini PasteDeploy read (pserve, mod_wsgi's wsgi.py): .deployment checks who may read it
+    settings.setdefault("hcc_ini_file", global_config.get("__file__"))
     with Configurator(settings=settings) as config:
         config.include(".settings")
+        config.include(".deployment")
         config.include(".memory")
         config.include(".db")
         config.include(".auth")

@@ -160,6 +160,9 @@ class ApiSettings:
     max_body_bytes: int = 1024 * 1024
     # client addresses from X-Forwarded-For are believed only from these proxies
     trusted_proxies: tuple[str, ...] = ()
+    # the host names a request may name in its Host header (a leading "." takes every subdomain);
+    # empty: any, for development
+    allowed_hosts: tuple[str, ...] = ()
 
 
 IDENTITY_MODES = ("password", "certificate")
@@ -421,7 +424,20 @@ def parse_api(r: _Reader) -> ApiSettings:
         cors_origins=origins,
         max_body_bytes=r.int("hcc.api.max_body_bytes", default(ApiSettings, "max_body_bytes"), minimum=1024),
         trusted_proxies=r.list("hcc.api.trusted_proxies"),
+        allowed_hosts=_host_names(r, "hcc.api.allowed_hosts"),
     )
+
+
+_HOST_NAME_RE = re.compile(r"^\.?[a-z0-9]([a-z0-9.-]*[a-z0-9])?$|^\[[0-9a-f:.]+\]$")
+
+
+def _host_names(r: _Reader, key: str) -> tuple[str, ...]:
+    """Host names without a port, lower case; an IPv6 address in brackets as in a Host header."""
+    names = tuple(name.lower() for name in r.list(key))
+    for name in names:
+        if not _HOST_NAME_RE.match(name):
+            raise SettingsError(f"setting {key}: {name!r} is not a host name (no scheme, no port)")
+    return names
 
 
 def _pairs(r: _Reader, key: str, name_re: re.Pattern) -> tuple[tuple[str, str], ...]:

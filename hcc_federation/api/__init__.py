@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
+from pyramid.tweens import INGRESS
+
 
 def client_address(request) -> str:
     """The client's address; X-Forwarded-For is believed only from a configured proxy."""
@@ -38,4 +40,6 @@ def includeme(config) -> None:
         under="hcc_federation.api.tweens.cors_tween_factory",
         over="hcc_federation.api.tweens.body_limit_tween_factory",
     )
+    # outermost: a request for another host is refused before any tween or view sees it
+    config.add_tween("hcc_federation.api.tweens.allowed_host_tween_factory", under=INGRESS)
     config.scan(".")

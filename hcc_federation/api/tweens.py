@@ -1,4 +1,5 @@
-"""Tweens that act before routing: CORS, a URL that is not UTF-8, and the request body size limit."""
+"""Tweens that act before routing: the Host check, CORS, a URL that is not UTF-8, and the request body
+size limit."""
 
 from __future__ import annotations
 
@@ -72,6 +73,40 @@ def url_encoding_tween_factory(handler, registry):
         return handler(request)
 
     return url_encoding_tween
+
+
+def host_name(host: str) -> str:
+    """The name part of a Host header value, lower case: no port, an IPv6 address kept in brackets."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if ":" in host else host
+
+
+def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
+    """Whether ``host`` (a Host header) names one of ``allowed``; ".example.org" takes its subdomains."""
+    name = host_name(host)
+    return any(name == a or (a.startswith(".") and (name.endswith(a) or name == a[1:])) for a in allowed)
+
+
+def allowed_host_tween_factory(handler, registry):
+    """400 for a Host header outside hcc.api.allowed_hosts, before anything builds a URL from it.
+
+    The service writes absolute URLs (download links) from the Host a request names: a forged Host
+    would hand out links to another site. No list (development) lets every host through.
+    """
+    allowed = registry.hcc_settings.api.allowed_hosts
+    if not allowed:
+        return handler
+
+    def allowed_host_tween(request):
+        # the Host that WebOb builds URLs from: X-Forwarded-Host when the server believed the proxy
+        host = request.environ.get("HTTP_HOST") or request.environ.get("SERVER_NAME", "")
+        if not host_allowed(host, allowed):
+            return error_response(400, "header", "Host", f"host {host_name(host)[:100]!r} is not served here")
+        return handler(request)
+
+    return allowed_host_tween
 
 
 def no_store_tween_factory(handler, registry):

@@ -13,7 +13,6 @@ from multipart import (
     PushMultipartParser,
     parse_options_header,
 )
-from webob.request import DisconnectionError
 
 from .. import files
 from ..errors import DomainError, InvalidArgument
@@ -40,8 +39,9 @@ def request_chunks(request, limit: int, path: str) -> Iterator[bytes]:
     while True:
         try:
             data = stream.read(CHUNK)
-        except DisconnectionError as exc:
-            # webob's error is an OSError: it must not be taken for a cluster failure ("no space?")
+        except OSError as exc:
+            # webob's DisconnectionError (waitress) and mod_wsgi's "request data read error" are
+            # OSErrors of the client's connection: not to be taken for a cluster failure ("no space?")
             raise ClientDisconnected(f"the upload of {path} was cut off: {exc}") from None
         if not data:
             break

@@ -2,7 +2,9 @@
 
     hcc-check production.ini
 
-Parses every hcc.* setting, then checks each dependency the service will need: the database
+Parses every hcc.* setting, then checks what start-up refuses (an ini, CA key or SQLite file that
+other users can read, the development secret in production), then each dependency the service will
+need: the database
 (reachable, migrated to the newest revision), the directory (the service account binds and reads
 the user base), the SSH user CA key (private enough to load), and every cluster (its known_hosts
 file names the host, and the host proves that key). Prints one line per check and exits 1 if one
@@ -23,6 +25,7 @@ from alembic.script import ScriptDirectory
 from pyramid.paster import get_appsettings
 from sqlalchemy import text
 
+from .. import deployment
 from ..auth.directory import Directory
 from ..db import make_engine
 from ..remote import ClusterEndpoint, ConnectionPool, load_ca_key
@@ -82,8 +85,18 @@ def check_cluster(settings: Settings, name: str, pool: ConnectionPool) -> str:
     )
 
 
+def deployment_checks(settings: Settings, ini_path: str) -> list[Check]:
+    """What start-up refuses (or repairs), reported before deployment: private files, a real secret."""
+    checks = []
+    for what, check, passing in deployment.CHECKS:
+        problem = check(settings, ini_path)
+        checks.append(Check(what, problem is None, problem or passing))
+    return checks
+
+
 def run_checks(settings: Settings, ini_path: str) -> list[Check]:
     checks = [
+        *deployment_checks(settings, ini_path),
         _attempt("database", lambda: check_database(settings, ini_path)),
         _attempt("ldap", lambda: check_directory(settings)),
     ]

@@ -1,6 +1,6 @@
 """hcc-cleanup: delete registry rows that can no longer matter (run daily from cron or a timer).
 
-    hcc-cleanup production.ini [--keep-audit-days 365]
+    hcc-cleanup production.ini [--keep-audit-days 365] [--dry-run]
 
 Ended sessions (and the download links that hang on them), old login attempts (and the throttle
 keys nobody tried lately) and, if asked, old audit rows. Sessions hold sealed credentials:
@@ -14,18 +14,23 @@ session token, which only the client has), so it skips them and the owner's next
 notebook stops it instead. An owner's session ending does not stop a notebook.
 removing them once dead keeps less to protect. Long file operations: rows that ended more than
 hcc.operations.retention_days ago, and what ended ones left on clusters that trust the user CA.
+
+Several hosts may run it at once (a timer on each replica): on MySQL/MariaDB one run at a time
+holds a named lock and the others do nothing. --dry-run counts what would be deleted and touches
+no cluster.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pyramid.paster import get_appsettings, setup_logging
-from sqlalchemy import delete, or_, select
+from sqlalchemy import Engine, delete, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from ..auth.sessions import dead_sessions
@@ -67,6 +72,41 @@ def cleanup(
             delete(AuditEvent).where(AuditEvent.at < now - timedelta(days=keep_audit_days))
         ).rowcount
     return CleanupReport(sessions or 0, links or 0, attempts or 0, audit or 0, keys or 0)
+
+
+# MySQL/MariaDB named lock: server-wide, held by one connection, gone with it if the run dies
+CLEANUP_LOCK = "hcc-cleanup"
+
+
+@contextlib.contextmanager
+def exclusive_run(engine: Engine) -> Iterator[bool]:
+    """Whether this run may clean: False while another host's run holds the lock.
+
+    Two runs deleting the same rows in different orders could deadlock each other; one at a time is
+    enough. The lock lives on a connection of its own for the whole run and goes with it if the run
+    dies. SQLite has one writer at a time anyway.
+    """
+    if engine.dialect.name != "mysql":
+        yield True
+        return
+    with engine.connect() as conn:
+        held = conn.execute(text("SELECT GET_LOCK(:name, 0)"), {"name": CLEANUP_LOCK}).scalar() == 1
+        try:
+            yield held
+        finally:
+            if held:
+                conn.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": CLEANUP_LOCK})
+
+
+def count_expired_notebooks(sessions, now: datetime | None = None) -> int:
+    """Live notebooks past their maximum age: what a real run would stop (for --dry-run)."""
+    from ..models import Notebook
+    from ..notebooks.service import LIVE_STATES
+
+    now = now or utcnow()
+    with sessions() as db:
+        query = select(func.count()).where(Notebook.state.in_(LIVE_STATES), Notebook.expires_at <= now)
+        return db.scalar(query) or 0
 
 
 def cleanup_notebooks(settings, sessions, now: datetime | None = None) -> dict[str, int]:
@@ -205,17 +245,32 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not log in to clusters to remove what ended operations left there",
     )
+    parser.add_argument("--dry-run", action="store_true", help="count what would be deleted, delete nothing")
     args = parser.parse_args(argv)
     setup_logging(args.config)
     settings = parse_settings(get_appsettings(args.config))
     engine = make_engine(settings.database)
-    sweeper, close = (None, None) if args.no_sweep else certificate_sweeper(settings)
+    sweeper, close = (None, None) if args.no_sweep or args.dry_run else certificate_sweeper(settings)
     try:
-        with session_factory(engine)() as db, db.begin():
-            report = cleanup(db, settings.auth, keep_audit_days=args.keep_audit_days)
-        notebooks = cleanup_notebooks(settings, session_factory(engine))
-        with session_factory(engine)() as db, db.begin():
-            operations = cleanup_operations(db, settings.operations, sweeper=sweeper)
+        with exclusive_run(engine) as mine:
+            if not mine:
+                print("hcc-cleanup: another run holds the lock; nothing done")
+                return 0
+            with session_factory(engine)() as db:
+                report = cleanup(db, settings.auth, keep_audit_days=args.keep_audit_days)
+                # a dry run makes the same deletes, counted exactly, then undoes them
+                db.rollback() if args.dry_run else db.commit()
+            if args.dry_run:
+                # nothing is stopped or swept on a cluster: only the rows that would go are counted
+                notebooks = {"expired": count_expired_notebooks(session_factory(engine)), "ended": 0}
+                notebooks.update(skipped=0, failed=0)
+                with session_factory(engine)() as db:
+                    operations = cleanup_operations(db, settings.operations)
+                    db.rollback()
+            else:
+                notebooks = cleanup_notebooks(settings, session_factory(engine))
+                with session_factory(engine)() as db, db.begin():
+                    operations = cleanup_operations(db, settings.operations, sweeper=sweeper)
     finally:
         if close is not None:
             close()
@@ -223,13 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"hcc-cleanup: {report.sessions} sessions, {report.links} links, "
         f"{report.login_attempts} login attempts ({report.throttle_keys} throttle keys), "
-        f"{report.audit_events} audit rows deleted; notebooks: {notebooks['expired']} expired stopped, "
+        f"{report.audit_events} audit rows {'would be deleted (dry run)' if args.dry_run else 'deleted'}; "
+        f"notebooks: {notebooks['expired']} expired {'to stop' if args.dry_run else 'stopped'}, "
         f"{notebooks['ended']} ended, {notebooks['skipped']} skipped (password clusters), "
         f"{notebooks['failed']} could not be checked"
     )
     print(
-        f"hcc-cleanup: {operations.rows} operations deleted, leftovers of {operations.swept} swept "
-        f"({operations.unswept} on clusters it cannot log in to)"
+        f"hcc-cleanup: {operations.rows} operations {'to delete' if args.dry_run else 'deleted'}, "
+        f"leftovers of {operations.swept} swept ({operations.unswept} on clusters it cannot log in to)"
     )
     return 0
 

@@ -1,7 +1,9 @@
-"""Print the test bed's endpoints.json from the variables that up.sh exports."""
+"""Print the test bed's endpoints.json from the variables that up.sh exports (with the argument
+`hosting`: hosting.json, the hosted service's endpoints)."""
 
 import json
 import os
+import sys
 
 env = os.environ
 state = env["S"]
@@ -42,6 +44,35 @@ def clusters() -> dict:
         }
     return out
 
+
+def hosting() -> dict:
+    """The hosted service: Apache mod_wsgi (up.sh) and the replicas behind HAProxy (scripts/replicas.sh)."""
+    mysql = f"{env['SVC_DB_USER']}:{env['SVC_DB_PASS']}@127.0.0.1:{env['MYSQL_PORT']}"
+    return {
+        "ini": f"{state}/hcc/service.ini",
+        "venv": env["TESTBED_SERVICE_VENV"],
+        "user": env["SERVICE_USER"],
+        "auth_secret": env["HOSTED_AUTH_SECRET"],
+        "tls_ca": f"{state}/tls/server.crt",
+        "apache": {
+            "url": f"https://127.0.0.1:{env['APACHE_PORT']}",
+            "database_url": f"mysql+mysqldb://{mysql}/{env['APACHE_DB']}?charset=utf8mb4",
+            "pidfile": f"{state}/run/apache2.pid",
+        },
+        "replicas": {
+            "url": f"http://127.0.0.1:{env['HAPROXY_PORT']}",
+            "database_url": f"mysql+mysqldb://{mysql}/{env['REPLICAS_DB']}?charset=utf8mb4",
+            "replicas": [
+                {"url": f"http://127.0.0.1:{port}", "pidfile": f"{state}/run/replica-{port}.pid"}
+                for port in env["REPLICA_PORTS"].split()
+            ],
+        },
+    }
+
+
+if sys.argv[1:] == ["hosting"]:
+    print(json.dumps(hosting(), indent=2))
+    sys.exit(0)
 
 base = env["LDAP_BASE"]
 print(

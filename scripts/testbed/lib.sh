@@ -75,3 +75,11 @@ user_lines() { tr ';' '\n' <<< "$TESTBED_USERS" | sed '/^$/d'; }
 
 # cluster_var CLUSTER KEY : the value of ${CLUSTER^^}_KEY, e.g. cluster_var alpha SSH_PORT
 cluster_var() { local v="${1^^}_$2"; echo "${!v}"; }
+
+# hosted_env DB : the environment the hosted service reads its ini and secrets from (docs/deploy.md, 6)
+hosted_env() {
+  export HCC_INI="$S/hcc/service.ini"
+  export HCC_DATABASE_URL="mysql+mysqldb://$SVC_DB_USER:$SVC_DB_PASS@127.0.0.1:$MYSQL_PORT/$1?charset=utf8mb4"
+  export HCC_AUTH_SECRET="$HOSTED_AUTH_SECRET"
+  export HCC_LDAP_BIND_PASSWORD="$LDAP_READONLY_PASS"
+}

@@ -202,6 +202,62 @@ setup_sshd() {
   WAIT_DAEMON="sshd-$c" wait_for "sshd-$c (port $SSH_PORT)" 20 tcp_open "$SSH_PORT"
 }
 
+# --- the hosted service: what an admin runs, on the bed's LDAP, clusters and MariaDB ---
+ROOT="$(cd "$HERE/../.." && pwd)"
+HCC="$S/hcc"
+
+setup_service() {
+  id "$SERVICE_USER" >/dev/null 2>&1 || useradd --system --user-group --no-create-home \
+    --home-dir /nonexistent --shell /usr/sbin/nologin "$SERVICE_USER"
+  install -d -o "$SERVICE_USER" -g "$SERVICE_USER" -m 700 "$HCC" "$HCC/known_hosts"
+  # the service's own copies, readable by its user only (start-up refuses a CA key others can read)
+  install -o "$SERVICE_USER" -g "$SERVICE_USER" -m 600 "$S/ca/user_ca" "$HCC/user_ca"
+  local c
+  for c in $CLUSTERS; do
+    install -o "$SERVICE_USER" -g "$SERVICE_USER" -m 644 "$S/ssh/$c/known_hosts" "$HCC/known_hosts/$c"
+  done
+  render "$TMPL/hcc-service.ini" "$HCC/service.ini" S ROOT LDAP_PORT LDAP_BASE ALPHA_SSH_PORT BETA_SSH_PORT
+  chown "$SERVICE_USER:$SERVICE_USER" "$HCC/service.ini"; chmod 600 "$HCC/service.ini"
+  # a certificate for 127.0.0.1, which the tests trust (tls/server.crt) as a portal would its CA's
+  install -d -m 755 "$S/tls"
+  if [ ! -f "$S/tls/server.crt" ]; then
+    ( umask 077; openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+        -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+        -keyout "$S/tls/server.key" -out "$S/tls/server.crt.tmp" 2>> "$LOG/openssl.log" )
+    chmod 644 "$S/tls/server.crt.tmp"; mv "$S/tls/server.crt.tmp" "$S/tls/server.crt"
+  fi
+  local db
+  for db in "$APACHE_DB" "$REPLICAS_DB"; do
+    mariadb --defaults-file="$ETC/my.cnf" -e \
+      "CREATE DATABASE IF NOT EXISTS \`$db\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+    # the schema only ever comes from the migrations, as in production
+    ( hosted_env "$db"; "$TESTBED_SERVICE_VENV/bin/alembic" -c "$HCC_INI" upgrade head >> "$LOG/alembic.log" 2>&1 ) \
+      || die "alembic upgrade of $db failed (log: $LOG/alembic.log)"
+  done
+}
+
+setup_apache() {
+  local SERVICE_VENV="$TESTBED_SERVICE_VENV" WSGI_SCRIPT
+  # the installed package's wsgi.py (from /, so that no checkout in the working directory is imported)
+  WSGI_SCRIPT="$(cd / && "$SERVICE_VENV/bin/python" -c \
+    'import hcc_federation, os; print(os.path.join(os.path.dirname(hcc_federation.__file__), "wsgi.py"))')"
+  install -d -m 755 "$RUN/apache2"
+  render "$TMPL/apache2.conf" "$ETC/apache2.conf" S RUN LOG APACHE_PORT SERVICE_USER SERVICE_VENV WSGI_SCRIPT
+  /usr/sbin/apache2 -t -f "$ETC/apache2.conf" >> "$LOG/apache2.log" 2>&1 \
+    || die "apache2 -t refused $ETC/apache2.conf (log: $LOG/apache2.log)"
+  # a running Apache keeps the config and the code it started with: restart it when either changed
+  if is_running apache2 && ! { cmp -s "$ETC/apache2.conf" "$RUN/apache2.conf.started" \
+      && cmp -s "$SERVICE_VENV/.hcc-code.sha" "$RUN/apache2.code.started"; }; then
+    stop_daemon apache2
+  fi
+  ( hosted_env "$APACHE_DB"
+    start_daemon apache2 - /usr/sbin/apache2 -f "$ETC/apache2.conf" -DFOREGROUND )
+  cp "$ETC/apache2.conf" "$RUN/apache2.conf.started"
+  cp "$SERVICE_VENV/.hcc-code.sha" "$RUN/apache2.code.started"
+  WAIT_DAEMON=apache2 wait_for "apache2 mod_wsgi (https://127.0.0.1:$APACHE_PORT)" 60 \
+    curl -sf -m 5 --cacert "$S/tls/server.crt" "https://127.0.0.1:$APACHE_PORT/api/v1/health"
+}
+
 log "state dir: $S"
 setup_keys
 setup_users
@@ -213,10 +269,21 @@ setup_slurmdbd
 setup_accounting
 for c in $CLUSTERS; do setup_cluster "$c"; done
 for c in $CLUSTERS; do setup_sshd "$c"; done
+if [ -x "$TESTBED_SERVICE_VENV/bin/alembic" ]; then
+  setup_service
+  setup_apache
+else
+  log "hosted service skipped: $TESTBED_SERVICE_VENV is missing (run scripts/testbed/install.sh)"
+fi
 # endpoints.json holds test credentials: readable by root only
 export S CLUSTERS TESTBED_USERS LDAP_BASE LDAP_PORT LDAP_ADMIN_PASS LDAP_READONLY_PASS MYSQL_PORT \
   SVC_DB SVC_DB_USER SVC_DB_PASS SLURMDBD_PORT TESTBED_JUPYTER_VENV JUPYTER_PORT_LO JUPYTER_PORT_HI \
-  ALPHA_SSH_PORT BETA_SSH_PORT
+  ALPHA_SSH_PORT BETA_SSH_PORT APACHE_PORT HAPROXY_PORT REPLICA_PORTS APACHE_DB REPLICAS_DB \
+  HOSTED_AUTH_SECRET TESTBED_SERVICE_VENV SERVICE_USER
 ( umask 077; /usr/bin/python3 "$HERE/endpoints.py" > "$S/endpoints.json.tmp" )
 mv "$S/endpoints.json.tmp" "$S/endpoints.json"
+if [ -f "$S/hcc/service.ini" ]; then
+  ( umask 077; /usr/bin/python3 "$HERE/endpoints.py" hosting > "$S/hosting.json.tmp" )
+  mv "$S/hosting.json.tmp" "$S/hosting.json"
+fi
 log "test bed up in $((SECONDS - T0)) s; endpoints: $S/endpoints.json"

@@ -12,6 +12,9 @@ import pytest
 from tests.helpers import cluster_settings, login_token, make_app, migrate
 
 ENDPOINTS = Path(os.environ.get("HCC_TESTBED_ENDPOINTS", "/var/lib/hcc-testbed/endpoints.json"))
+# HCC_LIVE=apache (the bed's Apache mod_wsgi) or replicas (scripts/replicas.sh: HAProxy and two pserve):
+# the `app` fixture then sends every request to that live service (scripts/test-live.sh runs a set)
+LIVE = os.environ.get("HCC_LIVE", "")
 START_HINT = "bash scripts/testbed/install.sh && bash scripts/testbed/up.sh"
 
 
@@ -65,9 +68,32 @@ def clusters(endpoints) -> dict:
 # The service under test: the same functional tests run against SQLite and against MariaDB.
 
 
-@pytest.fixture(scope="session", params=["sqlite", "mysql"])
-def database_url(request, endpoints, tmp_path_factory):
-    """A fresh, migrated registry database of each kind for this test run."""
+@pytest.fixture(scope="session")
+def hosting(endpoints) -> dict:
+    """The hosted service's endpoints (hosting.json beside endpoints.json, written by up.sh)."""
+    path = Path(endpoints["state_dir"]) / "hosting.json"
+    if not path.is_file():
+        pytest.fail(f"the bed has no hosted service ({path} is missing): run scripts/testbed/up.sh")
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="session")
+def live(request) -> dict | None:
+    """The hosted service under test (HCC_LIVE), or None for the in-process app."""
+    if not LIVE:
+        return None
+    if LIVE not in ("apache", "replicas"):
+        pytest.exit(f"HCC_LIVE={LIVE!r}: the hosted services are apache and replicas", 3)
+    hosting = request.getfixturevalue("hosting")
+    return {**hosting[LIVE], "tls_ca": hosting["tls_ca"], "auth_secret": hosting["auth_secret"]}
+
+
+@pytest.fixture(scope="session", params=["live"] if LIVE else ["sqlite", "mysql"])
+def database_url(request, endpoints, tmp_path_factory, live):
+    """A fresh, migrated registry database of each kind for this test run (live: the server's own)."""
+    if live is not None:
+        yield live["database_url"]
+        return
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'registry.sqlite'}"
         migrate(url)
@@ -106,13 +132,21 @@ def base_settings(endpoints) -> dict:
 
 
 @pytest.fixture(scope="session")
-def settings(base_settings, database_url) -> dict:
+def settings(base_settings, database_url, live) -> dict:
+    if live is not None:
+        # what the hosted service runs with (scripts/testbed/templates/hcc-service.ini)
+        return {**base_settings, "hcc.database.url": database_url, "hcc.auth.secret": live["auth_secret"]}
     return {**base_settings, "hcc.database.url": database_url}
 
 
 @pytest.fixture(scope="session")
-def app(settings):
-    """The WSGI app wrapped in WebTest, once per database kind."""
+def app(settings, live):
+    """The WSGI app wrapped in WebTest, once per database kind; or the live service behind a proxy."""
+    if live is not None:
+        from tests.helpers import ContractTestApp
+        from tests.liveproxy import LiveProxy
+
+        return ContractTestApp(LiveProxy(live["url"], cafile=live["tls_ca"]))
     return make_app(settings)
 
 

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import subprocess
 import threading
 import time
 import urllib.parse
@@ -32,7 +33,8 @@ def sqlite_only(database_url):
 
     The links tests, which do use the database, run on both.
     """
-    if "mysql" in database_url:
+    # a live server (HCC_LIVE) has one database, MariaDB: there it is the only run
+    if "mysql" in database_url and not os.environ.get("HCC_LIVE"):
         pytest.skip("file operations do not touch the database beyond the session lookup")
 
 
@@ -58,7 +60,14 @@ def bob(tokens) -> dict:
 
 def run_as(app, cluster: str, user: dict, argv: list[str], timeout: float | None = None):
     """Set-up commands as a user on a cluster, through the service's own pool."""
-    registry = app.app.registry
+    registry = getattr(app.app, "registry", None)
+    if registry is None:
+        # a live server (HCC_LIVE) lends no pool: the bed's clusters share this host's file systems
+        done = subprocess.run(
+            ["runuser", "-u", user["name"], "--", *argv], capture_output=True, timeout=timeout or 60, cwd="/"
+        )
+        assert done.returncode == 0, done.stderr
+        return done
     endpoint = registry.hcc_clusters.get(cluster).endpoint
     identity = PasswordIdentity(user["name"], user["password"])
     result = registry.hcc_pool.run(endpoint, identity, argv, timeout=timeout)

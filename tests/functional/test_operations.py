@@ -111,6 +111,8 @@ def _ini(tmp_path: Path, settings: dict) -> Path:
     lines = ["[app:main]", "use = egg:hcc-federation", *(f"{k} = {v}" for k, v in settings.items())]
     lines += ["", "[alembic]", f"script_location = {ROOT / 'alembic'}"]
     ini.write_text("\n".join(lines) + "\n")
+    # as an admin keeps it: start-up and hcc-check refuse an ini that other users can read
+    ini.chmod(0o600)
     return ini
 
 
@@ -127,6 +129,10 @@ def test_hcc_check_passes_a_working_configuration(tmp_path, settings):
     lines = done.stdout.splitlines()
     assert [line.split(":")[0] for line in lines] == [
         "ok   settings",
+        "ok   ini file",
+        "ok   auth secret",
+        "ok   sqlite file",
+        "ok   ca key file",
         "ok   database",
         "ok   ldap",
         "ok   ssh user CA",
@@ -157,6 +163,32 @@ def test_hcc_check_names_each_failure(tmp_path, settings, endpoints):
     out = done.stdout
     assert "FAIL database" in out and "FAIL ldap" in out and "FAIL cluster alpha" in out
     assert "hostkey_mismatch" in out and "ok   cluster beta" in out
+
+
+def test_hcc_check_reports_what_start_up_refuses(tmp_path, settings, endpoints):
+    ca_key = tmp_path / "user_ca"
+    ca_key.write_bytes(Path(endpoints["ssh_user_ca"]["private_key"]).read_bytes())
+    ca_key.chmod(0o644)
+    sqlite = tmp_path / "open.sqlite"
+    sqlite.touch()
+    sqlite.chmod(0o644)
+    unsafe = {
+        **settings,
+        "hcc.auth.secret": "development-only-secret-do-not-use-in-production",
+        "hcc.ssh.ca_key": str(ca_key),
+    }
+    ini = _ini(tmp_path, unsafe)
+    ini.chmod(0o644)
+    done = _command("hcc-check", str(ini))
+    assert done.returncode == 1
+    out = done.stdout
+    assert f"FAIL ini file: the ini file {ini} is open to other users (mode 0644)" in out
+    assert "FAIL ca key file: the SSH user CA key" in out
+    if settings["hcc.database.url"].startswith("mysql"):
+        # production: the development secret is refused; SQLite (development) may keep it
+        assert "FAIL auth secret: hcc.auth.secret is the development secret" in out
+    done = _command("hcc-check", str(_ini(tmp_path, {**settings, "hcc.database.url": f"sqlite:///{sqlite}"})))
+    assert f"FAIL sqlite file: the SQLite registry {sqlite} is open to other users" in done.stdout
 
 
 def test_hcc_check_reports_a_bad_setting_by_its_key(tmp_path, settings):

@@ -87,6 +87,7 @@ def raw_settings(paths) -> dict[str, str]:
         "hcc.api.cors_origins": "https://portal.example.org",
         "hcc.api.max_body_bytes": "2048",
         "hcc.api.trusted_proxies": "127.0.0.9",
+        "hcc.api.allowed_hosts": "localhost",
         "hcc.files.max_upload_bytes": "4096",
         "hcc.files.link_ttl": "60",
         "hcc.files.tree_timeout": "30",
@@ -449,9 +450,21 @@ def test_every_documented_key_is_set_and_checked(paths):
     documented = set(TABLE)
     raw = {k.replace("hcc.cluster.alpha.", "hcc.cluster.<name>.") for k in raw_settings(paths)}
     # besides those of the body-size and CORS tests below
-    checked = set(CHECKS) | {"hcc.api.max_body_bytes", "hcc.files.max_upload_bytes", "hcc.api.cors_origins"}
+    checked = set(CHECKS) | {
+        "hcc.api.max_body_bytes",
+        "hcc.files.max_upload_bytes",
+        "hcc.api.cors_origins",
+        "hcc.api.allowed_hosts",
+    }
     assert documented <= raw
     assert documented == checked
+
+
+def test_allowed_hosts_act(app):
+    client = TestApp(app, extra_environ={"REMOTE_ADDR": "127.0.0.1"}, lint=False)
+    assert client.get("/api/v1/openapi.json", headers={"Host": "localhost:8443"}).status_int == 200
+    refused = client.get("/api/v1/openapi.json", headers={"Host": "example.org"}, expect_errors=True)
+    assert refused.status_int == 400 and refused.json["errors"][0]["name"] == "Host"
 
 
 def test_body_limits_act(app):

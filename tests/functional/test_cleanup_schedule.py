@@ -59,6 +59,12 @@ def _etc(tmp_path: Path, hosting: dict, base_settings: dict) -> dict:
     etc.mkdir()
     url = hosting["replicas"]["database_url"]
     settings = {k: v for k, v in base_settings.items() if k != "hcc.auth.secret"}
+    # the service user's own copies of the CA key and host keys (root's are not readable by it):
+    # hcc-cleanup signs certificates with the key to sweep what ended operations and notebooks left
+    own = Path(hosting["ini"]).parent
+    settings["hcc.ssh.ca_key"] = str(own / "user_ca")
+    for key in [k for k in settings if k.startswith("hcc.cluster.") and k.endswith(".known_hosts")]:
+        settings[key] = str(own / "known_hosts" / key.split(".")[2])
     (etc / "production.ini").write_text(
         "[app:main]\nuse = egg:hcc-federation\n" + "".join(f"{k} = {v}\n" for k, v in settings.items())
     )

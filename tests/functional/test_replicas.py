@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from webtest import TestApp
 
+from hcc_federation.settings import AuthSettings, default
 from tests.helpers import ROOT, ContractTestApp, jobs_cancelled_afterwards, wait_for
 from tests.liveproxy import LiveProxy
 
@@ -79,7 +80,13 @@ def test_a_login_on_one_replica_serves_every_call_on_the_other(one, other, users
         other.delete(f"/api/v1/clusters/alpha/jobs/{job['id']}", headers=alice, status=204)
     # logged out on the other: over on both
     other.delete("/api/v1/sessions/current", headers=alice, status=204)
-    one.get("/api/v1/me", headers=alice, status=401)
+
+    # `one` trusts a token it verified for hcc.auth.token_cache seconds (docs/deploy.md, "Several
+    # replicas"): the logout made on `other` must reach it within that bound, and does
+    def logged_out() -> bool:
+        return one.get("/api/v1/me", headers=alice, expect_errors=True).status_int == 401
+
+    wait_for(logged_out, default(AuthSettings, "token_cache") + 2, 0.2)
 
 
 def test_failed_logins_count_on_every_replica(one, other):
@@ -96,9 +103,17 @@ def test_a_password_change_on_one_replica_ends_the_sessions_on_both(one, other, 
     try:
         body = {"current_password": old, "new_password": new}
         one.put_json("/api/v1/me/password", body, headers=on_one, status=204)
+        # within the token cache's bound on the replica that did not make the change
+        bound = default(AuthSettings, "token_cache") + 2
         for app in (one, other):
             for headers in (on_one, on_other):
-                app.get("/api/v1/me", headers=headers, status=401)
+                wait_for(
+                    lambda app=app, headers=headers: (
+                        app.get("/api/v1/me", headers=headers, expect_errors=True).status_int == 401
+                    ),
+                    bound,
+                    0.2,
+                )
         other.get("/api/v1/me", headers=_bearer(other, "bob", new))
     finally:
         ldap = endpoints["ldap"]

@@ -35,7 +35,7 @@ from .schemas import (
     PathQuery,
     UploadQuery,
 )
-from .upload import form_parts, multipart_boundary, part_filename, request_chunks
+from .upload import body_chunks, form_parts, multipart_boundary, part_filename
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def put_file(request):
         created, meta = files.write_file(
             sftp,
             path,
-            request_chunks(request, limit, path),
+            body_chunks(request, limit, path),
             if_match=request.headers.get("If-Match"),
             max_bytes=limit,
             run=access.run,
@@ -274,7 +274,7 @@ def store_form_files(
     boundary = multipart_boundary(request)
     run = access.run
     limit = request.registry.hcc_settings.files.max_upload_bytes
-    parts = form_parts(request_chunks(request, limit, directory), boundary)
+    parts = form_parts(body_chunks(request, limit, directory), boundary)
     stored: list[dict[str, Any]] = []
     any_created = False
     with access.sftp() as sftp:

@@ -12,7 +12,13 @@ Rows (cluster alpha; alice unless said):
 5. listings per second with 10 and 100 clients, of one user and of every bed user (the bed has 3),
    now against before, and the errors;
 6. all pages of a `--entries` directory against `ls -l` of it;
-7. a `--size-mib` upload (PUT /files/content, waitress) against `scp`;
+7. a `--size-mib` upload (PUT /files/content) against `scp`, `--upload-rounds` of each in turns:
+   through Apache mod_wsgi serving this checkout and the baseline (each an Apache of its own, rendered
+   from the bed's template by common.apache: TLS, daemon mode, the service user and venv), and
+   through waitress;
+7b. all cores: listings per second of 10 clients through this checkout under Apache mod_wsgi with
+   processes=1 threads=16 and processes=2 threads=8 (and the CPU of its daemons per request), and
+   through the bed's HAProxy over its two replicas against one replica (the installed copy), if up;
 8. the server's RSS after `--transfers` downloads of `--size-mib` each.
 The machine is shared: run it a few times and read the medians together with the load printed.
 
@@ -37,10 +43,14 @@ from pathlib import Path
 from bench_jobs import history_count, make_history
 from common import (
     ENDPOINTS,
+    HOSTING_PATH,
     USERS,
     Client,
     PatternBody,
+    apache,
+    children_cpu_s,
     close_master,
+    mysql_registry,
     proc_figures,
     pserve,
     registry,
@@ -64,12 +74,23 @@ def files_url(suffix: str = "", **params) -> str:
 
 
 class Server:
-    """One pserve process and a logged-in keep-alive client per bed user."""
+    """One server of the service (pserve, an Apache, a balancer) and a logged-in keep-alive client per
+    bed user; ``process`` (whose CPU time is read) is None where it is not ours to watch."""
 
-    def __init__(self, label: str, port: int, process: subprocess.Popen):
-        self.label, self.port, self.process = label, port, process
-        self.tokens = {name: Client(port).login(name) for name in USERS if not USERS[name].get("locked")}
-        self.client = Client(port, timeout=600, blocksize=MiB)
+    def __init__(self, label: str, port: int, process: subprocess.Popen | None, tls: bool = False):
+        self.label, self.port, self.process, self.tls = label, port, process, tls
+        users = [name for name in USERS if not USERS[name].get("locked")]
+        self.tokens = {name: Client(port, tls=tls).login(name) for name in users}
+        self.client = Client(port, timeout=600, blocksize=MiB, tls=tls)
+
+    def new_client(self, timeout: float = 120) -> Client:
+        return Client(self.port, timeout=timeout, tls=self.tls)
+
+    def cpu_s(self) -> float:
+        """CPU seconds of the process and its children (an Apache's WSGI daemons are its children)."""
+        if self.process is None:
+            return float("nan")
+        return proc_figures(self.process.pid)["cpu_s"] + children_cpu_s(self.process.pid)
 
     def get(self, path: str, user: str = "alice") -> bytes:
         status, body = self.client.call("GET", path, token=self.tokens[user])
@@ -99,7 +120,7 @@ def throughput(server: Server, clients: int, users: list[str], seconds: float) -
 
     def work(i: int) -> None:
         user = users[i % len(users)]
-        client = Client(server.port, timeout=120)
+        client = server.new_client()
         path = files_url(path=f"/home/{user}")
         barrier.wait()
         while time.monotonic() < stop:
@@ -107,7 +128,7 @@ def throughput(server: Server, clients: int, users: list[str], seconds: float) -
                 status, _ = client.call("GET", path, token=server.tokens[user])
             except OSError:
                 status = 0
-                client = Client(server.port, timeout=120)
+                client = server.new_client()
             if status == 200:
                 done[i] += 1
             else:
@@ -116,18 +137,21 @@ def throughput(server: Server, clients: int, users: list[str], seconds: float) -
     threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
     for thread in threads:
         thread.start()
-    cpu_before = proc_figures(server.process.pid)["cpu_s"]
+    cpu_before = server.cpu_s()
     started = time.monotonic()
     barrier.wait()
     for thread in threads:
         thread.join()
     elapsed = time.monotonic() - started
-    cpu = proc_figures(server.process.pid)["cpu_s"] - cpu_before
+    cpu = server.cpu_s() - cpu_before
     total = sum(done)
     return total / elapsed, sum(errors), (cpu / total * 1000 if total else float("nan"))
 
 
 def upload(server: Server, path: str, size: int, block: bytes) -> float:
+    # a connection of its own: Apache closes an idle keep-alive connection after 5 s (KeepAliveTimeout),
+    # and the other uploads in between take longer, so a kept one was found closed mid-body
+    server.client.conn.close()
     start = time.perf_counter()
     status, body = server.client.call(
         "PUT",
@@ -158,6 +182,41 @@ def scp_rate(control: str, local: str, target: str, size: int) -> float:
     return size / MiB / (time.perf_counter() - start)
 
 
+def hosted_settings(database_url: str) -> dict[str, str]:
+    """The service's settings for an Apache of its own: a MariaDB registry and files that the
+    service's user may read (its copy of alpha's host keys, as the bed's Apache has)."""
+    known_hosts = Path(ENDPOINTS["state_dir"]) / "hcc" / "known_hosts" / "alpha"
+    return settings(
+        "unused",
+        ["alpha"],
+        {**SETTINGS, "hcc.database.url": database_url, "hcc.cluster.alpha.known_hosts": str(known_hosts)},
+    )
+
+
+def balancer_urls() -> list[tuple[str, str]]:
+    """The bed's HAProxy and its first replica (scripts/replicas.sh), if they answer; else nothing."""
+    if not HOSTING_PATH.is_file():
+        return []
+    replicas = json.loads(HOSTING_PATH.read_text()).get("replicas") or {}
+    urls = [
+        ("HAProxy, two replicas", replicas.get("url")),
+        ("one replica", (replicas.get("replicas") or [{}])[0].get("url")),
+    ]
+    out = []
+    for label, url in urls:
+        try:
+            status, _ = Client(int(urllib.parse.urlsplit(url).port), timeout=5).call("GET", "/api/v1/health")
+        except (OSError, TypeError, ValueError):
+            continue
+        if status == 200:
+            out.append((label, url))
+    return out
+
+
+def fmt_runs(rates: dict[str, list[float]]) -> str:
+    return "; ".join(f"{k} " + " ".join(f"{v:.0f}" for v in values) for k, values in rates.items())
+
+
 def row(what: str, now: str, base: str, ratio: float | None, goal: str) -> None:
     shown = f"{ratio:.2f}" if ratio is not None else "-"
     print(f"| {what} | {now} | {base} | {shown} | {goal} |", flush=True)
@@ -172,6 +231,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--transfers", type=int, default=20)
+    parser.add_argument("--upload-rounds", type=int, default=3, help="uploads of each kind, in turns")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter runs, small files")
     args = parser.parse_args()
     if args.quick:
@@ -282,6 +342,7 @@ def main() -> None:
 
             # 4. and 5. throughput, and the server's CPU per warm ls under 10 clients
             results = {}
+            cores: dict[str, tuple[float, int, float]] = {}
             for clients in (10, 100):
                 for who in ("one user", f"{len(users)} users"):
                     chosen = ["alice"] if who == "one user" else users
@@ -342,19 +403,78 @@ def main() -> None:
             )
             row("  (before)", f"{whole_base:.0f} ms", "", whole_base / ls_l, "")
 
-            # 7. upload against scp (waitress: hosting under mod_wsgi is issue 13's)
+            # 7. upload against scp: through Apache mod_wsgi (this checkout and the baseline, each in
+            # an Apache of its own from the bed's template) and through waitress, in turns
             with open(local, "wb") as handle:
                 for _ in range(size // MiB):
                     handle.write(block)
-            up_now = max(upload(now, f"{work}/up.bin", size, block) for _ in range(2))
-            up_scp = max(scp_rate(control["alice"], local, f"{work}/scp.bin", size) for _ in range(2))
-            row(
-                f"{args.size_mib} MiB upload (waitress)",
-                f"{up_now:.0f} MiB/s",
-                f"scp {up_scp:.0f} MiB/s",
-                up_now / up_scp,
-                ">= 1.0 (mod_wsgi)",
-            )
+            with (
+                mysql_registry() as url_now,
+                mysql_registry() as url_base,
+                apache(hosted_settings(url_now), root=Path(__file__).resolve().parent.parent) as (a1, ap1),
+                apache(hosted_settings(url_base), root=baseline_root) as (a2, ap2),
+            ):
+                wsgi_now = Server("now (mod_wsgi)", a1, ap1, tls=True)
+                wsgi_base = Server("before (mod_wsgi)", a2, ap2, tls=True)
+                rates = {"apache": [], "apache before": [], "waitress": [], "scp": []}
+                failures = []
+                kinds = (("apache", wsgi_now), ("apache before", wsgi_base), ("waitress", now))
+                for _ in range(args.upload_rounds):
+                    for key, server in kinds:
+                        try:
+                            rates[key].append(upload(server, f"{work}/up.bin", size, block))
+                        except OSError as exc:  # said below the table, never hidden
+                            failures.append(f"{key}: {exc!r}")
+                            server.client = Client(server.port, timeout=600, blocksize=MiB, tls=server.tls)
+                    rates["scp"].append(scp_rate(control["alice"], local, f"{work}/scp.bin", size))
+                up = {k: statistics.median(v) if v else float("nan") for k, v in rates.items()}
+                row(
+                    f"{args.size_mib} MiB upload, Apache mod_wsgi, median of {args.upload_rounds}",
+                    f"{up['apache']:.0f} MiB/s",
+                    f"scp {up['scp']:.0f} MiB/s",
+                    up["apache"] / up["scp"],
+                    ">= 1.0",
+                )
+                row(
+                    "  (before, mod_wsgi)",
+                    f"{up['apache before']:.0f} MiB/s",
+                    "",
+                    up["apache before"] / up["scp"],
+                    "",
+                )
+                row("  (waitress)", f"{up['waitress']:.0f} MiB/s", "", up["waitress"] / up["scp"], "")
+                print(f"|  (every run, MiB/s) | {fmt_runs(rates)} | | | |", flush=True)
+                for failure in failures:
+                    print(f"|  upload failed | {failure} | | | |", flush=True)
+
+            # 7b. all cores: one process against several, in the same run (this checkout under
+            # Apache mod_wsgi with processes=1 and processes=2; the bed's HAProxy over its two
+            # replicas against one replica, which serve the installed copy)
+            with mysql_registry() as url_cores:
+                for processes in (1, 2):
+                    with apache(
+                        hosted_settings(url_cores),
+                        processes=processes,
+                        threads=16 // processes,
+                        root=Path(__file__).resolve().parent.parent,
+                    ) as (port, process):
+                        server = Server(f"mod_wsgi x{processes}", port, process, tls=True)
+                        cores[f"mod_wsgi processes={processes} threads={16 // processes}"] = throughput(
+                            server, 10, users, args.seconds
+                        )
+            for label, url in balancer_urls():
+                port = int(urllib.parse.urlsplit(url).port)
+                cores[label] = throughput(Server(label, port, None), 10, users, args.seconds)
+            one = cores.get("mod_wsgi processes=1 threads=16")
+            for label, (rate, errors, cpu) in cores.items():
+                base_rate = one[0] if one and "mod_wsgi" in label else cores.get("one replica", (None,))[0]
+                row(
+                    f"all cores: ls/s, 10 clients, {len(users)} users, {label}",
+                    f"{rate:.0f} req/s ({errors} errors)" + (f", {cpu:.2f} ms CPU/req" if cpu == cpu else ""),
+                    "",
+                    rate / base_rate if base_rate else None,
+                    "> 1 (x one process)",
+                )
 
             # 8. RSS after many large downloads
             rss = []

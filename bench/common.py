@@ -16,7 +16,9 @@ import json
 import os
 import secrets
 import shlex
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -197,6 +199,103 @@ def pserve(
                 output.close()
 
 
+HOSTING_PATH = Path(ENDPOINTS["state_dir"]) / "hosting.json"
+
+
+@contextlib.contextmanager
+def apache(
+    app_settings: dict[str, str], processes: int = 1, threads: int = 16, root: Path = ROOT
+) -> Iterator[tuple[int, subprocess.Popen]]:
+    """An Apache mod_wsgi of its own serving the checkout ``root``, as the test bed hosts the service:
+    the bed's template (scripts/testbed/templates/apache2.conf of this checkout), its TLS certificate,
+    its service user and venv (hosting.json), daemon mode with ``processes`` x ``threads``, on a free
+    loopback port, with its own run and log directories in a temp dir: (port, the Apache process)
+    once it answers. The bed's own Apache (serving the installed copy) is not touched. ``root`` comes
+    first on the daemon's sys.path, so it serves this checkout's code with the venv's packages. The
+    settings need a registry the service user can reach (``mysql_registry()``) and files it can read."""
+    hosting = json.loads(HOSTING_PATH.read_text())
+    port = free_port()
+    state = ENDPOINTS["state_dir"]
+    with tempfile.TemporaryDirectory(prefix="hcc-bench-apache-") as tmp:
+        base = Path(tmp)
+        os.chmod(base, 0o755)  # noqa: S103 - Apache's workers (www-data) and the daemon (the service user) enter it
+        run, log = base / "run", base / "log"
+        for d in (run, run / "apache2", log):
+            d.mkdir()
+        ini = base / "service.ini"
+        lines = ["[app:main]", "use = egg:hcc-federation"] + [f"{k} = {v}" for k, v in app_settings.items()]
+        ini.write_text("\n".join(lines) + "\n")
+        shutil.chown(ini, hosting["user"], hosting["user"])
+        os.chmod(ini, 0o600)
+        script = base / "bench.wsgi"
+        script.write_text(
+            f"import os, sys\nsys.path.insert(0, {str(root)!r})\nos.environ['HCC_INI'] = {str(ini)!r}\n"
+            "from hcc_federation.wsgi import application  # noqa: E402,F401\n"
+        )
+        template = (ROOT / "scripts/testbed/templates/apache2.conf").read_text()
+        values = {
+            "S": state,
+            "RUN": str(run),
+            "LOG": str(log),
+            "APACHE_PORT": str(port),
+            "SERVICE_USER": hosting["user"],
+            "SERVICE_VENV": hosting["venv"],
+            "WSGI_SCRIPT": str(script),
+        }
+        for key, value in values.items():
+            template = template.replace(f"@{key}@", value)
+        template = template.replace(" processes=1 threads=16 ", f" processes={processes} threads={threads} ")
+        assert f"processes={processes} threads={threads}" in template, "the template's daemon line changed"
+        grant = "  <Files bench.wsgi>\n    Require all granted\n  </Files>\n"
+        template += f"<Directory {base}>\n{grant}</Directory>\n"
+        conf = base / "apache2.conf"
+        conf.write_text(template)
+        process = subprocess.Popen(
+            ["/usr/sbin/apache2", "-f", str(conf), "-DFOREGROUND"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            client = Client(port, tls=True)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if client.call("GET", "/api/v1/health")[0] == 200:
+                        break
+                except OSError:
+                    client = Client(port, tls=True)
+                if process.poll() is not None or time.monotonic() > deadline:
+                    error_log = (log / "apache2-error.log").read_text()[-2000:]
+                    raise RuntimeError(f"Apache did not come up: {error_log}")
+                time.sleep(0.2)
+            yield port, process
+        finally:
+            # SIGTERM: Apache stops its workers and the WSGI daemon processes, then exits
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+            if os.environ.get("BENCH_SERVER_LOG"):
+                with open(os.environ["BENCH_SERVER_LOG"], "a") as out:
+                    out.write((log / "apache2-error.log").read_text())
+
+
+def children_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of the processes whose parent is ``pid`` (mod_wsgi's daemons)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                total += sum(int(t) for t in stat[11:13]) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def vm_kib(pid: int, *keys: str) -> tuple[int, ...]:
     """Fields of /proc/<pid>/status in KiB (e.g. "VmRSS", "VmHWM"), in the order asked."""
     fields = {}
@@ -239,8 +338,14 @@ class PatternBody:
 class Client:
     """One keep-alive HTTP connection, as a portal would hold."""
 
-    def __init__(self, port: int, timeout: float = 60, blocksize: int = 8192):
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, blocksize=blocksize)
+    def __init__(self, port: int, timeout: float = 60, blocksize: int = 8192, tls: bool = False):
+        if tls:  # the bed's Apache: HTTPS with the bed's certificate (hosting.json's tls_ca)
+            context = ssl.create_default_context(cafile=json.loads(HOSTING_PATH.read_text())["tls_ca"])
+            self.conn = http.client.HTTPSConnection(
+                "127.0.0.1", port, timeout=timeout, blocksize=blocksize, context=context
+            )
+        else:
+            self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, blocksize=blocksize)
 
     @staticmethod
     def auth(token: str | None) -> dict[str, str]:

@@ -22,6 +22,7 @@ from hcc_federation.remote.paramiko_compat import (
     forget_handle,
     open_exclusive,
     sftp_extended,
+    write_request_size,
 )
 
 from .errors import (
@@ -227,6 +228,9 @@ def write_file(
         with _closing_unless_link_failed(handle, path):
             # Pipelined: paramiko sends WRITEs without waiting for each status, one round trip each.
             handle.set_pipelined(True)
+            # WRITEs as large as the server takes (paramiko splits a chunk into WRITEs of at most
+            # this size; upload.UPLOAD_CHUNK reads request bodies in pieces of OpenSSH's own limit)
+            handle.MAX_REQUEST_SIZE = write_request_size(sftp)
             for data in chunks:
                 written += len(data)
                 if max_bytes is not None and written > max_bytes:

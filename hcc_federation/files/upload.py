@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import threading
 import urllib.parse
 from collections.abc import Iterator
+from queue import Full, Queue
 
 from multipart import (
     MultipartError,
@@ -16,7 +18,12 @@ from multipart import (
 
 from .. import files
 from ..errors import DomainError, InvalidArgument
-from .download import CHUNK
+from ..remote.paramiko_compat import MAX_WRITE_REQUEST
+
+# The request body is read in pieces of OpenSSH's largest SFTP WRITE (261,120 bytes: 256 KiB less its
+# 1 KiB of headroom), so that each piece goes out as one WRITE; 256 KiB pieces went out as a full
+# WRITE and a 1 KiB one each.
+UPLOAD_CHUNK = MAX_WRITE_REQUEST - 1024
 
 
 class ClientDisconnected(InvalidArgument):
@@ -38,7 +45,7 @@ def request_chunks(request, limit: int, path: str) -> Iterator[bytes]:
     received = 0
     while True:
         try:
-            data = stream.read(CHUNK)
+            data = stream.read(UPLOAD_CHUNK)
         except OSError as exc:
             # webob's DisconnectionError (waitress) and mod_wsgi's "request data read error" are
             # OSErrors of the client's connection: not to be taken for a cluster failure ("no space?")
@@ -51,6 +58,68 @@ def request_chunks(request, limit: int, path: str) -> Iterator[bytes]:
         yield data
     if expected is not None and received < expected:
         raise ClientDisconnected(f"the upload of {path} was cut off after {received} of {expected} bytes")
+
+
+def body_chunks(request, limit: int, path: str) -> Iterator[bytes]:
+    """``request_chunks``, read ahead of the consumer (``read_ahead``) unless the body is small."""
+    chunks = request_chunks(request, limit, path)
+    length = request.content_length
+    if length is not None and length <= 2 * UPLOAD_CHUNK:
+        return chunks  # one or two WRITEs: a thread would cost more than it overlaps
+    return read_ahead(chunks)
+
+
+# Chunks read ahead of the SFTP writes (about 1 MiB per upload in flight).
+READ_AHEAD = 4
+
+
+def read_ahead(chunks: Iterator[bytes], depth: int = READ_AHEAD) -> Iterator[bytes]:
+    """``chunks`` read by a thread of its own, up to ``depth`` ahead of the consumer.
+
+    An upload otherwise alternates: it waits for the client's next chunk (through Apache and
+    mod_wsgi), then for the SSH window while the cluster takes it, and neither side moves meanwhile.
+    A profile of a 256 MiB PUT under mod_wsgi: 1.6 s waiting in reads, 1.6 s waiting for the window,
+    of 5.1 s. The reader's exceptions (a client cut off, a body over the limit) are raised here, in
+    order after the chunks before them. When the consumer stops early (the cluster failed), the reader
+    stops after its current read and is joined before this generator returns, so the request's input
+    is never read after the view has answered.
+    """
+    queue: Queue[tuple[bytes | None, BaseException | None]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[bytes | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.5)
+                return True
+            except Full:
+                continue
+        return False
+
+    def reader() -> None:
+        try:
+            for data in chunks:
+                if not put((data, None)):
+                    return
+            put((None, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            put((None, exc))
+        finally:
+            chunks.close()
+
+    thread = threading.Thread(target=reader, name="upload-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            data, error = queue.get()
+            if error is not None:
+                raise error
+            if data is None:
+                return
+            yield data
+    finally:
+        stop.set()
+        thread.join()
 
 
 # ---------------------------------------------------------------------------- streaming multipart

@@ -6,6 +6,7 @@ import logging
 import posixpath
 import stat
 from collections.abc import Callable
+from contextlib import closing
 from typing import Any
 
 from cornice import Service
@@ -35,7 +36,7 @@ from .schemas import (
     PathQuery,
     UploadQuery,
 )
-from .upload import form_parts, multipart_boundary, part_filename, request_chunks
+from .upload import body_chunks, form_parts, multipart_boundary, part_filename
 
 log = logging.getLogger(__name__)
 
@@ -218,11 +219,12 @@ def put_file(request):
     path = checked_path(query["path"])
     access = request.cluster_access
     limit = request.registry.hcc_settings.files.max_upload_bytes
-    with access.sftp() as sftp:
+    # closing: a body read ahead stops being read (its thread joined) before the answer, also on failure
+    with closing(body_chunks(request, limit, path)) as chunks, access.sftp() as sftp:
         created, meta = files.write_file(
             sftp,
             path,
-            request_chunks(request, limit, path),
+            chunks,
             if_match=request.headers.get("If-Match"),
             max_bytes=limit,
             run=access.run,
@@ -274,10 +276,12 @@ def store_form_files(
     boundary = multipart_boundary(request)
     run = access.run
     limit = request.registry.hcc_settings.files.max_upload_bytes
-    parts = form_parts(request_chunks(request, limit, directory), boundary)
+    chunks = body_chunks(request, limit, directory)
+    parts = form_parts(chunks, boundary)
     stored: list[dict[str, Any]] = []
     any_created = False
-    with access.sftp() as sftp:
+    # closing: a body read ahead stops being read (its thread joined) before the answer, also on failure
+    with closing(chunks), access.sftp() as sftp:
         try:
             attr = sftp.stat(directory)
         except OSError as exc:

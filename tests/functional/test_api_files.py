@@ -551,6 +551,19 @@ def test_upload_several_files_conflicts_and_overwrite(app, alice, cluster, scrat
     assert sorted(names(app, cluster, alice, scratch)) == ["one.bin", 'say "hi" é.txt', "two words.txt"]
 
 
+def test_a_refused_upload_stops_reading_its_body_before_it_answers(app, alice, cluster, scratch, sqlite_only):
+    # a large body is read ahead by a thread of its own (files.upload.read_ahead); when the view
+    # refuses it part way, that thread must be stopped and joined before the answer: the request's
+    # input is never read after the response
+    body, content_type = multipart([("other", "x", os.urandom(8 * 1024 * 1024))])
+    url = files_url(cluster, "/upload") + "?" + q(scratch)
+    app.post(url, body, headers={**alice, "Content-Type": content_type}, status=400)
+    assert [t for t in threading.enumerate() if t.name == "upload-read-ahead"] == []
+    path = files_url(cluster, "/content") + "?" + q(f"{scratch}/nowhere/x.bin")
+    app.put(path, os.urandom(4 * 1024 * 1024), headers=alice, status=404)
+    assert [t for t in threading.enumerate() if t.name == "upload-read-ahead"] == []
+
+
 def test_cut_off_uploads_leave_no_file(app, alice, cluster, scratch, sqlite_only):
     data = os.urandom(2 * 1024 * 1024)
     url = files_url(cluster, "/content") + "?" + q(f"{scratch}/cut.bin")

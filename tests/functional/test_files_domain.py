@@ -254,6 +254,33 @@ def test_write_then_read_ranges(alice, scratch):
     assert read_all(alice, path, offset=7, length=5) == data[7:12]
 
 
+def test_uploads_send_writes_as_large_as_the_server_takes(alice, scratch, monkeypatch):
+    # OpenSSH's sftp-server states 261,120 bytes (limits@openssh.com); paramiko's 32 KiB WRITEs made a
+    # 256 MiB upload 8,192 requests, each split by the channel's 32 KiB packets into a full one and a
+    # sliver. A chunk goes out in WRITEs of that size, its tail in one more (never held back).
+    from paramiko.sftp import CMD_WRITE
+
+    from hcc_federation.remote.paramiko_compat import write_request_size
+
+    size = write_request_size(alice.sftp)
+    assert size == 261_120
+    writes = []
+    original = type(alice.sftp)._async_request
+
+    def recording(self, fileobj, t, *args):
+        if t == CMD_WRITE:
+            writes.append(len(args[-1]))
+        return original(self, fileobj, t, *args)
+
+    monkeypatch.setattr(type(alice.sftp), "_async_request", recording)
+    data = os.urandom(2 * (2 * size + 100) + size)
+    path = f"{scratch}/large-writes.bin"
+    chunks = [data[: 2 * size + 100], data[2 * size + 100 : 4 * size + 200], data[4 * size + 200 :]]
+    _, meta = files.write_file(alice.sftp, path, chunks, run=alice.run)
+    assert writes == [size, size, 100, size, size, 100, size]
+    assert meta["size"] == len(data) and read_all(alice, path) == data
+
+
 def test_replace_keeps_mode_and_if_match(alice, scratch):
     path = f"{scratch}/conf.txt"
     created, _ = files.write_file(alice.sftp, path, [b"one\n"])

@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -675,3 +676,31 @@ def test_transport_whose_socket_died_is_replaced(pool, alpha, alice):
     transport.sock.shutdown(2)
     assert pool.run(alpha, alice, ["id", "-un"]).text() == "alice\n"
     assert pool.stats()["connects"] == 2
+
+
+def test_pooled_connections_negotiate_aes_gcm(pool, alpha, alice, monkeypatch):
+    # AES-GCM costs both ends less than paramiko's default AES-CTR + HMAC-SHA2 (a 256 MiB upload:
+    # 0.36-0.44 s of this process's CPU instead of 0.54-0.63 s); the bed's sshd offers both
+    with pool.open_sftp(alpha, alice) as sftp:
+        transport = sftp.get_channel().get_transport()
+    assert (transport.local_cipher, transport.remote_cipher) == ("aes128-gcm@openssh.com",) * 2
+    # its packets are padded as CTR's are, without a getrandom call each (0.49 s of a 256 MiB upload)
+    calls = []
+    real = os.urandom
+
+    def urandom(n: int) -> bytes:
+        if sys._getframe(1).f_code.co_name == "_build_packet":  # the padding, not a uuid4 meanwhile
+            calls.append(n)
+        return real(n)
+
+    monkeypatch.setattr(os, "urandom", urandom)
+    assert len(pool.run(alpha, alice, ["head", "-c", "300000", "/dev/zero"]).stdout) == 300000
+    with pool.open_sftp(alpha, alice) as sftp, sftp.open("/dev/null", "wb") as sink:
+        sink.write(b"x" * 100_000)
+    monkeypatch.undo()
+    assert calls == []
+    # and the re-key of a GCM connection keeps it alive (as test_channels_that_close_during_a_rekey...)
+    transport.packetizer.REKEY_BYTES = 256 * 1024
+    for _ in range(5):
+        assert len(pool.run(alpha, alice, ["head", "-c", "300000", "/dev/zero"]).stdout) == 300000
+    assert transport.is_active() and pool.stats()["reconnects"] == 0

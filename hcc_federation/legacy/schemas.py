@@ -129,7 +129,7 @@ JOBS_OUT = {
 }
 JOB_DETAIL_OUT = {
     "type": "object",
-    "required": ["timestamp", "fields", "values", "nodes"],
+    "required": ["timestamp", "fields", "values", "nodes", "stdout", "stderr"],
     "properties": {
         **JOBS_OUT["properties"],
         "values": {"type": "array", "items": STRING, "description": "the 15 fields; values[5] is the State"},
@@ -137,6 +137,16 @@ JOB_DETAIL_OUT = {
             "type": "object",
             "additionalProperties": STRING,
             "description": "while RUNNING: node -> `top -b -n 1` of the user's processes there",
+        },
+        "stdout": {
+            "type": ["string", "null"],
+            "description": "the absolute path of the job's standard output, Slurm's filename patterns"
+            " resolved, as /api/v1's job detail gives it; null where it cannot be known (not in the"
+            " old API: the portal ignores it)",
+        },
+        "stderr": {
+            "type": ["string", "null"],
+            "description": "the same for its standard error (the stdout path when not separate)",
         },
     },
 }

@@ -33,7 +33,7 @@ from ..errors import InvalidArgument
 from ..files.links import create_download_link, follow_link
 from ..files.schemas import FILE_CONTENT, UPLOAD_FORM
 from ..files.views import _tree_runner, cluster_filesystems, store_form_files
-from ..jobs.views import record_submission, slurm_client
+from ..jobs.views import record_submission, recorded_output, slurm_client
 from ..models.meta import utcnow
 from . import notebooks, schemas, service
 from .paths import resolve_client_path
@@ -226,10 +226,13 @@ def list_jobs(request):
 @get_job_detail.get()
 @documented(200, *REMOTE, response=schemas.JOB_DETAIL_OUT, tag=TAG)
 def job_detail(request):
-    """One of the caller's jobs as 15 sacct fields and, while running, top on each of its nodes."""
+    """One of the caller's jobs as 15 sacct fields and, while running, top on each of its nodes; the
+    paths of its stdout and stderr as extra keys."""
     access = request.cluster_access
     client = slurm_client(request, access)
-    return service.job_detail(client, access.run, request.identity.username, request.matchdict["job_id"])
+    job_id = request.matchdict["job_id"]
+    recorded = recorded_output(request, access.cluster.name, job_id)
+    return service.job_detail(client, access.run, request.identity.username, job_id, recorded)
 
 
 @submit_job.post(**_json(schemas.PathBody()))

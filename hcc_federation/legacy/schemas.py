@@ -168,14 +168,25 @@ LINK_OUT = {
 JUPYTER_OUT = {
     "type": "object",
     "required": ["id", "cluster", "username", "token", "port", "pid", "startedAt"],
+    "description": "a live notebook of the notebooks service (/api/v1/clusters/{cluster}/notebooks/{id});"
+    " the portal opens `<scheme>://<this service's host>:<port>/?token=<token>`",
     "properties": {
-        "id": STRING,
+        "id": {**STRING, "description": "the notebook's id (stop_jupyter's jupyterId)"},
         "cluster": {**STRING, "description": "the portal's label, as it sent it"},
         "username": STRING,
-        "token": STRING,
-        "port": {"type": "integer"},
-        "pid": {"type": "integer"},
-        "startedAt": {"type": "number", "description": "epoch seconds"},
+        "token": {**STRING, "description": "the notebook server's token"},
+        "port": {
+            "type": ["integer", "null"],
+            "description": "where the server listens; null while a batch notebook's job waits",
+        },
+        "pid": {
+            "type": ["integer", "null"],
+            "description": "the server's pid (login mode); null in batch mode",
+        },
+        "startedAt": {
+            "type": "number",
+            "description": "epoch seconds: when the server answered, or when it was asked for until then",
+        },
     },
 }
 JUPYTERS_OUT = {

@@ -482,9 +482,12 @@ def test_job_arguments_are_checked(app, alice):
 # ---------------------------------------------------------------------------------- notebooks
 
 
-def test_notebook_routes_answer_501_until_notebooks_land(app, alice):
-    r = app.get("/beta/myapp/get_jupyters/rhino", headers=alice, status=501)
-    assert r.json["errors"][0]["code"] == "not_implemented"
-    app.post_json("/beta/myapp/start_jupyter", {"cluster": "rhino"}, headers=alice, status=501)
-    app.post_json("/beta/myapp/stop_jupyter", {"jupyterId": "1"}, headers=alice, status=501)
+def test_notebook_routes_answer_as_the_notebooks_service_where_notebooks_are_off(app, alice):
+    """(tests/functional/test_legacy_notebooks.py starts real ones.) This suite enables no notebook mode."""
+    assert app.get("/beta/myapp/get_jupyters/rhino", headers=alice, status=200).json == {"jupyters": []}
+    r = app.post_json("/beta/myapp/start_jupyter", {"cluster": "rhino"}, headers=alice, status=400)
+    assert "not enabled on cluster beta" in r.json["errors"][0]["description"]
+    r = app.post_json("/beta/myapp/stop_jupyter", {"jupyterId": "1"}, headers=alice, status=404)
+    assert r.json["errors"][0]["code"] == "notebook_not_found"
     app.get("/beta/myapp/get_jupyters/rhino", status=401)
+    app.get("/nowhere/myapp/get_jupyters/rhino", headers=alice, status=404)

@@ -54,7 +54,6 @@ from ..jobs.errors import (
     SlurmRefused,
     SlurmUnavailable,
 )
-from ..legacy.errors import NotebooksNotAvailable
 from ..notebooks.errors import (
     NoFreePort,
     NotebookCommandFailed,
@@ -156,8 +155,6 @@ ERROR_MAP: dict[type[BaseException], Mapping] = {
     UnsupportedMediaType: Mapping(
         415, "unsupported_media_type", "header", "the body's media type is refused"
     ),
-    # the legacy portal (hcc_federation/legacy)
-    NotebooksNotAvailable: Mapping(501, "not_implemented", "path", "not available on this service yet"),
     # long file operations
     OperationNotFound: Mapping(404, "operation_not_found", "path", "no such operation of the caller's"),
     OperationFinished: Mapping(409, "operation_finished", "path", "the operation already ended"),

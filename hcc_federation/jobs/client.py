@@ -198,6 +198,14 @@ class SlurmClient:
         JobNotFound if neither knows it, JobForbidden if it is another user's."""
         return dict(self._locate(validate_user(user), validate_job_id(job_id)).job)
 
+    def locate_job_output(
+        self, user: str, job_id: str, recorded: Recorded | None = None
+    ) -> tuple[Job, OutputPaths]:
+        """``locate_job`` and where the job's stdout and stderr go (paths, or None with the reason),
+        as ``get_job`` finds them (``recorded``: what the registry kept at submit time)."""
+        located = self._locate(validate_user(user), validate_job_id(job_id))
+        return dict(located.job), self._output_paths(located, recorded)
+
     def get_job(
         self, user: str, job_id: str, with_usage: bool = True, recorded: Recorded | None = None
     ) -> Job:

@@ -1,6 +1,6 @@
 """The legacy hcc-jobs portal's API under /{cluster}/myapp/: a thin translation over the /api/v1 services.
 
-The domain modules (paths, commands, parsers, service, notebooks, errors) never import Pyramid; the
+The domain modules (paths, commands, parsers, service, notebooks) never import Pyramid; the
 routes (views, with schemas) do.
 """
 

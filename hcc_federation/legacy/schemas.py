@@ -129,7 +129,7 @@ JOBS_OUT = {
 }
 JOB_DETAIL_OUT = {
     "type": "object",
-    "required": ["timestamp", "fields", "values", "nodes"],
+    "required": ["timestamp", "fields", "values", "nodes", "stdout", "stderr"],
     "properties": {
         **JOBS_OUT["properties"],
         "values": {"type": "array", "items": STRING, "description": "the 15 fields; values[5] is the State"},
@@ -137,6 +137,16 @@ JOB_DETAIL_OUT = {
             "type": "object",
             "additionalProperties": STRING,
             "description": "while RUNNING: node -> `top -b -n 1` of the user's processes there",
+        },
+        "stdout": {
+            "type": ["string", "null"],
+            "description": "the absolute path of the job's standard output, Slurm's filename patterns"
+            " resolved, as /api/v1's job detail gives it; null where it cannot be known (not in the"
+            " old API: the portal ignores it)",
+        },
+        "stderr": {
+            "type": ["string", "null"],
+            "description": "the same for its standard error (the stdout path when not separate)",
         },
     },
 }
@@ -158,14 +168,25 @@ LINK_OUT = {
 JUPYTER_OUT = {
     "type": "object",
     "required": ["id", "cluster", "username", "token", "port", "pid", "startedAt"],
+    "description": "a live notebook of the notebooks service (/api/v1/clusters/{cluster}/notebooks/{id});"
+    " the portal opens `<scheme>://<this service's host>:<port>/?token=<token>`",
     "properties": {
-        "id": STRING,
+        "id": {**STRING, "description": "the notebook's id (stop_jupyter's jupyterId)"},
         "cluster": {**STRING, "description": "the portal's label, as it sent it"},
         "username": STRING,
-        "token": STRING,
-        "port": {"type": "integer"},
-        "pid": {"type": "integer"},
-        "startedAt": {"type": "number", "description": "epoch seconds"},
+        "token": {**STRING, "description": "the notebook server's token"},
+        "port": {
+            "type": ["integer", "null"],
+            "description": "where the server listens; null while a batch notebook's job waits",
+        },
+        "pid": {
+            "type": ["integer", "null"],
+            "description": "the server's pid (login mode); null in batch mode",
+        },
+        "startedAt": {
+            "type": "number",
+            "description": "epoch seconds: when the server answered, or when it was asked for until then",
+        },
     },
 }
 JUPYTERS_OUT = {

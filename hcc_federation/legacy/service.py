@@ -10,7 +10,7 @@ import paramiko
 
 from .. import files
 from ..files.metadata import readlink
-from ..jobs.client import SlurmClient
+from ..jobs.client import Recorded, SlurmClient
 from ..jobs.validation import validate_job_id, validate_since, validate_user
 from ..remote.result import CommandResult
 from .commands import (
@@ -101,15 +101,19 @@ def job_table(client: SlurmClient, user: str, day: str) -> dict[str, Any]:
     return {"timestamp": time.time(), "fields": list(LIST_FIELDS), "values": sacct_lines(text)}
 
 
-def job_detail(client: SlurmClient, run: Runner, user: str, job_id: str) -> dict[str, Any]:
+def job_detail(
+    client: SlurmClient, run: Runner, user: str, job_id: str, recorded: Recorded | None = None
+) -> dict[str, Any]:
     """One of the user's jobs as one ``sacct -p`` line cut into its 15 fields and, while it runs,
-    ``top -b -n 1`` of the user's processes on each of its nodes.
+    ``top -b -n 1`` of the user's processes on each of its nodes; with ``stdout`` and ``stderr``,
+    the paths of its output as /api/v1's detail gives them (None where they cannot be known), keys
+    the old portal ignores.
 
     Whose job it is, and whether it exists, is the domain's rule (``SlurmClient.locate_job``:
     JobNotFound, JobForbidden), checked before anything else is read.
     """
     job_id = validate_job_id(job_id)
-    job = client.locate_job(user, job_id)
+    job, output = client.locate_job_output(user, job_id, recorded)
     values = sacct_values(client.accounting_text(sacct_detail_argv(job["id"])))
     if values is None or len(values) != len(DETAIL_FIELDS):
         # queued but not yet in accounting (slurmdbd lags): what the queue knows, in sacct's columns
@@ -124,4 +128,11 @@ def job_detail(client: SlurmClient, run: Runner, user: str, job_id: str) -> dict
         # a job that ends between the two calls refuses new steps: no nodes, as once it has ended
         if result.ok:
             nodes = top_by_node(result.text())
-    return {"timestamp": time.time(), "fields": list(DETAIL_FIELDS), "values": values, "nodes": nodes}
+    return {
+        "timestamp": time.time(),
+        "fields": list(DETAIL_FIELDS),
+        "values": values,
+        "nodes": nodes,
+        "stdout": output.stdout,
+        "stderr": output.stderr,
+    }

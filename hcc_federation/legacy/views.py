@@ -33,7 +33,7 @@ from ..errors import InvalidArgument
 from ..files.links import create_download_link, follow_link
 from ..files.schemas import FILE_CONTENT, UPLOAD_FORM
 from ..files.views import _tree_runner, cluster_filesystems, store_form_files
-from ..jobs.views import record_submission, slurm_client
+from ..jobs.views import record_submission, recorded_output, slurm_client
 from ..models.meta import utcnow
 from . import notebooks, schemas, service
 from .paths import resolve_client_path
@@ -226,10 +226,13 @@ def list_jobs(request):
 @get_job_detail.get()
 @documented(200, *REMOTE, response=schemas.JOB_DETAIL_OUT, tag=TAG)
 def job_detail(request):
-    """One of the caller's jobs as 15 sacct fields and, while running, top on each of its nodes."""
+    """One of the caller's jobs as 15 sacct fields and, while running, top on each of its nodes; the
+    paths of its stdout and stderr as extra keys."""
     access = request.cluster_access
     client = slurm_client(request, access)
-    return service.job_detail(client, access.run, request.identity.username, request.matchdict["job_id"])
+    job_id = request.matchdict["job_id"]
+    recorded = recorded_output(request, access.cluster.name, job_id)
+    return service.job_detail(client, access.run, request.identity.username, job_id, recorded)
 
 
 @submit_job.post(**_json(schemas.PathBody()))
@@ -410,26 +413,36 @@ def paste(request):
 # ---------------------------------------------------------------------------------- notebooks
 
 
+def _notebook_access(request):
+    """The cluster of the URL as the caller, and the notebooks service's store."""
+    return request.cluster_access, request.registry.hcc_notebook_store
+
+
 @get_jupyters.get()
-@documented(200, 401, 404, 501, 503, response=schemas.JUPYTERS_OUT, tag=TAG)
+@documented(200, 401, 403, 404, 502, 503, 504, response=schemas.JUPYTERS_OUT, tag=TAG)
 def list_notebooks(request):
-    """The caller's notebooks on the cluster of the URL, labelled as the portal asked (501 until wired)."""
-    _cluster(request)
-    return {"jupyters": notebooks.list_notebooks(request, request.matchdict["label"])}
+    """The caller's live notebooks on the cluster of the URL, each labelled as the portal asked
+    (the label is the portal's own name for its backend, not necessarily a cluster's)."""
+    access, store = _notebook_access(request)
+    label = request.matchdict["label"]
+    return {"jupyters": notebooks.list_jupyters(access, store, request.identity.username, label)}
 
 
 @start_jupyter.post(**_json(schemas.LabelBody()))
-@documented(200, 401, 404, 501, 503, response=schemas.JUPYTER_OUT, tag=TAG)
+@documented(200, *REMOTE, 413, 415, 429, response=schemas.JUPYTER_OUT, tag=TAG)
 def start_notebook(request):
-    """Start a notebook on the cluster of the URL, labelled with the body's cluster (501 until wired)."""
-    _cluster(request)
-    return notebooks.start_notebook(request, request.validated["cluster"])
+    """Start a notebook on the cluster of the URL in its default mode, labelled with the body's
+    cluster; answered at once (the server answers its token some seconds later)."""
+    access, store = _notebook_access(request)
+    return notebooks.start_jupyter(
+        access, store, request.identity.username, request.validated["cluster"], request.client_address
+    )
 
 
 @stop_jupyter.post(**_json(schemas.NotebookIdBody()))
-@documented(200, 401, 404, 501, 503, response=schemas.OK_OUT, tag=TAG)
+@documented(200, *REMOTE, 413, 415, response=schemas.OK_OUT, tag=TAG)
 def stop_notebook(request):
-    """Stop one of the caller's notebooks (501 until wired)."""
-    _cluster(request)
-    notebooks.stop_notebook(request, request.validated["jupyterId"])
+    """Stop one of the caller's notebooks on the cluster of the URL (404 for anyone else's)."""
+    access, store = _notebook_access(request)
+    notebooks.stop_jupyter(access, store, request.identity.username, request.validated["jupyterId"])
     return {"ok": True}

@@ -21,6 +21,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -51,6 +52,9 @@ from .tls import ServerAnswer, https_get, make_certificate, tls_context
 log = logging.getLogger(__name__)
 
 Sessions = Callable[[], Session]
+# how a notebook is shown: ``describe`` for /api/v1; the legacy portal passes its own (its object
+# carries the token and the pid), so the rules stay here and only the shape is the caller's
+Describe = Callable[[ClusterSettings, Notebook, "NotebookStore"], Any]
 
 
 class NotebookStore:
@@ -346,8 +350,10 @@ def start_notebook(
     username: str,
     request: StartRequest,
     client_addr: str = "",
+    shown_as: Describe | None = None,
 ) -> dict:
-    """Start a notebook as ``username`` and return it (``pending`` or ``starting``) at once.
+    """Start a notebook as ``username`` and return it (``pending`` or ``starting``) at once, as
+    ``shown_as`` (default ``describe``) shows it.
 
     Raises InvalidNotebookArgument (a field outside what the cluster allows), NotebookLimitReached
     (the person's cap), NoFreePort (the range is used up on that host) or NotebookCommandFailed.
@@ -419,7 +425,7 @@ def start_notebook(
         _finish(sessions, notebook_id, "failed", getattr(exc, "description", None) or type(exc).__name__)
         raise
     log.info("notebook %s (%s) started on %s by %s", notebook_id, request.mode, cs.name, username)
-    return describe(cs, _reload(sessions, notebook_id), sessions)
+    return (shown_as or describe)(cs, _reload(sessions, notebook_id), sessions)
 
 
 def _reload(sessions: NotebookStore, notebook_id: str) -> Notebook:
@@ -633,9 +639,14 @@ def get_notebook(access: ClusterAccess, sessions: NotebookStore, username: str, 
 
 
 def list_notebooks(
-    access: ClusterAccess, sessions: NotebookStore, username: str, limit: int = 100
+    access: ClusterAccess,
+    sessions: NotebookStore,
+    username: str,
+    limit: int = 100,
+    shown_as: Describe | None = None,
 ) -> list[dict]:
-    """The person's notebooks on the cluster, newest first, the live ones brought up to date."""
+    """The person's notebooks on the cluster, newest first, the live ones brought up to date, as
+    ``shown_as`` (default ``describe``) shows each."""
     with sessions() as db:
         rows = list(
             db.scalars(
@@ -646,7 +657,8 @@ def list_notebooks(
             )
         )
         db.expunge_all()
-    return [describe(access.cluster.settings, refresh(access, sessions, nb), sessions) for nb in rows]
+    show = shown_as or describe
+    return [show(access.cluster.settings, refresh(access, sessions, nb), sessions) for nb in rows]
 
 
 def _stop_remote(access: ClusterAccess, nb: Notebook) -> None:

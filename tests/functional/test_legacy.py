@@ -406,7 +406,9 @@ def test_job_lifecycle(app, users, clusters, alice, work_dir, started, database_
     if database_url.startswith("mysql"):
         pytest.skip("Slurm-heavy: runs on SQLite only (the registry row is the /api/v1 code's)")
     base = f"/{cluster}/myapp"
-    script = write(users, work_dir / f"job {uuid.uuid4().hex[:6]}.sh", SLEEP)
+    # a separate stderr named after the job (%x: the script's name, with its space) and its id
+    script_text = SLEEP.replace("\n", '\n#SBATCH --error="err %x-%j.txt"\n', 1)
+    script = write(users, work_dir / f"job {uuid.uuid4().hex[:6]}.sh", script_text)
     r = app.post_json(f"{base}/submit_job", {"path": f"$HOME/{work_dir.name}/{script.name}"}, headers=alice)
     assert r.json["ok"] is True and r.json["result"].startswith("Submitted batch job ")
     job_id = r.json["result"].rsplit(" ", 1)[1]
@@ -430,6 +432,10 @@ def test_job_lifecycle(app, users, clusters, alice, work_dir, started, database_
     ).strip()
     expected = line.split("|")[:-1]
     assert detail["values"][:8] == expected[:8] and detail["values"][9:] == expected[9:]
+    # issue 16's output paths as extra keys: sbatch's default stdout in the job's directory
+    assert detail["stdout"] == f"{work_dir}/slurm-{job_id}.out"
+    assert detail["stderr"] == f"{work_dir}/err {script.name}-{job_id}.txt"
+    assert os.path.isfile(detail["stdout"]) and os.path.isfile(detail["stderr"])  # where Slurm writes
 
     # the list: one sacct -p line per job
     day = date.today().isoformat()
@@ -476,9 +482,12 @@ def test_job_arguments_are_checked(app, alice):
 # ---------------------------------------------------------------------------------- notebooks
 
 
-def test_notebook_routes_answer_501_until_notebooks_land(app, alice):
-    r = app.get("/beta/myapp/get_jupyters/rhino", headers=alice, status=501)
-    assert r.json["errors"][0]["code"] == "not_implemented"
-    app.post_json("/beta/myapp/start_jupyter", {"cluster": "rhino"}, headers=alice, status=501)
-    app.post_json("/beta/myapp/stop_jupyter", {"jupyterId": "1"}, headers=alice, status=501)
+def test_notebook_routes_answer_as_the_notebooks_service_where_notebooks_are_off(app, alice):
+    """(tests/functional/test_legacy_notebooks.py starts real ones.) This suite enables no notebook mode."""
+    assert app.get("/beta/myapp/get_jupyters/rhino", headers=alice, status=200).json == {"jupyters": []}
+    r = app.post_json("/beta/myapp/start_jupyter", {"cluster": "rhino"}, headers=alice, status=400)
+    assert "not enabled on cluster beta" in r.json["errors"][0]["description"]
+    r = app.post_json("/beta/myapp/stop_jupyter", {"jupyterId": "1"}, headers=alice, status=404)
+    assert r.json["errors"][0]["code"] == "notebook_not_found"
     app.get("/beta/myapp/get_jupyters/rhino", status=401)
+    app.get("/nowhere/myapp/get_jupyters/rhino", headers=alice, status=404)

@@ -82,6 +82,39 @@ def test_a_login_on_one_replica_serves_every_call_on_the_other(one, other, users
     one.get("/api/v1/me", headers=alice, status=401)
 
 
+def test_a_notebook_started_on_one_replica_is_read_and_stopped_on_the_other(one, other, replicas, users):
+    # alpha: a password cluster, so the other replica also unseals the session's credential
+    alice = _bearer(one, "alice", users["alice"]["password"])
+    url = "/api/v1/clusters/alpha/notebooks"
+    started = one.post_json(url, {"mode": "login", "hours": 1}, headers=alice, status=201).json
+    nb_url = f"{url}/{started['id']}"
+    try:
+
+        def settled():
+            body = other.get(nb_url, headers=alice).json
+            return body if body["state"] in ("running", "failed") else None
+
+        settled.__name__ = f"notebook {started['id']} running or failed"
+        running = wait_for(settled, timeout=90, interval=1.0)
+        assert running["state"] == "running", running
+        # the same notebook and token from either replica: the registry and its seal are shared
+        assert one.get(nb_url, headers=alice).json["url"] == running["url"]
+        listed = other.get("/api/v1/notebooks", headers=alice).json["notebooks"]
+        assert started["id"] in [nb["id"] for nb in listed]
+    finally:
+        other.delete(nb_url, headers=alice, status=204)
+        engine = create_engine(replicas["database_url"])
+        with engine.connect() as conn:
+            folder = conn.execute(
+                text("SELECT folder FROM notebooks WHERE id = :id"), {"id": started["id"]}
+            ).scalar()
+        engine.dispose()
+        if folder:
+            subprocess.run(["rm", "-rf", "--", folder], check=False)
+    stopped = one.get(nb_url, headers=alice).json
+    assert stopped["state"] == "stopped" and stopped["url"] is None
+
+
 def test_failed_logins_count_on_every_replica(one, other):
     wrong = {"username": "bob", "password": "wrong"}
     for i in range(5):  # hcc.auth.throttle_max_per_user: 5

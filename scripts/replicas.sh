@@ -12,6 +12,10 @@ set -euo pipefail
 [ -f "$S/hcc/service.ini" ] || die "the hosted service is not set up: run scripts/testbed/up.sh"
 TMPL="$HERE/templates"
 T0=$SECONDS
+# the replicas serve the code installed in the service's venv, never a checkout that a caller's
+# PYTHONPATH names (a test run from a worktree would otherwise make them run its code on the
+# bed's schema)
+unset PYTHONPATH
 
 replicas_up() {
   local port SERVER_LINES=""

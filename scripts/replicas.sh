@@ -12,18 +12,25 @@ set -euo pipefail
 [ -f "$S/hcc/service.ini" ] || die "the hosted service is not set up: run scripts/testbed/up.sh"
 TMPL="$HERE/templates"
 T0=$SECONDS
+# the replicas serve the code installed in the service's venv, never a checkout that a caller's
+# PYTHONPATH names (a test run from a worktree would otherwise make them run its code on the
+# bed's schema)
+unset PYTHONPATH
 
 replicas_up() {
   local port SERVER_LINES=""
   for port in $REPLICA_PORTS; do
-    # a replica keeps the code it started with: restart it when install.sh installed new code
-    if is_running "replica-$port" && ! cmp -s "$TESTBED_SERVICE_VENV/.hcc-code.sha" "$RUN/replica-$port.code.started"; then
+    # a replica keeps the code and the ini it started with: restart it when install.sh installed
+    # new code or up.sh rendered a new service.ini
+    if is_running "replica-$port" && ! { cmp -s "$TESTBED_SERVICE_VENV/.hcc-code.sha" "$RUN/replica-$port.code.started" \
+        && cmp -s "$S/hcc/service.ini" "$RUN/replica-$port.ini.started"; }; then
       stop_daemon "replica-$port"
     fi
     ( hosted_env "$REPLICAS_DB"
       start_daemon "replica-$port" "$SERVICE_USER" "$TESTBED_SERVICE_VENV/bin/python" \
         -m pyramid.scripts.pserve "$HCC_INI" "http_port=$port" )
     cp "$TESTBED_SERVICE_VENV/.hcc-code.sha" "$RUN/replica-$port.code.started"
+    install -m 600 "$S/hcc/service.ini" "$RUN/replica-$port.ini.started"
     SERVER_LINES+="  server replica-$port 127.0.0.1:$port check"$'\n'
   done
   SERVER_LINES="${SERVER_LINES%$'\n'}"

@@ -11,7 +11,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paramiko
 from paramiko.sftp import CMD_EXTENDED_REPLY
@@ -40,6 +40,9 @@ from .errors import (
 )
 from .metadata import Runner, file_etag, get_metadata, lstat_or_none, require_regular
 from .paths import validate_path
+
+if TYPE_CHECKING:
+    from .leftovers import TempJournal
 
 # 256 KiB chunks: big enough that per-chunk overhead vanishes, small enough for a WSGI server to stream.
 DEFAULT_CHUNK = 256 * 1024
@@ -178,6 +181,7 @@ def write_file(
     overwrite: bool = True,
     max_bytes: int | None = None,
     run: Runner | None = None,
+    journal: TempJournal | None = None,
 ) -> tuple[bool, dict[str, Any]]:
     """Create or replace a file atomically; returns (created, metadata).
 
@@ -191,7 +195,9 @@ def write_file(
     OpenSSH's plain rename, which links and so never replaces an existing file. On any failure,
     including the caller's iterator raising (a client that went away), the temporary file is
     removed; if the connection itself died, the ``.hcc-upload-*`` file remains until a later write
-    into the same directory by the same user sweeps it (once a day old). The temporary file is
+    into the same directory by the same user sweeps it (once a day old), or hcc-cleanup removes it:
+    ``journal`` records the temporary file before it is created and forgets it once it is renamed
+    or removed, so what a dead link left stays on record (files.leftovers). The temporary file is
     created with the target's owner bits only (0600 for a new file), never readable by others
     before the final chmod; a new file then gets the mode a plain create would give it.
     """
@@ -218,10 +224,16 @@ def write_file(
     # Never more readable than the file it replaces, from its first byte: the target's owner bits
     # only (0600 for a new file); group and other bits come with the final chmod, after the data.
     private = stat.S_IMODE(attr.st_mode or 0) & 0o600 if attr is not None else 0o600
+    record = journal.started(temp) if journal is not None else None
     try:
         handle = create_exclusive(sftp, temp, private)
-    except OSError as exc:
-        raise classify_failure(sftp, exc, directory, "create a file in") from None
+    except BaseException as exc:
+        # over a dead link the OPEN may have created the file all the same: it stays on record
+        if record is not None and link_failure(exc, path, "write") is None:
+            journal.ended(record)
+        if isinstance(exc, OSError):
+            raise classify_failure(sftp, exc, directory, "create a file in") from None
+        raise
     written = 0
     storing = True
     try:
@@ -254,6 +266,8 @@ def write_file(
             sftp.posix_rename(temp, target)
         else:
             sftp.rename(temp, target)
+        if record is not None:
+            journal.ended(record)
     except BaseException as exc:
         failure = link_failure(exc, path, "write")
         if failure is not None:
@@ -266,7 +280,8 @@ def write_file(
         full = (
             storing and isinstance(exc, OSError) and exc.errno is None and _file_system_full(sftp, directory)
         )
-        _remove_quietly(sftp, temp)
+        if _remove_quietly(sftp, temp) and record is not None:
+            journal.ended(record)
         if isinstance(exc, OSError):
             if not overwrite and lstat_or_none(sftp, target) is not None:
                 raise AlreadyExists(f"already exists: {path}", path=path) from None
@@ -408,7 +423,13 @@ def _file_system_full(sftp: paramiko.SFTPClient, directory: str) -> bool:
     return bavail * frsize < FULL_MARGIN or favail == 0
 
 
-def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> None:
-    # best effort: the original failure is what the caller must hear about
-    with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+def _remove_quietly(sftp: paramiko.SFTPClient, path: str) -> bool:
+    """Remove ``path`` if possible; whether it is gone. Best effort: the original failure is what
+    the caller must hear about."""
+    try:
         sftp.remove(path)
+    except FileNotFoundError:
+        return True
+    except (OSError, EOFError, paramiko.SSHException):
+        return False
+    return True

@@ -22,6 +22,7 @@ from ..operations.progress import parse_du
 from ..operations.worker import count_argv, size_argv
 from .download import serve_file
 from .errors import FilesystemMisconfigured
+from .leftovers import UploadRecords
 from .schemas import (
     ENTRY_OUT,
     FILE_CONTENT,
@@ -52,6 +53,13 @@ file_move = Service(name="file_move", path=BASE + "/move", description="Rename o
 file_copy = Service(
     name="file_copy", path=BASE + "/copy", description="Copy a file or directory on the cluster"
 )
+
+
+def upload_records(request, access: ClusterAccess) -> UploadRecords:
+    """The record of this request's temporary upload files, for hcc-cleanup to find what a dead
+    link leaves (files.leftovers)."""
+    factory = request.registry.hcc_dbsession_factory
+    return UploadRecords(factory, request.identity.username, access.cluster.name)
 
 
 def checked_path(value: str, *, name: str = "path") -> str:
@@ -228,6 +236,7 @@ def put_file(request):
             if_match=request.headers.get("If-Match"),
             max_bytes=limit,
             run=access.run,
+            journal=upload_records(request, access),
         )
     request.response.status = 201 if created else 200
     request.response.headers["ETag"] = meta["etag"]
@@ -275,6 +284,7 @@ def store_form_files(
     (whether any was created, the metadata of each)."""
     boundary = multipart_boundary(request)
     run = access.run
+    journal = upload_records(request, access)
     limit = request.registry.hcc_settings.files.max_upload_bytes
     chunks = body_chunks(request, limit, directory)
     parts = form_parts(chunks, boundary)
@@ -300,7 +310,7 @@ def store_form_files(
                 raise InvalidArgument(f"a file part needs a plain file name, not {name!r}", field="file")
             target = checked_path(posixpath.join(directory, name), name="file")
             created, meta = files.write_file(
-                sftp, target, body, overwrite=overwrite, max_bytes=limit, run=run
+                sftp, target, body, overwrite=overwrite, max_bytes=limit, run=run, journal=journal
             )
             any_created = any_created or created
             stored.append(meta)

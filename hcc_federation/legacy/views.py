@@ -32,7 +32,7 @@ from ..auth.sessions import TooManyAttempts
 from ..errors import InvalidArgument
 from ..files.links import create_download_link, follow_link
 from ..files.schemas import FILE_CONTENT, UPLOAD_FORM
-from ..files.views import _tree_runner, cluster_filesystems, store_form_files
+from ..files.views import _tree_runner, cluster_filesystems, store_form_files, upload_records
 from ..jobs.views import record_submission, recorded_output, slurm_client
 from ..models.meta import utcnow
 from . import notebooks, schemas, service
@@ -357,7 +357,7 @@ def save_text(request):
     path = _Paths(request, access)(given)
     data = request.validated["text"].encode("utf-8")
     with access.sftp() as sftp:
-        files.write_file(sftp, path, [data], run=access.run)
+        files.write_file(sftp, path, [data], run=access.run, journal=upload_records(request, access))
         return service.file_object(sftp, access.run, given, path)
 
 

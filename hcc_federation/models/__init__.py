@@ -6,6 +6,7 @@ from .links import DownloadLink
 from .meta import Base
 from .notebooks import Notebook, NotebookPort, NotebookSlot
 from .operations import FileOperation
+from .uploads import UploadTemp
 
 __all__ = [
     "AuditEvent",
@@ -18,5 +19,6 @@ __all__ = [
     "NotebookPort",
     "NotebookSlot",
     "ThrottleKey",
+    "UploadTemp",
     "UserSession",
 ]

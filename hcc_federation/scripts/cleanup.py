@@ -12,8 +12,14 @@ owner's identity: on a certificate cluster hcc-cleanup signs a short certificate
 with hcc.ssh.ca_key; on a password cluster it holds no password (sessions seal theirs under the
 session token, which only the client has), so it skips them and the owner's next read of the
 notebook stops it instead. An owner's session ending does not stop a notebook.
-removing them once dead keeps less to protect. Long file operations: rows that ended more than
-hcc.operations.retention_days ago, and what ended ones left on clusters that trust the user CA.
+
+Long file operations: rows that ended more than hcc.operations.retention_days ago, and what ended
+ones left on clusters that trust the user CA.
+
+Upload leftovers: each upload records its temporary ``.hcc-upload-*`` file while it exists
+(files.leftovers); a record older than a day names what a dead link or process left. As its owner
+(certificate clusters, like the operations' sweep) the file is removed if untouched for a day;
+records it cannot act on are dropped after a week (the owner's next write there still sweeps).
 
 Several hosts may run it at once (a timer on each replica): on MySQL/MariaDB one run at a time
 holds a named lock and the others do nothing. --dry-run counts what would be deleted and touches
@@ -24,10 +30,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from pyramid.paster import get_appsettings, setup_logging
 from sqlalchemy import Engine, delete, func, or_, select, text
@@ -39,6 +47,11 @@ from ..errors import DomainError
 from ..models import AuditEvent, DownloadLink, FileOperation, LoginAttempt, ThrottleKey, UserSession
 from ..models.meta import utcnow
 from ..settings import AuthSettings, OperationsSettings, Settings, parse_settings
+
+if TYPE_CHECKING:
+    from ..clusters import ClusterAccess
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -197,12 +210,15 @@ def cleanup_operations(
     return OperationsCleanup(rows or 0, swept, unswept)
 
 
-def certificate_sweeper(settings: Settings) -> tuple[Callable[[FileOperation], bool], Callable[[], None]]:
-    """A sweeper that logs in as each operation's owner with a certificate signed for the purpose
-    (clusters with identity = certificate only: no password is kept outside sessions), and a close."""
+# (cluster name, owner) -> the cluster as that owner, or None where hcc-cleanup cannot log in
+OwnerAccess = Callable[[str | None, str], "ClusterAccess | None"]
+
+
+def certificate_access(settings: Settings) -> tuple[OwnerAccess, Callable[[], None]]:
+    """Log in to a cluster as a row's owner with a certificate signed for the purpose (clusters with
+    identity = certificate only: no password is kept outside sessions), and a close."""
     from ..clusters import ClusterAccess, ClusterRegistry
     from ..fanout import FanOut
-    from ..operations.service import sweep
     from ..remote import ConnectionPool, load_ca_key, make_certificate_identity
 
     pool = ConnectionPool.from_settings(settings)
@@ -211,7 +227,7 @@ def certificate_sweeper(settings: Settings) -> tuple[Callable[[FileOperation], b
     ca_key = load_ca_key(settings.ssh.ca_key) if settings.ssh.ca_key else None
     names = {cluster.name for cluster in registry}
 
-    def access(cluster_name: str | None, username: str):
+    def access(cluster_name: str | None, username: str) -> ClusterAccess | None:
         if ca_key is None or cluster_name not in names:
             return None
         cluster = registry.get(cluster_name)
@@ -219,6 +235,24 @@ def certificate_sweeper(settings: Settings) -> tuple[Callable[[FileOperation], b
             return None
         identity = make_certificate_identity(ca_key, username, timedelta(minutes=5), "hcc-cleanup")
         return ClusterAccess(pool, cluster, identity)
+
+    def close() -> None:
+        pool.close_all()
+        fanout.shutdown()
+
+    return access, close
+
+
+def certificate_sweeper(
+    settings: Settings, access: OwnerAccess | None = None
+) -> tuple[Callable[[FileOperation], bool], Callable[[], None]]:
+    """A sweeper of what ended operations left, logged in as each operation's owner (see
+    ``certificate_access``; given ``access``, the close does nothing: its maker closes it)."""
+    from ..operations.service import sweep
+
+    close: Callable[[], None] = lambda: None  # noqa: E731
+    if access is None:
+        access, close = certificate_access(settings)
 
     def sweeper(row: FileOperation) -> bool:
         source = access(row.cluster, row.username)
@@ -229,11 +263,65 @@ def certificate_sweeper(settings: Settings) -> tuple[Callable[[FileOperation], b
         timeout = float(settings.files.tree_timeout)
         return sweep(source, row.id, row.work_dir, timeout, destination=destination, to=partial)
 
-    def close() -> None:
-        pool.close_all()
-        fanout.shutdown()
-
     return sweeper, close
+
+
+# ------------------------------------------------------------------------ upload leftovers (issue 13)
+
+
+@dataclass(frozen=True)
+class LeftoversCleanup:
+    removed: int  # temporary files deleted on their cluster
+    gone: int  # rows whose file was already gone (renamed into place or removed)
+    alive: int  # files still written to: left, with their rows
+    unreachable: int  # rows hcc-cleanup could not act on (kept until LEFTOVER_BOUND)
+    dropped: int  # rows past that bound, given up
+
+
+def cleanup_upload_leftovers(
+    db: Session, *, access: OwnerAccess | None, now: datetime | None = None
+) -> LeftoversCleanup:
+    """Remove the ``.hcc-upload-*`` files that rows older than a day name, as their owners, and the
+    rows with them; rows that cannot be acted on go once older than ``LEFTOVER_BOUND``.
+
+    ``access`` None (a dry run) touches no cluster: rows older than a day count as unreachable and
+    those past the bound as dropped. A cluster that fails once is not tried again in this run (each
+    try could cost a connect timeout). The caller commits (or rolls back, for a dry run).
+    """
+    from ..files.errors import PathError
+    from ..files.leftovers import ALIVE, LEFTOVER_AGE, LEFTOVER_BOUND, REMOVED, remove_leftover
+    from ..models import UploadTemp
+
+    now = now or utcnow()
+    counts = dict.fromkeys(("removed", "gone", "alive", "unreachable", "dropped"), 0)
+    failed_clusters: set[str] = set()
+    due = db.scalars(
+        select(UploadTemp).where(UploadTemp.started_at < now - LEFTOVER_AGE).order_by(UploadTemp.started_at)
+    ).all()
+    for row in due:
+        found = None
+        owner = access(row.cluster, row.username) if access and row.cluster not in failed_clusters else None
+        if owner is not None:
+            try:
+                with owner.sftp() as sftp:
+                    found = remove_leftover(sftp, row.path, now - LEFTOVER_AGE)
+            except PathError:
+                pass  # this file's answer (say, its directory is no longer the owner's): this row only
+            except Exception:  # noqa: BLE001 - the link or the login: not again for this cluster
+                log.warning("hcc-cleanup: no upload leftovers removed on %s", row.cluster, exc_info=True)
+                failed_clusters.add(row.cluster)
+        if found == ALIVE:
+            counts["alive"] += 1
+        elif found is not None:
+            # removed, or nothing of ours there any more: the row has done its work
+            counts["removed" if found == REMOVED else "gone"] += 1
+            db.delete(row)
+        elif row.started_at < now - LEFTOVER_BOUND:
+            counts["dropped"] += 1
+            db.delete(row)
+        else:
+            counts["unreachable"] += 1
+    return LeftoversCleanup(**counts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,7 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.config)
     settings = parse_settings(get_appsettings(args.config))
     engine = make_engine(settings.database)
-    sweeper, close = (None, None) if args.no_sweep or args.dry_run else certificate_sweeper(settings)
+    # one pool logs in as owners for both sweeps (operations' leftovers and uploads')
+    access, close = (None, None) if args.no_sweep or args.dry_run else certificate_access(settings)
+    sweeper = certificate_sweeper(settings, access)[0] if access is not None else None
     try:
         with exclusive_run(engine) as mine:
             if not mine:
@@ -266,11 +356,14 @@ def main(argv: list[str] | None = None) -> int:
                 notebooks.update(skipped=0, failed=0)
                 with session_factory(engine)() as db:
                     operations = cleanup_operations(db, settings.operations)
+                    leftovers = cleanup_upload_leftovers(db, access=None)
                     db.rollback()
             else:
                 notebooks = cleanup_notebooks(settings, session_factory(engine))
                 with session_factory(engine)() as db, db.begin():
                     operations = cleanup_operations(db, settings.operations, sweeper=sweeper)
+                with session_factory(engine)() as db, db.begin():
+                    leftovers = cleanup_upload_leftovers(db, access=access)
     finally:
         if close is not None:
             close()
@@ -287,6 +380,17 @@ def main(argv: list[str] | None = None) -> int:
         f"hcc-cleanup: {operations.rows} operations {'to delete' if args.dry_run else 'deleted'}, "
         f"leftovers of {operations.swept} swept ({operations.unswept} on clusters it cannot log in to)"
     )
+    if args.dry_run:
+        print(
+            f"hcc-cleanup: upload leftovers: {leftovers.unreachable + leftovers.dropped} older than a day "
+            f"to look at, {leftovers.dropped} records past the bound to drop (dry run)"
+        )
+    else:
+        print(
+            f"hcc-cleanup: upload leftovers: {leftovers.removed} removed, {leftovers.gone} already gone, "
+            f"{leftovers.alive} still being written, {leftovers.unreachable} kept (cannot log in), "
+            f"{leftovers.dropped} records dropped"
+        )
     return 0
 
 

@@ -216,7 +216,8 @@ setup_service() {
   for c in $CLUSTERS; do
     install -o "$SERVICE_USER" -g "$SERVICE_USER" -m 644 "$S/ssh/$c/known_hosts" "$HCC/known_hosts/$c"
   done
-  render "$TMPL/hcc-service.ini" "$HCC/service.ini" S ROOT LDAP_PORT LDAP_BASE ALPHA_SSH_PORT BETA_SSH_PORT
+  render "$TMPL/hcc-service.ini" "$HCC/service.ini" S ROOT LDAP_PORT LDAP_BASE ALPHA_SSH_PORT BETA_SSH_PORT \
+    TESTBED_JUPYTER_VENV JUPYTER_PORT_LO JUPYTER_PORT_HI
   chown "$SERVICE_USER:$SERVICE_USER" "$HCC/service.ini"; chmod 600 "$HCC/service.ini"
   # a certificate for 127.0.0.1, which the tests trust (tls/server.crt) as a portal would its CA's
   install -d -m 755 "$S/tls"

@@ -3,6 +3,7 @@ deploy/, run as the service's user; --dry-run; runs on several hosts at once."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -59,8 +60,8 @@ def _etc(tmp_path: Path, hosting: dict, base_settings: dict) -> dict:
     etc.mkdir()
     url = hosting["replicas"]["database_url"]
     settings = {k: v for k, v in base_settings.items() if k != "hcc.auth.secret"}
-    # the service user's own copies of the CA key and host keys (root's are not readable by it):
-    # hcc-cleanup signs certificates with the key to sweep what ended operations and notebooks left
+    # the service's own copies of the user CA and host keys, as its ini names them: the bed's are
+    # root's, and a run as the service's user that logs in as owners reads them
     own = Path(hosting["ini"]).parent
     settings["hcc.ssh.ca_key"] = str(own / "user_ca")
     for key in [k for k in settings if k.startswith("hcc.cluster.") and k.endswith(".known_hosts")]:
@@ -99,6 +100,12 @@ def _stale_attempts(url: str, add: int = 0) -> int:
         engine.dispose()
 
 
+# As cron runs it: the installed command and its own code, not a checkout that a PYTHONPATH names
+# (a test run from a worktree ran that worktree's code on the bed's database, whose schema is the
+# installed code's)
+CRON_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 def _cron_command(etc: Path) -> tuple[str, str, str]:
     """(schedule, user, command) of deploy/hcc-cleanup.cron's job line, its paths moved to ``etc``."""
     lines = [
@@ -121,6 +128,7 @@ def test_the_cron_line_cleans_as_the_service_user(registry, hosting):
         text=True,
         timeout=120,
         cwd="/",
+        env=CRON_ENV,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("hcc-cleanup: ") and "deleted" in done.stdout
@@ -136,6 +144,7 @@ def _cleanup(etc: Path, *args: str) -> subprocess.CompletedProcess:
         timeout=120,
         # as cron runs it: not from a checkout the service's user may not enter
         cwd="/",
+        env=CRON_ENV,
     )
 
 

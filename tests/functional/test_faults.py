@@ -8,11 +8,14 @@ asserted is what a user sees (status, the error envelope, how long it took) and 
 from __future__ import annotations
 
 import http.client
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from tests.faultproxy import FaultProxy
@@ -325,6 +328,67 @@ def test_a_broken_link_during_an_upload_is_a_link_error_and_loses_nothing(
             interval=0.3,
         )
         assert target.read_bytes() == b"healed"
+
+
+def _upload_records(settings: dict, work: Path) -> list[tuple[str, str, str]]:
+    engine = create_engine(settings["hcc.database.url"])
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT username, cluster, path FROM upload_temps")).all()
+    finally:
+        engine.dispose()
+    return [tuple(row) for row in rows if row[2].startswith(f"{work}/")]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_hcc_cleanup_removes_what_a_link_cut_mid_upload_left(
+    beta_slow_link, beta_proxy, users, tmp_path, capsys
+):
+    from hcc_federation.models.meta import utcnow
+    from hcc_federation.scripts.cleanup import main as cleanup_main
+
+    ini = tmp_path / "cleanup.ini"
+    ini.write_text(
+        "[app:main]\nuse = egg:hcc-federation\n" + "".join(f"{k} = {v}\n" for k, v in beta_slow_link.items())
+    )
+    with alice_work_dir(users, "upload-leftover") as work, live_server(beta_slow_link) as server:
+        (work / "target.txt").write_bytes(ORIGINAL)
+        token = server.login("alice", users["alice"]["password"])
+        put = f"/api/v1/clusters/beta/files/content?path={work}/done.txt"
+        assert server.call("PUT", put, token=token, body=b"whole").status == 201
+        # an upload that ends forgets its temporary file at once
+        assert _upload_records(beta_slow_link, work) == []
+
+        answer, _ = _upload_under_fault(server, beta_proxy, token, work, "cut", multipart=False)
+        assert answer.status in (502, 503), answer.body
+        beta_proxy.mode = "pass"
+        [leftover] = _temp_files(work)
+        assert _upload_records(beta_slow_link, work) == [("alice", "beta", str(leftover))]
+
+        # hcc-cleanup leaves a young one alone (a live upload may be writing it) ...
+        assert cleanup_main([str(ini)]) == 0
+        assert leftover.exists() and _upload_records(beta_slow_link, work)
+
+        # ... and once it is a day old, a dry run only counts it and a run removes it, as alice
+        day_ago = time.time() - 25 * 3600
+        os.utime(leftover, (day_ago, day_ago))
+        engine = create_engine(beta_slow_link["hcc.database.url"])
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE upload_temps SET started_at = :t WHERE path = :p"),
+                {"t": utcnow() - timedelta(hours=25), "p": str(leftover)},
+            )
+        engine.dispose()
+        capsys.readouterr()
+        assert cleanup_main([str(ini), "--dry-run"]) == 0
+        assert "upload leftovers: 1 older than a day to look at" in capsys.readouterr().out
+        assert leftover.exists() and _upload_records(beta_slow_link, work)
+
+        assert cleanup_main([str(ini)]) == 0
+        assert "upload leftovers: 1 removed" in capsys.readouterr().out
+        assert not leftover.exists()
+        assert _upload_records(beta_slow_link, work) == []
+        assert (work / "target.txt").read_bytes() == ORIGINAL and (work / "done.txt").read_bytes() == b"whole"
 
 
 @pytest.mark.parametrize("database_url", ["mysql"], indirect=True)

@@ -760,3 +760,83 @@ def test_a_directory_over_the_snapshot_bound_is_paged_without_one(alice, scratch
     assert pages == [files.list_directory(alice.sftp, scratch, offset=o, limit=10) for o in (0, 10, 20)]
     assert [e["name"] for p in pages for e in p["entries"]] == [f"f{i:02d}" for i in range(30)]
     assert snapshots._rows == 0
+
+
+# ------------------------------------------------------------------------ upload records (leftovers)
+
+
+class RecordingJournal:
+    """The TempJournal contract, kept in a list: which temporary files are on record now."""
+
+    def __init__(self) -> None:
+        self.open: dict[int, str] = {}
+        self.seen: list[str] = []
+
+    def started(self, temp: str) -> int:
+        self.seen.append(temp)
+        self.open[len(self.seen)] = temp
+        return len(self.seen)
+
+    def ended(self, record: object) -> None:
+        del self.open[record]
+
+
+def test_an_upload_keeps_its_temporary_file_on_record_only_while_it_exists(alice, scratch):
+    journal = RecordingJournal()
+    files.write_file(alice.sftp, f"{scratch}/a.txt", [b"data"], run=alice.run, journal=journal)
+    [temp] = journal.seen
+    assert posixpath.dirname(temp) == scratch and posixpath.basename(temp).startswith(files.TEMP_PREFIX)
+    assert journal.open == {}
+    # refused while streaming: the service removes the file, so the record goes too
+    with pytest.raises(files.PayloadTooLarge):
+        files.write_file(alice.sftp, f"{scratch}/b.txt", [b"x" * 10], max_bytes=5, journal=journal)
+    assert len(journal.seen) == 2 and journal.open == {}
+    # refused before any temporary file: nothing recorded
+    with pytest.raises(files.AlreadyExists):
+        files.write_file(alice.sftp, f"{scratch}/a.txt", [b"x"], overwrite=False, journal=journal)
+    assert len(journal.seen) == 2
+    # the create itself refused (a read-only directory): recorded, then forgotten
+    alice.sftp.mkdir(f"{scratch}/ro")
+    alice.sftp.chmod(f"{scratch}/ro", 0o500)
+    with pytest.raises(files.PermissionDenied):
+        files.write_file(alice.sftp, f"{scratch}/ro/c.txt", [b"x"], journal=journal)
+    assert len(journal.seen) == 3 and journal.open == {}
+    assert not [n for n in alice.sftp.listdir(scratch) if n.startswith(files.TEMP_PREFIX)]
+
+
+def test_remove_leftover_removes_only_old_temporary_regular_files(alice, scratch):
+    from datetime import UTC, datetime, timedelta
+
+    from hcc_federation.files.leftovers import ALIVE, GONE, NOT_OURS, REMOVED, remove_leftover
+
+    now = datetime.now(UTC)
+    day_ago = now - timedelta(days=1)
+    old = time.time() - 25 * 3600
+
+    def made(name: str, kind: str = "file") -> str:
+        path = f"{scratch}/{name}"
+        if kind == "file":
+            with alice.sftp.open(path, "wb") as handle:
+                handle.write(b"left")
+        elif kind == "dir":
+            alice.sftp.mkdir(path)
+        else:
+            alice.sftp.symlink(f"{scratch}/target", path)
+        if kind != "link":
+            alice.sftp.utime(path, (old, old))
+        return path
+
+    made("target")
+    leftover, young = made(".hcc-upload-old"), made(".hcc-upload-young")
+    alice.sftp.utime(young, None)
+    link, folder, other = made(".hcc-upload-link", "link"), made(".hcc-upload-dir", "dir"), made("plain.txt")
+    assert remove_leftover(alice.sftp, leftover, day_ago) == REMOVED
+    assert remove_leftover(alice.sftp, leftover, day_ago) == GONE
+    assert remove_leftover(alice.sftp, young, day_ago) == ALIVE
+    # a symlink planted under a temporary name: neither it nor what it points at is touched
+    assert remove_leftover(alice.sftp, link, day_ago) == NOT_OURS
+    assert remove_leftover(alice.sftp, folder, day_ago) == NOT_OURS
+    assert remove_leftover(alice.sftp, other, day_ago) == NOT_OURS
+    assert sorted(alice.sftp.listdir(scratch)) == sorted(
+        [".hcc-upload-young", ".hcc-upload-link", ".hcc-upload-dir", "plain.txt", "target"]
+    )

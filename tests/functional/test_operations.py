@@ -201,3 +201,47 @@ def test_hcc_cleanup_runs_as_an_installed_command(tmp_path, settings):
     done = _command("hcc-cleanup", str(_ini(tmp_path, settings)))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("hcc-cleanup: ")
+
+
+def test_upload_records_hcc_cleanup_cannot_act_on_are_dropped_after_the_bound(database_url):
+    from hcc_federation.files.leftovers import LEFTOVER_BOUND
+    from hcc_federation.models import UploadTemp
+    from hcc_federation.scripts.cleanup import cleanup_upload_leftovers
+
+    now = utcnow()
+    ages = {
+        "young": timedelta(hours=1),
+        "stale": timedelta(days=2),
+        "past": LEFTOVER_BOUND + timedelta(hours=1),
+    }
+    engine = create_engine(database_url)
+    with Session(engine) as db, db.begin():
+        rows = {
+            name: UploadTemp(
+                username="alice",
+                cluster="alpha",
+                path=f"/home/alice/.hcc-upload-{name}",
+                started_at=now - age,
+            )
+            for name, age in ages.items()
+        }
+        db.add_all(rows.values())
+        db.flush()
+        ids = {name: row.id for name, row in rows.items()}
+    asked = []
+
+    def password_cluster(cluster, username):
+        asked.append((cluster, username))
+        return None  # hcc-cleanup holds no password: it cannot log in
+
+    with Session(engine) as db, db.begin():
+        report = cleanup_upload_leftovers(db, access=password_cluster, now=now)
+    with Session(engine) as db:
+        kept = set(db.scalars(select(UploadTemp.id).where(UploadTemp.id.in_(ids.values()))))
+        db.execute(UploadTemp.__table__.delete().where(UploadTemp.id.in_(ids.values())))
+        db.commit()
+    engine.dispose()
+    assert kept == {ids["young"], ids["stale"]}
+    assert (report.unreachable, report.dropped, report.removed) == (1, 1, 0)
+    # the young one was not even looked at: its upload may still be running
+    assert asked == [("alpha", "alice")] * 2

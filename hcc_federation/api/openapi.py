@@ -70,7 +70,6 @@ STATUS_TEXT = {
     500: "Internal error",
     502: "Bad gateway",
     503: "Unavailable",
-    501: "Not implemented yet",
     504: "Timeout",
     507: "Insufficient storage",
 }

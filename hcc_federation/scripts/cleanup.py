@@ -43,7 +43,6 @@ from sqlalchemy.orm import Session
 
 from ..auth.sessions import dead_sessions
 from ..db import make_engine, session_factory
-from ..errors import DomainError
 from ..models import AuditEvent, DownloadLink, FileOperation, LoginAttempt, ThrottleKey, UserSession
 from ..models.meta import utcnow
 from ..settings import AuthSettings, OperationsSettings, Settings, parse_settings
@@ -122,40 +121,22 @@ def count_expired_notebooks(sessions, now: datetime | None = None) -> int:
         return db.scalar(query) or 0
 
 
-def cleanup_notebooks(settings, sessions, now: datetime | None = None) -> dict[str, int]:
-    """Stop expired notebooks and mark gone ones stopped, as their owners (see the module's doc)."""
-    import secrets
-
-    from ..clusters.access import ClusterAccess
-    from ..clusters.registry import ClusterRegistry
-    from ..fanout import FanOut
+def cleanup_notebooks(
+    settings, sessions, now: datetime | None = None, access: OwnerAccess | None = None
+) -> dict[str, int]:
+    """Stop expired notebooks and mark gone ones stopped, as their owners (see the module's doc),
+    logged in through ``access`` (``certificate_access``'s; made and closed here when not given)."""
     from ..notebooks import NotebookStore, refresh_live
-    from ..remote import ConnectionPool, load_ca_key, make_certificate_identity
 
-    ca_key = load_ca_key(settings.ssh.ca_key) if settings.ssh.ca_key else None
-    with ConnectionPool.from_settings(settings) as pool:
-        fanout = FanOut.for_clusters(settings.clusters)
-        try:
-            registry = ClusterRegistry.from_settings(settings, pool, fanout)
-
-            def access_for(nb):
-                try:
-                    cluster = registry.get(nb.cluster)
-                except DomainError:
-                    return None  # a cluster no longer configured: nothing to reach it with
-                if cluster.settings.identity != "certificate" or ca_key is None:
-                    return None
-                identity = make_certificate_identity(
-                    ca_key,
-                    nb.username,
-                    valid_for=timedelta(minutes=10),
-                    key_id=f"hcc-cleanup:{nb.username}:{secrets.token_hex(8)}",
-                )
-                return ClusterAccess(pool, cluster, identity)
-
-            return refresh_live(access_for, NotebookStore(sessions, settings.auth.secret), now=now)
-        finally:
-            fanout.shutdown()
+    close = None
+    if access is None:
+        access, close = certificate_access(settings)
+    try:
+        store = NotebookStore(sessions, settings.auth.secret)
+        return refresh_live(lambda nb: access(nb.cluster, nb.username), store, now=now)
+    finally:
+        if close is not None:
+            close()
 
 
 # ----------------------------------------------------------------------- long file operations (issue 15)
@@ -359,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                     leftovers = cleanup_upload_leftovers(db, access=None)
                     db.rollback()
             else:
-                notebooks = cleanup_notebooks(settings, session_factory(engine))
+                notebooks = cleanup_notebooks(settings, session_factory(engine), access=access)
                 with session_factory(engine)() as db, db.begin():
                     operations = cleanup_operations(db, settings.operations, sweeper=sweeper)
                 with session_factory(engine)() as db, db.begin():

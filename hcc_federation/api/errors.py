@@ -178,3 +178,14 @@ def internal_error_view(exc: Exception, request) -> Response:
     # never echo the exception: it may carry paths, commands or secrets
     row = http_mapping(500)
     return error_response(500, row.location, row.name, "internal error; it has been logged", code=row.code)
+
+
+def cluster_error(cluster: str, exc: BaseException, what: str) -> dict:
+    """One cluster's entry in the ``errors`` of an all-clusters list of ``what`` (jobs, notebooks,
+    operations): a mapped failure as its status and code; anything else a logged 500 that says no more."""
+    row = mapping_for(exc) if isinstance(exc, DomainError) else None
+    if row is not None:
+        return {"cluster": cluster, "status": row.status, "code": row.code, "description": exc.description}
+    log.error("listing %s on %s failed", what, cluster, exc_info=exc)
+    description = f"internal error while listing this cluster's {what}"
+    return {"cluster": cluster, "status": 500, "code": "internal_error", "description": description}

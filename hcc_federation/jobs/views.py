@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from ..api.docs import documented
-from ..api.error_map import mapping_for
+from ..api.errors import cluster_error
 from ..api.responses import no_content
 from ..clusters import ClusterAccess
 from ..db import independent_session
@@ -233,15 +233,6 @@ def cancel_job(request):
     return no_content()
 
 
-def _cluster_error(name: str, exc: BaseException) -> dict:
-    row = mapping_for(exc) if isinstance(exc, DomainError) else None
-    if row is not None:
-        return {"cluster": name, "status": row.status, "code": row.code, "description": exc.description}
-    log.error("listing jobs on %s failed", name, exc_info=exc)
-    description = "internal error while listing this cluster's jobs"
-    return {"cluster": name, "status": 500, "code": "internal_error", "description": description}
-
-
 @all_jobs.get(schema=ListJobsSchema(), validators=(colander_querystring_validator,))
 @documented(200, 400, 401, response=FEDERATED_OUT, tag="jobs")
 def list_all_jobs(request):
@@ -255,7 +246,7 @@ def list_all_jobs(request):
         try:
             clients[cluster] = slurm_client(request, request.access_to(cluster))
         except DomainError as exc:
-            errors.append(_cluster_error(cluster.name, exc))
+            errors.append(cluster_error(cluster.name, exc, "jobs"))
     # sacct and squeue (at once since they share nothing), after a connect if none yet
     lists = {
         c.name: functools.partial(client.list_jobs, username, **arguments) for c, client in clients.items()
@@ -266,7 +257,7 @@ def list_all_jobs(request):
     for name, cluster_jobs_found in found.items():
         with_recorded_names(request, name, cluster_jobs_found)
         jobs.extend({"cluster": name, **job} for job in cluster_jobs_found)
-    errors.extend(_cluster_error(name, exc) for name, exc in failed.items())
+    errors.extend(cluster_error(name, exc, "jobs") for name, exc in failed.items())
     jobs = newest_first(jobs)
     if arguments["limit"]:
         jobs = jobs[: arguments["limit"]]

@@ -9,7 +9,7 @@ from cornice import Service
 from cornice.validators import colander_body_validator
 
 from ..api.docs import documented
-from ..api.error_map import mapping_for
+from ..api.errors import cluster_error
 from ..api.responses import no_content
 from ..errors import DomainError
 from ..jobs.federated import list_everywhere
@@ -91,15 +91,6 @@ def stop(request):
     return no_content()
 
 
-def _cluster_error(name: str, exc: BaseException) -> dict:
-    row = mapping_for(exc) if isinstance(exc, DomainError) else None
-    if row is not None:
-        return {"cluster": name, "status": row.status, "code": row.code, "description": exc.description}
-    log.error("listing notebooks on %s failed", name, exc_info=exc)
-    description = "internal error while listing this cluster's notebooks"
-    return {"cluster": name, "status": 500, "code": "internal_error", "description": description}
-
-
 @all_notebooks.get()
 @documented(200, 401, response=FEDERATED_NOTEBOOKS_OUT, tag="notebooks")
 def list_all_notebooks(request):
@@ -115,12 +106,12 @@ def list_all_notebooks(request):
         try:
             access = request.access_to(cluster)
         except DomainError as exc:
-            errors.append(_cluster_error(cluster.name, exc))
+            errors.append(cluster_error(cluster.name, exc, "notebooks"))
             continue
         lists[cluster.name] = functools.partial(list_notebooks, access, sessions, username)
         budgets[cluster.name] = cluster.settings.connect_timeout + 4 * cluster.settings.command_timeout
     found, failed = list_everywhere(lists, budgets, request.registry.hcc_fanout)
     notebooks = [nb for name in sorted(found) for nb in found[name]]
     notebooks.sort(key=lambda nb: nb["created_at"], reverse=True)
-    errors.extend(_cluster_error(name, exc) for name, exc in failed.items())
+    errors.extend(cluster_error(name, exc, "notebooks") for name, exc in failed.items())
     return {"notebooks": notebooks, "errors": sorted(errors, key=lambda e: e["cluster"])}

@@ -9,7 +9,7 @@ from cornice.validators import colander_body_validator, colander_querystring_val
 from sqlalchemy import select
 
 from ..api.docs import documented
-from ..api.error_map import mapping_for
+from ..api.errors import cluster_error
 from ..clusters import ClusterAccess
 from ..errors import DomainError, InvalidArgument
 from ..jobs.federated import list_everywhere
@@ -302,14 +302,6 @@ def copy_between_clusters(request):
     return operation_json(row)
 
 
-def _cluster_error(name: str, exc: BaseException) -> dict:
-    row = mapping_for(exc) if isinstance(exc, DomainError) else None
-    if row is not None:
-        return {"cluster": name, "status": row.status, "code": row.code, "description": exc.description}
-    log.error("reading operations on %s failed", name, exc_info=exc)
-    return {"cluster": name, "status": 500, "code": "internal_error", "description": "internal error"}
-
-
 @all_operations.get(schema=ListQuery(), validators=(colander_querystring_validator,))
 @documented(200, 400, 401, response=FEDERATED_LIST, tag="operations")
 def list_all_operations(request):
@@ -329,7 +321,7 @@ def list_all_operations(request):
             cluster = clusters.get(name)
             access = request.access_to(cluster)
         except DomainError as exc:
-            errors.append(_cluster_error(name, exc))
+            errors.append(cluster_error(name, exc, "operations"))
             continue
 
         def read(access=access, running=running):
@@ -345,7 +337,7 @@ def list_all_operations(request):
         for row, progress in zip(pending[name], progresses, strict=True):
             _apply(row, progress)
             sweep_ended(request, row, request.access_to(clusters.get(name)))
-    errors.extend(_cluster_error(name, exc) for name, exc in failed.items())
+    errors.extend(cluster_error(name, exc, "operations") for name, exc in failed.items())
     return {
         "operations": _filtered(rows, request.validated["state"]),
         "errors": sorted(errors, key=lambda e: e["cluster"]),

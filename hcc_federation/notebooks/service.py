@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from ..clusters.access import ClusterAccess
 from ..errors import DomainError
+from ..files.transfer import create_exclusive
 from ..jobs.errors import SlurmUnavailable
 from ..jobs.parsers import UNAVAILABLE
 from ..models import Notebook, NotebookPort, NotebookSlot
@@ -280,9 +281,8 @@ def _prepare_folder(access: ClusterAccess, folder: str, files: dict[str, bytes])
         sftp.mkdir(folder, 0o700)
         sftp.chmod(folder, 0o700)
         for name, data in files.items():
-            path = f"{folder}/{name}"
-            with sftp.open(path, "wb") as handle:
-                handle.chmod(0o600)
+            # 0600 from the first byte (the mode travels in the OPEN), as the uploads' own files
+            with create_exclusive(sftp, f"{folder}/{name}", 0o600) as handle:
                 handle.write(data)
 
 

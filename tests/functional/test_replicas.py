@@ -3,6 +3,7 @@ is replica-local, and one replica killed mid-run costs only the requests it held
 
 from __future__ import annotations
 
+import http.client
 import secrets
 import subprocess
 import threading
@@ -167,7 +168,13 @@ def test_one_replica_killed_mid_run_costs_only_its_requests_in_flight(replicas, 
         # HAProxy's own 502 for a request cut on the dead replica is not the service's answer
         app = TestApp(LiveProxy(replicas["url"], timeout=30))
         while not stop.is_set():
-            r = app.get("/api/v1/clusters/alpha/files?path=/tmp", headers=alice, expect_errors=True)
+            try:
+                r = app.get("/api/v1/clusters/alpha/files?path=/tmp", headers=alice, expect_errors=True)
+            except http.client.HTTPException:
+                # an answer whose body the kill cut after HAProxy passed its headers on: a request
+                # that was in flight on the dead replica, which HAProxy cannot turn into a 502
+                errors.append((time.monotonic(), "cut"))
+                continue
             (served if r.status_int == 200 else errors).append((time.monotonic(), r.status_int))
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
@@ -190,5 +197,5 @@ def test_one_replica_killed_mid_run_costs_only_its_requests_in_flight(replicas, 
         )
     # at most the requests each client had in flight on the dead replica when it died
     assert len(errors) <= clients, errors
-    assert all(status in (502, 503) for _, status in errors), errors
+    assert all(status in (502, 503, "cut") for _, status in errors), errors
     assert all(at < killed_at + 3 for at, _ in errors), errors

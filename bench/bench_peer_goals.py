@@ -67,6 +67,8 @@ ALPHA = ENDPOINTS["clusters"]["alpha"]
 MiB = 1024 * 1024
 SERVER = {"max_request_body_size": "4294967296"}
 SETTINGS = {"hcc.cluster.alpha.command_timeout": "120"}
+# The rows --rows can pick, as the docstring numbers them (throughput gives rows 4 and 5 together).
+ROWS = ("ls", "detail", "jobs", "throughput", "whole", "upload", "cores", "rss")
 
 
 def files_url(suffix: str = "", **params) -> str:
@@ -233,7 +235,15 @@ def main() -> None:
     parser.add_argument("--transfers", type=int, default=20)
     parser.add_argument("--upload-rounds", type=int, default=3, help="uploads of each kind, in turns")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter runs, small files")
+    parser.add_argument(
+        "--rows",
+        default=",".join(ROWS),
+        help=f"comma-separated rows to run, of {','.join(ROWS)} (default: all)",
+    )
     args = parser.parse_args()
+    rows = set(args.rows.split(","))
+    if rows - set(ROWS):
+        parser.error(f"unknown rows: {', '.join(sorted(rows - set(ROWS)))}")
     if args.quick:
         args.rounds, args.seconds, args.size_mib, args.transfers = 7, 3, 64, 6
     size = args.size_mib * MiB
@@ -241,9 +251,11 @@ def main() -> None:
     users = [name for name in USERS if not USERS[name].get("locked")]
     work = f"/home/alice/hcc-bench-goals-{uuid.uuid4().hex}"
     local = f"/dev/shm/hcc-bench-goals-{uuid.uuid4().hex}.bin"
-    if history_count("alpha", "bob") < args.jobs:
+    if "jobs" in rows and history_count("alpha", "bob") < args.jobs:
         make_history("alpha", "bob", args.jobs)
     baseline_root = Path(args.baseline_root)
+    if not (baseline_root / "hcc_federation").is_dir():
+        parser.error(f"--baseline-root {baseline_root} is not a checkout of the service")
     head = subprocess.run(
         ["git", "-C", str(baseline_root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
@@ -265,230 +277,258 @@ def main() -> None:
             ssh_run("alpha", "alice", ["mkdir", "-p", "--", work], control["alice"])
             print(f"baseline: {baseline_root} at {head}; load before: {' '.join(load_before)}\n")
             print("| measure | now | baseline | ratio | goal |\n|---|---|---|---|---|")
-
-            # 1. warm ls of a home directory
-            home = files_url(path="/home/alice")
-            for server in (now, base):
-                server.get(home)
-            ls_now, ls_base, ls_cm = interleaved_ms(
-                [
-                    lambda: now.get(home),
-                    lambda: base.get(home),
-                    lambda: ssh_run("alpha", "alice", ["ls", "-la", "/home/alice"], control["alice"]),
-                ],
-                args.rounds,
-            )
-            row(
-                "warm ls /home/alice, median",
-                f"{ls_now:.2f} ms",
-                f"CM `ls -la` {ls_cm:.2f} ms",
-                ls_now / ls_cm,
-                "<= 0.4",
-            )
-            row("  (before)", f"{ls_base:.2f} ms", f"CM `ls -la` {ls_cm:.2f} ms", ls_base / ls_cm, "")
-
-            # 2. partitions / cluster detail
-            detail = "/api/v1/clusters/alpha"
-            for server in (now, base):
-                server.get(detail)
-            part_now, part_base, part_cm = interleaved_ms(
-                [
-                    lambda: now.get(detail),
-                    lambda: base.get(detail),
-                    lambda: ssh_run("alpha", "alice", ["scontrol", "show", "partition"], control["alice"]),
-                ],
-                args.rounds,
-            )
-            row(
-                "cluster detail (partitions), median",
-                f"{part_now:.2f} ms",
-                f"CM `scontrol show partition` {part_cm:.2f} ms",
-                part_now / part_cm,
-                "<= 0.5",
-            )
-            row("  (before)", f"{part_base:.2f} ms", "", part_base / part_cm, "")
-
-            # 3. job list of bob (>= args.jobs finished jobs)
-            jobs = "/api/v1/clusters/alpha/jobs"
-            for server in (now, base):
-                server.get(jobs, "bob")
-            since = validate_since(None)
-            cheapest = [
-                "sh",
-                "-c",
-                " && ".join(
-                    [
-                        shlex.join(sacct_list_argv("bob", since, new_delimiter())) + " >/dev/null",
-                        shlex.join(squeue_argv("bob")) + " >/dev/null",
-                    ]
-                ),
-            ]
-            jobs_now, jobs_base, jobs_cm = interleaved_ms(
-                [
-                    lambda: now.get(jobs, "bob"),
-                    lambda: base.get(jobs, "bob"),
-                    lambda: ssh_run("alpha", "bob", cheapest, control["bob"]),
-                ],
-                args.rounds,
-            )
-            row(
-                f"job list ({args.jobs} jobs), median",
-                f"{jobs_now:.1f} ms",
-                f"CM sacct (ReqMem) + squeue {jobs_cm:.1f} ms",
-                jobs_now / jobs_cm,
-                "<= 1.1",
-            )
-            row("  (before)", f"{jobs_base:.1f} ms", "", jobs_base / jobs_cm, "")
-
-            # 4. and 5. throughput, and the server's CPU per warm ls under 10 clients
-            results = {}
             cores: dict[str, tuple[float, int, float]] = {}
-            for clients in (10, 100):
-                for who in ("one user", f"{len(users)} users"):
-                    chosen = ["alice"] if who == "one user" else users
-                    for server in (now, base):
-                        results[(clients, who, server.label)] = throughput(
-                            server, clients, chosen, args.seconds
-                        )
-            cpu_now = results[(10, "one user", "now")][2]
-            cpu_base = results[(10, "one user", "before")][2]
-            row(
-                "server CPU per warm ls, 10 clients",
-                f"{cpu_now:.2f} ms",
-                f"before {cpu_base:.2f} ms",
-                cpu_now / cpu_base,
-                "<= 3 ms",
-            )
-            for (clients, who, label), (rate, errors, _) in results.items():
-                if label != "now":
-                    continue
-                before, before_errors, _ = results[(clients, who, "before")]
-                row(
-                    f"ls throughput, {clients} clients, {who}",
-                    f"{rate:.0f} req/s ({errors} errors)",
-                    f"before {before:.0f} req/s ({before_errors} errors)",
-                    rate / before,
-                    ">= 2, 0 errors",
-                )
 
-            # 6. a whole listing of args.entries entries
-            many = f"{work}/many"
-            script = (
-                "import os, sys\nos.mkdir(sys.argv[1])\nfor i in range(int(sys.argv[2])):\n"
-                "    open(os.path.join(sys.argv[1], 'f%05d' % i), 'w').close()\n"
-            )
-            ssh_run("alpha", "alice", ["python3", "-c", script, many, str(args.entries)], control["alice"])
-
-            def all_pages(server: Server) -> None:
-                for offset in range(0, args.entries, 1000):
-                    body = server.get(files_url(path=many, offset=offset, limit=1000))
-                    assert json.loads(body)["total"] == args.entries
-
-            pages_rounds = max(3, args.rounds // 3)
-            all_pages(now)
-            whole_now, whole_base, ls_l = interleaved_ms(
-                [
-                    lambda: all_pages(now),
-                    lambda: all_pages(base),
-                    lambda: ssh_run("alpha", "alice", ["ls", "-l", "--", many], control["alice"]),
-                ],
-                pages_rounds,
-            )
-            row(
-                f"whole {args.entries}-entry listing (pages of 1,000)",
-                f"{whole_now:.0f} ms",
-                f"CM `ls -l` {ls_l:.0f} ms",
-                whole_now / ls_l,
-                "<= 1.5",
-            )
-            row("  (before)", f"{whole_base:.0f} ms", "", whole_base / ls_l, "")
-
-            # 7. upload against scp: through Apache mod_wsgi (this checkout and the baseline, each in
-            # an Apache of its own from the bed's template) and through waitress, in turns
-            with open(local, "wb") as handle:
-                for _ in range(size // MiB):
-                    handle.write(block)
-            with (
-                mysql_registry() as url_now,
-                mysql_registry() as url_base,
-                apache(hosted_settings(url_now), root=Path(__file__).resolve().parent.parent) as (a1, ap1),
-                apache(hosted_settings(url_base), root=baseline_root) as (a2, ap2),
-            ):
-                wsgi_now = Server("now (mod_wsgi)", a1, ap1, tls=True)
-                wsgi_base = Server("before (mod_wsgi)", a2, ap2, tls=True)
-                rates = {"apache": [], "apache before": [], "waitress": [], "scp": []}
-                failures = []
-                kinds = (("apache", wsgi_now), ("apache before", wsgi_base), ("waitress", now))
-                for _ in range(args.upload_rounds):
-                    for key, server in kinds:
-                        try:
-                            rates[key].append(upload(server, f"{work}/up.bin", size, block))
-                        except OSError as exc:  # said below the table, never hidden
-                            failures.append(f"{key}: {exc!r}")
-                            server.client = Client(server.port, timeout=600, blocksize=MiB, tls=server.tls)
-                    rates["scp"].append(scp_rate(control["alice"], local, f"{work}/scp.bin", size))
-                up = {k: statistics.median(v) if v else float("nan") for k, v in rates.items()}
-                row(
-                    f"{args.size_mib} MiB upload, Apache mod_wsgi, median of {args.upload_rounds}",
-                    f"{up['apache']:.0f} MiB/s",
-                    f"scp {up['scp']:.0f} MiB/s",
-                    up["apache"] / up["scp"],
-                    ">= 1.0",
+            if "ls" in rows:
+                # 1. warm ls of a home directory
+                home = files_url(path="/home/alice")
+                for server in (now, base):
+                    server.get(home)
+                ls_now, ls_base, ls_cm = interleaved_ms(
+                    [
+                        lambda: now.get(home),
+                        lambda: base.get(home),
+                        lambda: ssh_run("alpha", "alice", ["ls", "-la", "/home/alice"], control["alice"]),
+                    ],
+                    args.rounds,
                 )
                 row(
-                    "  (before, mod_wsgi)",
-                    f"{up['apache before']:.0f} MiB/s",
-                    "",
-                    up["apache before"] / up["scp"],
-                    "",
+                    "warm ls /home/alice, median",
+                    f"{ls_now:.2f} ms",
+                    f"CM `ls -la` {ls_cm:.2f} ms",
+                    ls_now / ls_cm,
+                    "<= 0.4",
                 )
-                row("  (waitress)", f"{up['waitress']:.0f} MiB/s", "", up["waitress"] / up["scp"], "")
-                print(f"|  (every run, MiB/s) | {fmt_runs(rates)} | | | |", flush=True)
-                for failure in failures:
-                    print(f"|  upload failed | {failure} | | | |", flush=True)
+                row("  (before)", f"{ls_base:.2f} ms", f"CM `ls -la` {ls_cm:.2f} ms", ls_base / ls_cm, "")
 
-            # 7b. all cores: one process against several, in the same run (this checkout under
-            # Apache mod_wsgi with processes=1 and processes=2; the bed's HAProxy over its two
-            # replicas against one replica, which serve the installed copy)
-            with mysql_registry() as url_cores:
-                for processes in (1, 2):
-                    with apache(
-                        hosted_settings(url_cores),
-                        processes=processes,
-                        threads=16 // processes,
-                        root=Path(__file__).resolve().parent.parent,
-                    ) as (port, process):
-                        server = Server(f"mod_wsgi x{processes}", port, process, tls=True)
-                        cores[f"mod_wsgi processes={processes} threads={16 // processes}"] = throughput(
-                            server, 10, users, args.seconds
-                        )
-            for label, url in balancer_urls():
-                port = int(urllib.parse.urlsplit(url).port)
-                cores[label] = throughput(Server(label, port, None), 10, users, args.seconds)
-            one = cores.get("mod_wsgi processes=1 threads=16")
-            for label, (rate, errors, cpu) in cores.items():
-                base_rate = one[0] if one and "mod_wsgi" in label else cores.get("one replica", (None,))[0]
+            if "detail" in rows:
+                # 2. partitions / cluster detail
+                detail = "/api/v1/clusters/alpha"
+                for server in (now, base):
+                    server.get(detail)
+                part_now, part_base, part_cm = interleaved_ms(
+                    [
+                        lambda: now.get(detail),
+                        lambda: base.get(detail),
+                        lambda: ssh_run(
+                            "alpha", "alice", ["scontrol", "show", "partition"], control["alice"]
+                        ),
+                    ],
+                    args.rounds,
+                )
                 row(
-                    f"all cores: ls/s, 10 clients, {len(users)} users, {label}",
-                    f"{rate:.0f} req/s ({errors} errors)" + (f", {cpu:.2f} ms CPU/req" if cpu == cpu else ""),
-                    "",
-                    rate / base_rate if base_rate else None,
-                    "> 1 (x one process)",
+                    "cluster detail (partitions), median",
+                    f"{part_now:.2f} ms",
+                    f"CM `scontrol show partition` {part_cm:.2f} ms",
+                    part_now / part_cm,
+                    "<= 0.5",
+                )
+                row("  (before)", f"{part_base:.2f} ms", "", part_base / part_cm, "")
+
+            if "jobs" in rows:
+                # 3. job list of bob (>= args.jobs finished jobs)
+                jobs = "/api/v1/clusters/alpha/jobs"
+                for server in (now, base):
+                    server.get(jobs, "bob")
+                since = validate_since(None)
+                cheapest = [
+                    "sh",
+                    "-c",
+                    " && ".join(
+                        [
+                            shlex.join(sacct_list_argv("bob", since, new_delimiter())) + " >/dev/null",
+                            shlex.join(squeue_argv("bob")) + " >/dev/null",
+                        ]
+                    ),
+                ]
+                jobs_now, jobs_base, jobs_cm = interleaved_ms(
+                    [
+                        lambda: now.get(jobs, "bob"),
+                        lambda: base.get(jobs, "bob"),
+                        lambda: ssh_run("alpha", "bob", cheapest, control["bob"]),
+                    ],
+                    args.rounds,
+                )
+                row(
+                    f"job list ({args.jobs} jobs), median",
+                    f"{jobs_now:.1f} ms",
+                    f"CM sacct (ReqMem) + squeue {jobs_cm:.1f} ms",
+                    jobs_now / jobs_cm,
+                    "<= 1.1",
+                )
+                row("  (before)", f"{jobs_base:.1f} ms", "", jobs_base / jobs_cm, "")
+
+            if "throughput" in rows:
+                # 4. and 5. throughput, and the server's CPU per warm ls under 10 clients
+                results = {}
+                for clients in (10, 100):
+                    for who in ("one user", f"{len(users)} users"):
+                        chosen = ["alice"] if who == "one user" else users
+                        for server in (now, base):
+                            results[(clients, who, server.label)] = throughput(
+                                server, clients, chosen, args.seconds
+                            )
+                cpu_now = results[(10, "one user", "now")][2]
+                cpu_base = results[(10, "one user", "before")][2]
+                row(
+                    "server CPU per warm ls, 10 clients",
+                    f"{cpu_now:.2f} ms",
+                    f"before {cpu_base:.2f} ms",
+                    cpu_now / cpu_base,
+                    "<= 3 ms",
+                )
+                for (clients, who, label), (rate, errors, _) in results.items():
+                    if label != "now":
+                        continue
+                    before, before_errors, _ = results[(clients, who, "before")]
+                    row(
+                        f"ls throughput, {clients} clients, {who}",
+                        f"{rate:.0f} req/s ({errors} errors)",
+                        f"before {before:.0f} req/s ({before_errors} errors)",
+                        rate / before,
+                        ">= 2, 0 errors",
+                    )
+
+            if "whole" in rows:
+                # 6. a whole listing of args.entries entries
+                many = f"{work}/many"
+                script = (
+                    "import os, sys\nos.mkdir(sys.argv[1])\nfor i in range(int(sys.argv[2])):\n"
+                    "    open(os.path.join(sys.argv[1], 'f%05d' % i), 'w').close()\n"
+                )
+                ssh_run(
+                    "alpha", "alice", ["python3", "-c", script, many, str(args.entries)], control["alice"]
                 )
 
-            # 8. RSS after many large downloads
-            rss = []
-            for _ in range(args.transfers):
-                download(now, f"{work}/up.bin", size)
-                rss.append(vm_kib(now.process.pid, "VmRSS")[0] / 1024)
-            early = rss[min(2, len(rss) - 1)]
-            row(
-                f"RSS after {args.transfers} x {args.size_mib} MiB downloads",
-                f"{rss[-1]:.0f} MiB",
-                f"after 3: {early:.0f} MiB",
-                None,
-                "<= 150 MB, flat",
-            )
+                def all_pages(server: Server) -> None:
+                    for offset in range(0, args.entries, 1000):
+                        body = server.get(files_url(path=many, offset=offset, limit=1000))
+                        assert json.loads(body)["total"] == args.entries
+
+                pages_rounds = max(3, args.rounds // 3)
+                all_pages(now)
+                whole_now, whole_base, ls_l = interleaved_ms(
+                    [
+                        lambda: all_pages(now),
+                        lambda: all_pages(base),
+                        lambda: ssh_run("alpha", "alice", ["ls", "-l", "--", many], control["alice"]),
+                    ],
+                    pages_rounds,
+                )
+                row(
+                    f"whole {args.entries}-entry listing (pages of 1,000)",
+                    f"{whole_now:.0f} ms",
+                    f"CM `ls -l` {ls_l:.0f} ms",
+                    whole_now / ls_l,
+                    "<= 1.5",
+                )
+                row("  (before)", f"{whole_base:.0f} ms", "", whole_base / ls_l, "")
+
+            if "upload" in rows:
+                # 7. upload against scp: through Apache mod_wsgi (this checkout and the baseline, each in
+                # an Apache of its own from the bed's template) and through waitress, in turns
+                with open(local, "wb") as handle:
+                    for _ in range(size // MiB):
+                        handle.write(block)
+                with (
+                    mysql_registry() as url_now,
+                    mysql_registry() as url_base,
+                    apache(hosted_settings(url_now), root=Path(__file__).resolve().parent.parent) as (
+                        a1,
+                        ap1,
+                    ),
+                    apache(hosted_settings(url_base), root=baseline_root) as (a2, ap2),
+                ):
+                    wsgi_now = Server("now (mod_wsgi)", a1, ap1, tls=True)
+                    wsgi_base = Server("before (mod_wsgi)", a2, ap2, tls=True)
+                    rates = {"apache": [], "apache before": [], "waitress": [], "scp": []}
+                    failures = []
+                    kinds = (("apache", wsgi_now), ("apache before", wsgi_base), ("waitress", now))
+                    for _ in range(args.upload_rounds):
+                        for key, server in kinds:
+                            try:
+                                rates[key].append(upload(server, f"{work}/up.bin", size, block))
+                            except OSError as exc:  # said below the table, never hidden
+                                failures.append(f"{key}: {exc!r}")
+                                server.client = Client(
+                                    server.port, timeout=600, blocksize=MiB, tls=server.tls
+                                )
+                        rates["scp"].append(scp_rate(control["alice"], local, f"{work}/scp.bin", size))
+                    up = {k: statistics.median(v) if v else float("nan") for k, v in rates.items()}
+                    row(
+                        f"{args.size_mib} MiB upload, Apache mod_wsgi, median of {args.upload_rounds}",
+                        f"{up['apache']:.0f} MiB/s",
+                        f"scp {up['scp']:.0f} MiB/s",
+                        up["apache"] / up["scp"],
+                        ">= 1.0",
+                    )
+                    row(
+                        "  (before, mod_wsgi)",
+                        f"{up['apache before']:.0f} MiB/s",
+                        "",
+                        up["apache before"] / up["scp"],
+                        "",
+                    )
+                    row("  (waitress)", f"{up['waitress']:.0f} MiB/s", "", up["waitress"] / up["scp"], "")
+                    print(f"|  (every run, MiB/s) | {fmt_runs(rates)} | | | |", flush=True)
+                    for failure in failures:
+                        print(f"|  upload failed | {failure} | | | |", flush=True)
+
+            if "cores" in rows:
+                # 7b. all cores: one process against several, in the same run (this checkout under
+                # Apache mod_wsgi with processes=1 and processes=2; the bed's HAProxy over its two
+                # replicas against one replica, which serve the installed copy)
+                with mysql_registry() as url_cores:
+                    for processes in (1, 2):
+                        with apache(
+                            hosted_settings(url_cores),
+                            processes=processes,
+                            threads=16 // processes,
+                            root=Path(__file__).resolve().parent.parent,
+                        ) as (port, process):
+                            server = Server(f"mod_wsgi x{processes}", port, process, tls=True)
+                            cores[f"mod_wsgi processes={processes} threads={16 // processes}"] = throughput(
+                                server, 10, users, args.seconds
+                            )
+                for label, url in balancer_urls():
+                    port = int(urllib.parse.urlsplit(url).port)
+                    cores[label] = throughput(Server(label, port, None), 10, users, args.seconds)
+                one = cores.get("mod_wsgi processes=1 threads=16")
+                for label, (rate, errors, cpu) in cores.items():
+                    base_rate = (
+                        one[0] if one and "mod_wsgi" in label else cores.get("one replica", (None,))[0]
+                    )
+                    row(
+                        f"all cores: ls/s, 10 clients, {len(users)} users, {label}",
+                        f"{rate:.0f} req/s ({errors} errors)"
+                        + (f", {cpu:.2f} ms CPU/req" if cpu == cpu else ""),
+                        "",
+                        rate / base_rate if base_rate else None,
+                        "> 1 (x one process)",
+                    )
+
+            if "rss" in rows:
+                # 8. RSS after many large downloads
+                if "upload" not in rows:  # the file the uploads would have left
+                    ssh_run(
+                        "alpha",
+                        "alice",
+                        ["sh", "-c", 'head -c "$1" /dev/urandom > "$2"', "sh", str(size), f"{work}/up.bin"],
+                        control["alice"],
+                    )
+                start = vm_kib(now.process.pid, "VmRSS")[0] / 1024
+                rss = []
+                for _ in range(args.transfers):
+                    download(now, f"{work}/up.bin", size)
+                    rss.append(vm_kib(now.process.pid, "VmRSS")[0] / 1024)
+                early = rss[min(2, len(rss) - 1)]
+                row(
+                    f"RSS after {args.transfers} x {args.size_mib} MiB downloads",
+                    f"{rss[-1]:.0f} MiB",
+                    f"before them: {start:.0f} MiB; after 3: {early:.0f} MiB",
+                    None,
+                    "<= 150 MB, flat",
+                )
         finally:
             ssh_run("alpha", "alice", ["rm", "-r", "-f", "--", work], control["alice"])
             for user in users:

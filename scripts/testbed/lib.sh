@@ -73,6 +73,36 @@ tcp_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # user_lines : one "name:uid:password:full name:locked" line per test user
 user_lines() { tr ';' '\n' <<< "$TESTBED_USERS" | sed '/^$/d'; }
 
+# setup_unix_user NAME UID PASSWORD FULLNAME : the Unix account, its password (sshd's password
+# login) and its key in $S/keys, authorized for the clusters' sshd (idempotent)
+setup_unix_user() {
+  local name="$1" uid="$2" pw="$3" full="$4" pub
+  id "$name" >/dev/null 2>&1 || useradd -m -u "$uid" -g hpcusers -s /bin/bash -c "$full" "$name"
+  echo "$name:$pw" | chpasswd
+  install -d -o "$name" -g hpcusers -m 700 "/home/$name/.ssh"
+  [ -f "$S/keys/${name}_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "$name@testbed" -f "$S/keys/${name}_ed25519"
+  pub="$(cat "$S/keys/${name}_ed25519.pub")"
+  touch "/home/$name/.ssh/authorized_keys"
+  grep -qxF "$pub" "/home/$name/.ssh/authorized_keys" || echo "$pub" >> "/home/$name/.ssh/authorized_keys"
+  chown "$name:hpcusers" "/home/$name/.ssh/authorized_keys"
+  chmod 600 "/home/$name/.ssh/authorized_keys"
+}
+
+# user_ldif NAME UID PASSWORD FULLNAME LOCKED : one inetOrgPerson + posixAccount entry
+user_ldif() {
+  local name="$1" uid="$2" pw="$3" full="$4" locked="$5"
+  printf 'dn: uid=%s,ou=People,%s\n' "$name" "$LDAP_BASE"
+  printf 'objectClass: %s\n' top inetOrgPerson posixAccount shadowAccount
+  printf 'uid: %s\ncn: %s\nsn: %s\ngivenName: %s\nmail: %s@example.org\n' \
+    "$name" "$full" "${full##* }" "${full%% *}" "$name"
+  printf 'description: test user %s\n' "$name"
+  printf 'uidNumber: %s\ngidNumber: %s\nhomeDirectory: /home/%s\nloginShell: /bin/bash\n' "$uid" "$USERS_GID" "$name"
+  printf 'userPassword: %s\n' "$(slappasswd -h '{SSHA}' -s "$pw")"
+  # 000001010000Z: locked until an administrator removes the attribute (ppolicy, OpenLDAP 2.5)
+  [ "$locked" = 1 ] && printf 'pwdAccountLockedTime: 000001010000Z\n'
+  echo
+}
+
 # cluster_var CLUSTER KEY : the value of ${CLUSTER^^}_KEY, e.g. cluster_var alpha SSH_PORT
 cluster_var() { local v="${1^^}_$2"; echo "${!v}"; }
 

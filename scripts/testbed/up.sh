@@ -39,17 +39,9 @@ setup_keys() {
 
 setup_users() {
   getent group hpcusers >/dev/null || groupadd -g "$USERS_GID" hpcusers
-  local name uid pw full locked pub
+  local name uid pw full locked
   while IFS=: read -r name uid pw full locked; do
-    id "$name" >/dev/null 2>&1 || useradd -m -u "$uid" -g hpcusers -s /bin/bash -c "$full" "$name"
-    echo "$name:$pw" | chpasswd
-    install -d -o "$name" -g hpcusers -m 700 "/home/$name/.ssh"
-    [ -f "$S/keys/${name}_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C "$name@testbed" -f "$S/keys/${name}_ed25519"
-    pub="$(cat "$S/keys/${name}_ed25519.pub")"
-    touch "/home/$name/.ssh/authorized_keys"
-    grep -qxF "$pub" "/home/$name/.ssh/authorized_keys" || echo "$pub" >> "/home/$name/.ssh/authorized_keys"
-    chown "$name:hpcusers" "/home/$name/.ssh/authorized_keys"
-    chmod 600 "/home/$name/.ssh/authorized_keys"
+    setup_unix_user "$name" "$uid" "$pw" "$full"
   done < <(user_lines)
 }
 
@@ -87,21 +79,6 @@ CREATE USER IF NOT EXISTS '$SLURM_DB_USER'@'localhost' IDENTIFIED BY '$SLURM_DB_
 GRANT ALL PRIVILEGES ON \`$SLURM_DB\`.* TO '$SLURM_DB_USER'@'127.0.0.1', '$SLURM_DB_USER'@'localhost';
 FLUSH PRIVILEGES;
 SQL
-}
-
-# user_ldif NAME UID PASSWORD FULLNAME LOCKED : one inetOrgPerson + posixAccount entry
-user_ldif() {
-  local name="$1" uid="$2" pw="$3" full="$4" locked="$5"
-  printf 'dn: uid=%s,ou=People,%s\n' "$name" "$LDAP_BASE"
-  printf 'objectClass: %s\n' top inetOrgPerson posixAccount shadowAccount
-  printf 'uid: %s\ncn: %s\nsn: %s\ngivenName: %s\nmail: %s@example.org\n' \
-    "$name" "$full" "${full##* }" "${full%% *}" "$name"
-  printf 'description: test user %s\n' "$name"
-  printf 'uidNumber: %s\ngidNumber: %s\nhomeDirectory: /home/%s\nloginShell: /bin/bash\n' "$uid" "$USERS_GID" "$name"
-  printf 'userPassword: %s\n' "$(slappasswd -h '{SSHA}' -s "$pw")"
-  # 000001010000Z: locked until an administrator removes the attribute (ppolicy, OpenLDAP 2.5)
-  [ "$locked" = 1 ] && printf 'pwdAccountLockedTime: 000001010000Z\n'
-  echo
 }
 
 setup_slapd() {

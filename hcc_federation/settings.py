@@ -487,7 +487,7 @@ def parse_cluster(r: _Reader, name: str) -> ClusterSettings:
         env=_pairs(r, prefix + "env", re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")),
         command_prefix=r.str(prefix + "command_prefix", d("command_prefix")),
         filesystems=filesystems,
-        detail_cache=r.float(prefix + "detail_cache", d("detail_cache"), minimum=0.0),
+        detail_cache=_detail_cache(r, prefix + "detail_cache", d("detail_cache")),
         max_concurrent_requests=r.int(
             prefix + "max_concurrent_requests", d("max_concurrent_requests"), minimum=1
         ),
@@ -496,6 +496,15 @@ def parse_cluster(r: _Reader, name: str) -> ClusterSettings:
         transfer_time_limit=r.int(prefix + "transfer_time_limit", d("transfer_time_limit"), minimum=1),
         **parse_notebook_keys(r, prefix),
     )
+
+
+def _detail_cache(r: _Reader, key: str, default_seconds: float) -> float:
+    # an hour at most (and never nan or inf): past that the route would show a cluster's state of
+    # long ago, which `details_as_of` would say but few portals would read
+    seconds = r.float(key, default_seconds, minimum=0.0)
+    if not seconds <= 3600:
+        raise SettingsError(f"setting {key} must be at most 3600 seconds, not {r.raw[key]!r}")
+    return seconds
 
 
 def _port_range(r: _Reader, key: str, default_range: tuple[int, int]) -> tuple[int, int]:

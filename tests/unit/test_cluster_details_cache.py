@@ -10,6 +10,8 @@ import pytest
 from hcc_federation.clusters.details import DetailsCache
 from hcc_federation.clusters.registry import ClusterCommandFailed
 from hcc_federation.remote.errors import RemoteTimeout
+from hcc_federation.settings import SettingsError, parse_settings
+from tests.helpers import BASE_SETTINGS
 
 T0 = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -244,3 +246,32 @@ def test_a_waiter_gives_up_after_wait_with_a_remote_timeout():
     leader.join(10)
     # the leader's answer was kept all the same
     assert c.get("alpha", "alice", Reads(), wait=1).value == {"nodes": []}
+
+
+ALPHA = {
+    **BASE_SETTINGS,
+    "hcc.clusters": "alpha",
+    "hcc.cluster.alpha.host": "127.0.0.1",
+    "hcc.cluster.alpha.known_hosts": "/etc/ssh/ssh_known_hosts",
+}
+
+
+def test_the_window_is_read_per_cluster():
+    assert parse_settings(ALPHA, {}).clusters[0].detail_cache == 5.0
+    raw = {**ALPHA, "hcc.cluster.alpha.detail_cache": "0"}
+    assert parse_settings(raw, {}).clusters[0].detail_cache == 0.0
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("-1", "must be at least 0"),
+        ("soon", "must be a number"),
+        ("3601", "must be at most 3600"),
+        ("inf", "must be at most 3600"),
+        ("nan", "must be at most 3600"),
+    ],
+)
+def test_a_bad_window_names_its_key(value, message):
+    with pytest.raises(SettingsError, match=f"hcc.cluster.alpha.detail_cache {message}"):
+        parse_settings({**ALPHA, "hcc.cluster.alpha.detail_cache": value}, {})

@@ -182,6 +182,7 @@ CLUSTER_KEYS = {
     "env",
     "command_prefix",
     "filesystems",
+    "detail_cache",
     "max_concurrent_requests",
     "queue_timeout",
     "notebook_modes",
@@ -221,6 +222,11 @@ class ClusterSettings:
     command_prefix: str = ""
     # named file systems with $HOME, $USER and $GROUP resolved per person, in the order given
     filesystems: tuple[tuple[str, str], ...] = (("HOME", "$HOME"),)
+    # seconds one user's answer of GET /clusters/{name} (one sinfo: two slurmctld RPCs) is served again
+    # (0: read on every request). Portals poll this route; sinfo(1) asks programs to limit their calls
+    # to slurmctld. 5 s: at most one sinfo per user and 5 s whatever the polling rate, while a portal
+    # still sees a job's start or end on its next refresh or the one after (the answer says its age)
+    detail_cache: float = 5.0
     # requests using this cluster at once (its bulkhead); one more waits for a slot while others
     # finish, and gets a 503 once none has finished for queue_timeout seconds (a hung cluster). The
     # shares of clusters that may hang together must stay below the server's threads (16 in the inis).
@@ -481,6 +487,7 @@ def parse_cluster(r: _Reader, name: str) -> ClusterSettings:
         env=_pairs(r, prefix + "env", re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")),
         command_prefix=r.str(prefix + "command_prefix", d("command_prefix")),
         filesystems=filesystems,
+        detail_cache=_detail_cache(r, prefix + "detail_cache", d("detail_cache")),
         max_concurrent_requests=r.int(
             prefix + "max_concurrent_requests", d("max_concurrent_requests"), minimum=1
         ),
@@ -489,6 +496,15 @@ def parse_cluster(r: _Reader, name: str) -> ClusterSettings:
         transfer_time_limit=r.int(prefix + "transfer_time_limit", d("transfer_time_limit"), minimum=1),
         **parse_notebook_keys(r, prefix),
     )
+
+
+def _detail_cache(r: _Reader, key: str, default_seconds: float) -> float:
+    # an hour at most (and never nan or inf): past that the route would show a cluster's state of
+    # long ago, which `details_as_of` would say but few portals would read
+    seconds = r.float(key, default_seconds, minimum=0.0)
+    if not seconds <= 3600:
+        raise SettingsError(f"setting {key} must be at most 3600 seconds, not {r.raw[key]!r}")
+    return seconds
 
 
 def _port_range(r: _Reader, key: str, default_range: tuple[int, int]) -> tuple[int, int]:

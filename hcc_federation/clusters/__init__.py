@@ -12,6 +12,7 @@ from ..fanout import FanOut
 from ..remote import ConnectionPool, load_ca_key
 from ..remote.paramiko_compat import check_paramiko_version
 from .access import ClusterAccess, access_as, access_to, caller_credential, cluster_access
+from .details import DetailsCache
 from .registry import (
     Cluster,
     ClusterCommandFailed,
@@ -49,6 +50,11 @@ def includeme(config) -> None:
     atexit.register(fanout.shutdown)
     config.registry.hcc_fanout = fanout
     config.registry.hcc_clusters = ClusterRegistry.from_settings(settings, pool, fanout)
+    # a snapshot per (cluster, user) at most: as many as the pool may hold logins (one per user and
+    # cluster), so the cache never knows more users than the pool does
+    config.registry.hcc_cluster_details = DetailsCache(
+        {c.name: c.detail_cache for c in settings.clusters}, max_entries=settings.ssh.max_connections
+    )
     # load (and check the mode of) the CA key at start-up, not at the first login
     config.registry.hcc_ca_key = load_ca_key(settings.ssh.ca_key) if settings.ssh.ca_key else None
     # where it sat when .api was included after it: under the API's tweens, just over pyramid_tm

@@ -106,6 +106,15 @@ class ClusterRegistry:
             self._status[name] = (time.monotonic(), status)
         return status
 
+    def status_as_of(self, name: str, moment: datetime) -> ClusterStatus:
+        """The cluster's last known status if it was found at or after ``moment`` (a command that ran
+        then, e.g. the sinfo of a kept answer); else "up" at ``moment``. Never probes."""
+        with self._lock:
+            known = self._status.get(name)
+        if known is not None and known[1].checked_at >= moment:
+            return known[1]
+        return ClusterStatus("up", "a command ran", moment)
+
     def statuses(self, names: Sequence[str] | None = None) -> dict[str, ClusterStatus]:
         """Each cluster's status, probed (TCP + verified host key, no login) unless recently known."""
         wanted = [self.get(n) for n in names] if names is not None else list(self)

@@ -30,7 +30,7 @@ CLUSTERS_OUT = {
 }
 CLUSTER_OUT = {
     "type": "object",
-    "required": list(STATUS_PROPERTIES),
+    "required": [*STATUS_PROPERTIES, "details_as_of"],
     "properties": {
         **STATUS_PROPERTIES,
         "partitions": {
@@ -47,6 +47,11 @@ CLUSTER_OUT = {
                     "nodes_by_state": {"type": "object", "additionalProperties": {"type": "integer"}},
                 },
             },
+        },
+        "details_as_of": {
+            **TIME,
+            "description": "when the partitions, nodes and file systems were read on the cluster: "
+            "the answer is kept per caller for hcc.cluster.<name>.detail_cache seconds (default 5)",
         },
         "filesystems": {
             "type": "array",
@@ -95,11 +100,31 @@ def list_clusters(request):
 @cluster.get()
 @documented(200, 401, 403, 404, 502, 503, 504, response=CLUSTER_OUT, tag="clusters")
 def get_cluster(request):
-    """One cluster: status, partitions, nodes and file systems, as the caller sees them."""
+    """One cluster: status, partitions, nodes and file systems, as the caller sees them.
+
+    The answer is read (one sinfo as the caller) at most once per hcc.cluster.<name>.detail_cache
+    seconds per caller; ``details_as_of`` says when it was read.
+    """
     registry = request.registry.hcc_clusters
+    # resolved before the cache: an unknown cluster, a missing credential or a busy cluster answer
+    # as they would without it
     access = request.cluster_access
     found = access.cluster
-    details = cluster_details(found, access.run)
-    filesystems = cluster_filesystems(request, access)
-    # sinfo answered as the caller: no separate probe (a new TCP connection) is needed to say "up"
-    return {**status_json(found, registry.record_up(found.name)), **details, "filesystems": filesystems}
+
+    def read() -> dict:
+        details = cluster_details(found, access.run)
+        details["filesystems"] = cluster_filesystems(request, access)
+        # sinfo answered as the caller: no separate probe (a new TCP connection) is needed to say "up"
+        registry.record_up(found.name)
+        return details
+
+    settings = found.settings
+    snapshot = request.registry.hcc_cluster_details.get(
+        found.name,
+        access.identity.username,
+        read,
+        # a request that joins another's read waits as long as that read may take: a login, then sinfo
+        wait=settings.connect_timeout + settings.command_timeout,
+    )
+    status = registry.status_as_of(found.name, snapshot.as_of)
+    return {**status_json(found, status), **snapshot.value, "details_as_of": rfc3339(snapshot.as_of)}

@@ -66,8 +66,10 @@ def test_both_identity_modes_on_both_clusters(base_settings, database_url, endpo
         swapped.get(f"/api/v1/clusters/{name}", headers={"Authorization": f"Bearer {token}"}, status=200)
 
 
-def test_a_second_request_reuses_the_connection(app, login):
-    headers = login("bob")
+def test_a_second_request_reuses_the_connection(settings, users):
+    # the answer is not kept (detail_cache 0): each request runs sinfo, over the pooled connection
+    app = make_app({**settings, "hcc.cluster.alpha.detail_cache": "0"})
+    headers = {"Authorization": f"Bearer {login_token(app, users, 'bob')}"}
     pool = pool_of(app)
     app.get("/api/v1/clusters/alpha", headers=headers, status=200)
     before = pool.stats()
@@ -78,7 +80,8 @@ def test_a_second_request_reuses_the_connection(app, login):
 
 
 def test_twenty_parallel_first_requests_open_one_connection(settings, users):
-    fresh = make_app(settings)  # a new pool: nobody is connected yet
+    # a new pool: nobody is connected yet; no kept answer, so that all twenty reach the pool
+    fresh = make_app({**settings, "hcc.cluster.beta.detail_cache": "0"})
     token = login_token(fresh, users, "alice")
     wsgi = fresh.app
     statuses = []
@@ -128,8 +131,10 @@ def test_a_command_past_its_timeout_is_a_504_and_its_channel_is_closed(settings,
 
 
 @pytest.mark.slow
-def test_a_stopped_sshd_gives_503_for_its_cluster_only_and_heals(app, login, endpoints):
-    headers = login("alice")
+def test_a_stopped_sshd_gives_503_for_its_cluster_only_and_heals(settings, users, endpoints):
+    # beta's answer is not kept (detail_cache 0): a kept one would be served for its few seconds
+    app = make_app({**settings, "hcc.cluster.beta.detail_cache": "0"})
+    headers = {"Authorization": f"Bearer {login_token(app, users, 'alice')}"}
     app.get("/api/v1/clusters/beta", headers=headers, status=200)
     pidfile = endpoints["clusters"]["beta"]["sshd_pidfile"]
     stop_testbed_daemon(pidfile, "/usr/sbin/sshd")

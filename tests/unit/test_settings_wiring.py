@@ -116,6 +116,7 @@ def raw_settings(paths) -> dict[str, str]:
         alpha + "env": "HCC_A=1 HCC_B=two",
         alpha + "command_prefix": "module load slurm",
         alpha + "filesystems": "SCRATCH=/scratch/$USER HOME=$HOME",
+        alpha + "detail_cache": "1.5",
         alpha + "notebook_modes": "batch login",
         alpha + "notebook_command": "/opt/jupyter/bin/jupyter-server --debug",
         alpha + "notebook_command_prefix": "module load jupyter",
@@ -396,6 +397,8 @@ CHECKS = {
         lambda r: alpha(r).settings.filesystems,
         (("SCRATCH", "/scratch/$USER"), ("HOME", "$HOME")),
     ),
+    # where the cache reads it (its effect on the bed: tests/functional/test_cluster_details_cache.py)
+    "hcc.cluster.<name>.detail_cache": (lambda r: r.hcc_cluster_details.ttl("alpha"), 1.5),
     # where the notebook service reads them (each one's effect is tested in test_notebooks_commands
     # and tests/functional/test_api_notebooks.py)
     "hcc.cluster.<name>.notebook_modes": (lambda r: alpha(r).settings.notebook_modes, ("batch", "login")),

@@ -53,9 +53,9 @@ class ListQuery(StrictSchema):
         colander.Boolean(false_choices=("false", "0"), true_choices=("true", "1")),
         missing=False,
         description=(
-            "true: every entry of a directory from offset on, in one answer whose limit is the number "
-            f"of its entries (limit must not be given then: 400); a directory of more than {files.MAX_WHOLE_LISTING} "
-            "entries is a 413 listing_too_large"
+            "true: every entry of a directory from offset on, in one answer whose limit is the "
+            "number of its entries (limit must not be given then: 400); a directory of more than "
+            f"{files.MAX_WHOLE_LISTING} entries is a 413 listing_too_large"
         ),
     )
 

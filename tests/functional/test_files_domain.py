@@ -23,6 +23,7 @@ from hcc_federation import files
 from hcc_federation.api.error_map import mapping_for
 from hcc_federation.errors import DomainError, InvalidArgument
 from hcc_federation.remote import RemoteTimeout
+from hcc_federation.remote.paramiko_compat import read_directory_rows
 from hcc_federation.remote.result import CommandResult
 from tests.helpers import HOSTILE_NAMES, wait_for
 
@@ -103,6 +104,9 @@ def test_a_name_that_is_not_utf8_is_a_clear_error_not_a_crash(alice, scratch, us
         os.chown(p, users["alice"]["uid"], -1, follow_symlinks=False)
     with pytest.raises(files.NameNotUtf8) as caught:
         files.list_directory(alice.sftp, scratch + "/legacy")
+    # find's listing is refused, and SFTP's reading gives the same error
+    with pytest.raises(files.NameNotUtf8):
+        files.read_page(alice.sftp, scratch + "/legacy", limit=None, run=alice.run)
     assert mapping_for(caught.value).status == 502 and "legacy" in caught.value.description
     # the link alone is fine: its target cannot be shown, the rest of its metadata can
     assert files.get_metadata(alice.sftp, scratch + "/legacy/link")["type"] == "symlink"
@@ -901,5 +905,37 @@ def test_a_listing_of_hostile_entries_is_what_it_was(alice, scratch, users):
     for page in (*pages, whole):
         assert json.loads(b"".join(page.json_chunks(batch=3))) == page.as_dict()
     assert (whole.offset, whole.limit) == (0, len(expected))
+    # the whole listing came from find, not from SFTP after find failed: both readers agree
+    found = files.listing._find_rows(alice.run, scratch)
+    assert found is not None
+    read = [row for rows in read_directory_rows(alice.sftp, scratch) for row in rows]
+    assert sorted(found) == sorted(read) and len(found) == len(expected)
     rest = files.read_page(alice.sftp, scratch, offset=20, limit=None)
     assert (rest.limit, rest.as_dict()["entries"]) == (len(expected) - 20, expected[20:])
+
+
+def test_a_whole_listing_that_find_cannot_make_is_sftps(alice, scratch):
+    """A directory the user may read but not search: find fails on every entry, sftp-server skips
+    the entries it cannot stat. The whole listing is SFTP's answer, as each page is."""
+    alice.sftp.mkdir(f"{scratch}/unsearchable")
+    for name in ("a", "b"):
+        alice.sftp.open(f"{scratch}/unsearchable/{name}", "w").close()
+    alice.sftp.chmod(f"{scratch}/unsearchable", 0o600)
+    path = f"{scratch}/unsearchable"
+    assert files.listing._find_rows(alice.run, path) is None
+    whole = files.read_page(alice.sftp, path, limit=None, run=alice.run).as_dict()
+    paged = files.read_page(alice.sftp, path, limit=1000).as_dict()
+    assert (whole["entries"], whole["total"]) == (paged["entries"], paged["total"])
+
+
+def test_a_whole_listing_past_its_bound_is_refused_after_reading_that_many(alice, scratch, monkeypatch):
+    for i in range(6):
+        alice.sftp.open(f"{scratch}/f{i}", "w").close()
+    monkeypatch.setattr(files.listing, "MAX_WHOLE_LISTING", 5)
+    for run in (alice.run, None):  # by find, and by SFTP
+        with pytest.raises(files.ListingTooLarge):
+            files.read_page(alice.sftp, scratch, limit=None, run=run)
+    # the session is left with no answer outstanding: it serves the next request
+    assert files.read_page(alice.sftp, scratch, limit=10).total == 6
+    monkeypatch.setattr(files.listing, "MAX_WHOLE_LISTING", 6)
+    assert files.read_page(alice.sftp, scratch, limit=None, run=alice.run).limit == 6

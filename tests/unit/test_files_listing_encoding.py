@@ -11,7 +11,13 @@ import paramiko
 import pytest
 from paramiko.message import Message
 
-from hcc_federation.files.listing import DirectoryPage, EntryEncoder, page_entries
+from hcc_federation.files.listing import (
+    DirectoryPage,
+    EntryEncoder,
+    find_listing_argv,
+    page_entries,
+    parse_find_listing,
+)
 from hcc_federation.files.metadata import IdNames, attr_metadata, guess_mime, listing_mime
 from hcc_federation.remote.paramiko_compat import MalformedAnswer, name_rows
 from tests.helpers import HOSTILE_NAMES
@@ -272,3 +278,69 @@ def test_a_page_as_json_chunks_is_the_page_as_a_dict():
         "limit": 0,
         "total": 0,
     }
+
+
+# ------------------------------------------------------------------------------ find's listing
+
+FIND_OUTPUT = (
+    b"f 644 12 10001 10000 1764680000.1234567890 a file\n with  spaces\0"
+    b"d 3775 4096 10001 10000 1764680001.0000000000 sub dir\0"
+    b"l 777 7 0 0 1764680002.5000000000 \xe2\x98\x83 link\0"
+    b"b 660 0 0 6 1.0 block\0"
+    b"c 620 0 0 5 0.0 char\0"
+    b"p 4755 0 10001 10000 4294967301.0 fifo from 2106\0"  # 2**32 + 5: wraps as SFTP's time does
+    b"s 755 0 10001 10000 1764680000.1 sock\0"
+)
+
+
+def test_find_listing_parses_into_the_rows_sftp_makes():
+    assert parse_find_listing(FIND_OUTPUT) == [
+        (1, "a file\n with  spaces", 0o100644, 12, 10001, 10000, 1764680000),
+        (0, "sub dir", 0o043775, 4096, 10001, 10000, 1764680001),
+        (1, "☃ link", 0o120777, 7, 0, 0, 1764680002),
+        (1, "block", 0o060660, 0, 0, 6, 1),
+        (1, "char", 0o020620, 0, 0, 5, 0),
+        (1, "fifo from 2106", 0o014755, 0, 10001, 10000, 5),
+        (1, "sock", 0o140755, 0, 10001, 10000, 1764680000),
+    ]
+    assert parse_find_listing(b"") == []
+
+
+def test_find_listing_argv_lists_one_level_literally():
+    argv = find_listing_argv("/home/alice/-rf $(x) dir")
+    assert argv[:5] == ["env", "LC_ALL=C", "find", "-H", "/home/alice/-rf $(x) dir"]
+    assert argv[5:9] == ["-mindepth", "1", "-maxdepth", "1"]
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        b"D 644 0 1 1 1.0 door\0",  # a type SFTP has no bits for
+        b"f 644 0 1 1 -5.5 before 1970\0",
+        b"f 644 0 1 1 1.0 caf\xe9\0",  # not UTF-8: SFTP's reading gives the error
+        b"f 644 0 1 1 1.0 a/b\0",
+        b"f 644 0 1 1 1.0 \0",
+        b"f 648 0 1 1 1.0 not octal\0",
+        b"f 644 0 1 1 1 no fraction\0",
+        b"f 644 x 1 1 1.0 size\0",
+        b"f 644 0 1 1.0 a field short\0",
+        b"f  644 0 1 1 1.0 two spaces\0",
+        b"f 644 0 1 1 1.0 no end",
+        b"garbage f 644 0 1 1 1.0 name\0",  # a record is never read from its middle
+    ],
+)
+def test_find_records_sftp_would_not_report_alike_are_refused(record):
+    assert parse_find_listing(record) is None
+    assert parse_find_listing(FIND_OUTPUT + record) is None
+    if record.endswith(b"\0"):  # (one without its NUL before others is one record, with a long name)
+        assert parse_find_listing(record + FIND_OUTPUT) is None
+
+
+def test_every_cut_of_find_output_inside_a_record_is_refused():
+    ends = {i + 1 for i, byte in enumerate(FIND_OUTPUT) if byte == 0}
+    for cut in range(1, len(FIND_OUTPUT)):
+        parsed = parse_find_listing(FIND_OUTPUT[:cut])
+        if cut in ends:
+            assert parsed == parse_find_listing(FIND_OUTPUT)[: sorted(ends).index(cut) + 1]
+        else:
+            assert parsed is None, cut

@@ -182,7 +182,7 @@ class DirectoryPage:
     def json_chunks(self, batch: int = 1000) -> Iterator[bytes]:
         """The same answer as ``as_dict``, as JSON text (UTF-8, ASCII escapes as json.dumps makes
         them), ``batch`` entries per chunk: a whole listing of 100,000 entries is never held as
-        dicts, nor as one string (see ``entries_json``)."""
+        dicts, nor as one string (see ``EntryEncoder``)."""
         head = json.dumps(self.meta)
         yield (head[:-1] + ', "entries": [').encode()
         encoder = EntryEncoder(self.path, self.names, self.targets)

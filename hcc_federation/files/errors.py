@@ -100,6 +100,12 @@ class NameNotUtf8(PathError):
     """
 
 
+class ListingTooLarge(PathError):
+    """A whole listing (all=true) of a directory of more entries than one answer holds: list it in pages."""
+
+    field = "all"
+
+
 class RemoteFileError(PathError):
     """Anything the cluster refused that we could not classify; the description keeps its words."""
 

@@ -49,6 +49,15 @@ class ListQuery(StrictSchema):
         validator=colander.Range(min=0, max=files.MAX_LIST_LIMIT),
         description="entries of a directory per page (directories first, then by name)",
     )
+    all = colander.SchemaNode(
+        colander.Boolean(false_choices=("false", "0"), true_choices=("true", "1")),
+        missing=False,
+        description=(
+            "true: every entry of a directory from offset on, in one answer whose limit is the "
+            "number of its entries (limit must not be given then: 400); a directory of more than "
+            f"{files.MAX_WHOLE_LISTING} entries is a 413 listing_too_large"
+        ),
+    )
 
 
 class DeleteQuery(StrictSchema):

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from webob import Request
 
+from hcc_federation.files import listing as files_listing
 from hcc_federation.remote import PasswordIdentity
 from tests.helpers import HOSTILE_NAMES, login_token, make_app, wait_for
 
@@ -728,6 +729,44 @@ def test_a_directory_of_100000_entries_pages_quickly(app, alice, users, sqlite_o
         # past hcc.operations.sync_max_files the synchronous delete is a 413 (use an operation)
         app.delete(files_url(cluster) + "?" + q(directory, recursive="true"), headers=alice, status=413)
         run_as(app, cluster, users["alice"], ["rm", "-rf", "--", directory], timeout=120)
+
+
+def test_a_whole_listing_in_one_answer_is_its_pages(
+    app, alice, cluster, scratch, users, sqlite_only, monkeypatch
+):
+    script = (
+        "import os, sys\n"
+        "for i in range(2500):\n"
+        "    open(os.path.join(sys.argv[1], 'f %04d' % i), 'w').close()\n"
+        "os.mkdir(os.path.join(sys.argv[1], 'zz dir'))\n"
+        "os.symlink('zz dir', os.path.join(sys.argv[1], 'link'))\n"
+    )
+    run_as(app, cluster, users["alice"], ["python3", "-c", script, scratch])
+    pages = [listing(app, cluster, alice, scratch, offset=o, limit=1000) for o in (0, 1000, 2000)]
+    whole = listing(app, cluster, alice, scratch, all="true")
+    assert [e for p in pages for e in p["entries"]] == whole["entries"]
+    assert (whole["offset"], whole["limit"], whole["total"]) == (0, 2502, 2502)
+    assert whole["entries"][0]["name"] == "zz dir" and whole["entries"][-1]["target"] == "zz dir"
+    rest = listing(app, cluster, alice, scratch, offset=2500, all="true")
+    assert (rest["offset"], rest["limit"], rest["entries"]) == (2500, 2, whole["entries"][2500:])
+    assert listing(app, cluster, alice, scratch, offset=9999, all="1")["entries"] == []
+    # all=false is the paged answer
+    assert listing(app, cluster, alice, scratch, all="false", limit=3)["entries"] == whole["entries"][:3]
+    # a file's metadata does not change with all=true
+    file = listing(app, cluster, alice, f"{scratch}/f 0000", all="true")
+    assert "entries" not in file and file["type"] == "file"
+    url = files_url(cluster) + "?" + q(scratch, all="true", limit=10)
+    r = app.get(url, headers=alice, status=400)
+    assert (r.json["errors"][0]["name"], r.json["errors"][0]["code"]) == ("limit", "invalid_argument")
+    r = app.get(files_url(cluster) + "?" + q(scratch, all="yes"), headers=alice, status=400)
+    assert r.json["errors"][0]["name"] == "all"
+    if getattr(app.app, "registry", None) is None:
+        return  # a live server: its bound cannot be lowered from here
+    monkeypatch.setattr(files_listing, "MAX_WHOLE_LISTING", 2501)
+    r = app.get(files_url(cluster) + "?" + q(scratch, all="true"), headers=alice, status=413)
+    assert (r.json["errors"][0]["name"], r.json["errors"][0]["code"]) == ("all", "listing_too_large")
+    # pages are still served
+    assert listing(app, cluster, alice, scratch, offset=2500, limit=10)["total"] == 2502
 
 
 # ---------------------------------------------------------------------------------- file systems

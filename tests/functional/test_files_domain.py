@@ -3,6 +3,7 @@
 import contextlib
 import glob
 import hashlib
+import json
 import os
 import posixpath
 import shlex
@@ -22,6 +23,7 @@ from hcc_federation import files
 from hcc_federation.api.error_map import mapping_for
 from hcc_federation.errors import DomainError, InvalidArgument
 from hcc_federation.remote import RemoteTimeout
+from hcc_federation.remote.paramiko_compat import read_directory_rows
 from hcc_federation.remote.result import CommandResult
 from tests.helpers import HOSTILE_NAMES, wait_for
 
@@ -102,6 +104,9 @@ def test_a_name_that_is_not_utf8_is_a_clear_error_not_a_crash(alice, scratch, us
         os.chown(p, users["alice"]["uid"], -1, follow_symlinks=False)
     with pytest.raises(files.NameNotUtf8) as caught:
         files.list_directory(alice.sftp, scratch + "/legacy")
+    # find's listing is refused, and SFTP's reading gives the same error
+    with pytest.raises(files.NameNotUtf8):
+        files.read_page(alice.sftp, scratch + "/legacy", limit=None, run=alice.run)
     assert mapping_for(caught.value).status == 502 and "legacy" in caught.value.description
     # the link alone is fine: its target cannot be shown, the rest of its metadata can
     assert files.get_metadata(alice.sftp, scratch + "/legacy/link")["type"] == "symlink"
@@ -706,13 +711,13 @@ def test_pages_of_a_large_directory_come_from_one_read_while_it_is_unchanged(ali
     alice.sftp.mkdir(f"{scratch}/d")
     snapshots = files.ListingSnapshots(60)
     reads = []
-    real_read = files.listing.read_directory
+    real_read = files.listing.read_directory_rows
 
     def counted(sftp, path):
         reads.append(path)
         return real_read(sftp, path)
 
-    monkeypatch.setattr(files.listing, "read_directory", counted)
+    monkeypatch.setattr(files.listing, "read_directory_rows", counted)
     pages = [
         files.list_directory(alice.sftp, scratch, offset=o, limit=10, snapshots=snapshots)
         for o in (0, 10, 20)
@@ -840,3 +845,97 @@ def test_remove_leftover_removes_only_old_temporary_regular_files(alice, scratch
     assert sorted(alice.sftp.listdir(scratch)) == sorted(
         [".hcc-upload-young", ".hcc-upload-link", ".hcc-upload-dir", "plain.txt", "target"]
     )
+
+
+def _listing_as_before(session: Session, path: str, names: files.metadata.IdNames) -> list[dict]:
+    """The entries as list_directory made them before its fast paths: paramiko's own parser
+    (listdir_attr), attr_metadata, guess_mime and readlink for each entry."""
+    attrs = session.sftp.listdir_attr(path)
+    attrs.sort(key=lambda a: (0 if stat.S_ISDIR(a.st_mode) else 1, a.filename))
+    entries = []
+    for attr in attrs:
+        entry = files.metadata.attr_metadata(posixpath.join(path, attr.filename), attr, names)
+        if entry["type"] == "symlink":
+            entry["target"] = files.metadata.readlink(session.sftp, entry["path"])
+        elif entry["type"] == "file":
+            entry["mime"] = files.guess_mime(attr.filename)
+            entry["text"] = None
+        entries.append(entry)
+    return entries
+
+
+def test_a_listing_of_hostile_entries_is_what_it_was(alice, scratch, users):
+    """Names with spaces, newlines, quotes, UTF-8 and shell syntax; symlinks (to a directory, to a
+    file, dangling, with a hostile target); a fifo, a device, a socket, set-id bits, a stranger's
+    ids: the entries and their JSON text are what paramiko's parser and attr_metadata make."""
+    if os.geteuid() != 0:
+        pytest.skip("devices and a stranger's ids need root on the test bed host")
+    made = []
+    for name in HOSTILE_NAMES + ["a.txt", "b.tar.gz", "data:text,x", ".hidden", "..dots", "名前.json"]:
+        made.append(f"{scratch}/{name}")
+        with open(made[-1], "wb") as handle:
+            handle.write(name.encode())
+    os.mkdir(f"{scratch}/sub dir\n")
+    os.symlink("sub dir\n", f"{scratch}/link to dir")
+    os.symlink("a.txt", f"{scratch}/link to file")
+    os.symlink('/nowhere/"quoted" ☃\n', f"{scratch}/dangling")
+    os.mkfifo(f"{scratch}/fifo")
+    os.mknod(f"{scratch}/null device", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(f"{scratch}/sock")
+    os.chmod(made[0], 0o4755)  # noqa: S103 (set-id bits to list, in a test directory)
+    os.chmod(f"{scratch}/sub dir\n", 0o3775)  # noqa: S103
+    for entry in os.listdir(scratch):
+        os.chown(f"{scratch}/{entry}", users["alice"]["uid"], -1, follow_symlinks=False)
+    os.chown(made[1], 54321, 54322)  # ids without names: shown as numbers
+    snapshots = files.ListingSnapshots(60)
+    pages = [
+        files.read_page(alice.sftp, scratch, offset=o, limit=7, run=alice.run, snapshots=snapshots)
+        for o in range(0, 35, 7)
+    ]
+    whole = files.read_page(alice.sftp, scratch, limit=None, run=alice.run)
+    names = files.metadata.resolve_ids(alice.sftp, [54321], [54322], alice.run)
+    expected = _listing_as_before(alice, scratch, names)
+    assert len(expected) == whole.total == pages[0].total == len(made) + 7
+    assert {e["type"] for e in expected} == {"file", "directory", "symlink", "other"}
+    by_page = [e for p in pages for e in p.as_dict()["entries"]]
+    assert by_page == whole.as_dict()["entries"] == expected
+    # the same fields in the same order, and the JSON text the API sends says the same
+    assert [list(e) for e in by_page] == [list(e) for e in expected]
+    for page in (*pages, whole):
+        assert json.loads(b"".join(page.json_chunks(batch=3))) == page.as_dict()
+    assert (whole.offset, whole.limit) == (0, len(expected))
+    # the whole listing came from find, not from SFTP after find failed: both readers agree
+    found = files.listing._find_rows(alice.run, scratch)
+    assert found is not None
+    read = [row for rows in read_directory_rows(alice.sftp, scratch) for row in rows]
+    assert sorted(found) == sorted(read) and len(found) == len(expected)
+    rest = files.read_page(alice.sftp, scratch, offset=20, limit=None)
+    assert (rest.limit, rest.as_dict()["entries"]) == (len(expected) - 20, expected[20:])
+
+
+def test_a_whole_listing_that_find_cannot_make_is_sftps(alice, scratch):
+    """A directory the user may read but not search: find fails on every entry, sftp-server skips
+    the entries it cannot stat. The whole listing is SFTP's answer, as each page is."""
+    alice.sftp.mkdir(f"{scratch}/unsearchable")
+    for name in ("a", "b"):
+        alice.sftp.open(f"{scratch}/unsearchable/{name}", "w").close()
+    alice.sftp.chmod(f"{scratch}/unsearchable", 0o600)
+    path = f"{scratch}/unsearchable"
+    assert files.listing._find_rows(alice.run, path) is None
+    whole = files.read_page(alice.sftp, path, limit=None, run=alice.run).as_dict()
+    paged = files.read_page(alice.sftp, path, limit=1000).as_dict()
+    assert (whole["entries"], whole["total"]) == (paged["entries"], paged["total"])
+
+
+def test_a_whole_listing_past_its_bound_is_refused_after_reading_that_many(alice, scratch, monkeypatch):
+    for i in range(6):
+        alice.sftp.open(f"{scratch}/f{i}", "w").close()
+    monkeypatch.setattr(files.listing, "MAX_WHOLE_LISTING", 5)
+    for run in (alice.run, None):  # by find, and by SFTP
+        with pytest.raises(files.ListingTooLarge):
+            files.read_page(alice.sftp, scratch, limit=None, run=run)
+    # the session is left with no answer outstanding: it serves the next request
+    assert files.read_page(alice.sftp, scratch, limit=10).total == 6
+    monkeypatch.setattr(files.listing, "MAX_WHOLE_LISTING", 6)
+    assert files.read_page(alice.sftp, scratch, limit=None, run=alice.run).limit == 6

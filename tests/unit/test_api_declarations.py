@@ -39,7 +39,7 @@ def test_a_streamed_upload_documents_its_query_string_and_no_json_body():
     for path, method, names in (
         (FILES + "/content", "put", ["path"]),
         (FILES + "/upload", "post", ["path", "overwrite"]),
-        (FILES, "get", ["path", "offset", "limit"]),
+        (FILES, "get", ["path", "offset", "limit", "all"]),
         (FILES, "delete", ["path", "recursive"]),
     ):
         operation = paths[path][method]

@@ -88,6 +88,7 @@ class _Entry:
     __slots__ = (
         "connect_lock",
         "capacity",
+        "dropped",
         "failure",
         "attempts",
         "last_used",
@@ -118,6 +119,9 @@ class _Entry:
         self.slots = threading.BoundedSemaphore(self.capacity)
         self.nested_slots = threading.BoundedSemaphore(reserve) if reserve else self.slots
         self.leases = 0
+        # forgotten by the pool while threads still lease it (an extra that failed to connect):
+        # they must not connect it, or its transport would belong to no key and never be closed
+        self.dropped = False
         self.last_used = time.monotonic()
         self.connected_at = time.monotonic()
         # the outcome of the latest connect attempt, so that threads that queued behind a failed
@@ -136,7 +140,7 @@ class _Group:
     """The transports of one (cluster, user): the first, then extras joined while all are busy.
 
     Touched only under the pool's lock. ``joining`` is the extra being connected (one at a time per
-    key), leased by the thread that connects it and by nobody else until it is up.
+    key): the requests that lease it wait for that connect, and fall back to the others if it fails.
     """
 
     __slots__ = ("entries", "joining", "join_after")
@@ -159,8 +163,8 @@ class ConnectionPool:
     within their timeout). While every transport of a key has all its queue's slots leased, the
     next request opens another one, up to ``connections_per_user`` (see ``_pick_locked``). The
     first call for a key connects, checks the server's host key against the endpoint's
-    known_hosts file and logs in with the identity given; later calls reuse the transports
-    (and open extras) whatever identity they pass, so callers must pass identities only for users the
+    known_hosts file and logs in with the identity given; later calls reuse the transports (and
+    open extras) whatever identity they pass, so callers must pass identities only for users the
     service has authenticated itself; endpoints are told apart by name alone. Transports idle for
     ``idle_timeout`` seconds are closed, and past ``max_connections`` the least recently used idle
     ones are (a soft cap: a transport with a channel open is never closed by the pool); an extra
@@ -650,6 +654,7 @@ class ConnectionPool:
 
     def _drop_locked(self, key: _Key, group: _Group, entry: _Entry) -> None:
         """Forget ``entry`` (its transport is the caller's to close), and its key once it has none."""
+        entry.dropped = True
         if entry in group.entries:
             group.entries.remove(entry)
         if group.joining is entry:
@@ -820,6 +825,13 @@ class ConnectionPool:
             if entry.attempts != attempts_seen and entry.failure is not None:
                 # someone else just tried and failed while we queued: fail the same way, at once
                 raise copy.copy(entry.failure)
+            if entry.dropped:
+                # an extra forgotten after its connect failed (see _join_failed): never reconnected
+                raise (
+                    copy.copy(entry.failure)
+                    if entry.failure is not None
+                    else ClusterUnreachable(endpoint.name, "the connection was closed")
+                )
             if transport is not None:
                 # it died (server restart, network cut, keepalive failure): replace it
                 transport.close()

@@ -9,6 +9,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 
 import paramiko
 import pytest
@@ -193,14 +194,14 @@ def test_fifteen_concurrent_commands_share_one_transport_within_max_sessions(poo
 
 def _burst(pool, endpoint, identity, calls: int, seconds: float = 0.3) -> list[str]:
     """``calls`` commands of ``seconds`` each, all at once; their outputs."""
+    together = threading.Barrier(calls)
+
+    def call(i: int) -> str:
+        together.wait(timeout=10)
+        return pool.run(endpoint, identity, ["sh", "-c", f"sleep {seconds}; echo {i}"]).text()
+
     with ThreadPoolExecutor(calls) as executor:
-        return [
-            r.text()
-            for r in executor.map(
-                lambda i: pool.run(endpoint, identity, ["sh", "-c", f"sleep {seconds}; echo {i}"]),
-                range(calls),
-            )
-        ]
+        return list(executor.map(call, range(calls)))
 
 
 def _hold_channels(pool, endpoint, identity, count: int) -> set[paramiko.Transport]:
@@ -317,6 +318,19 @@ def test_an_extra_connection_that_cannot_log_in_leaves_the_requests_on_the_first
     stats = pool.stats()
     assert (stats["connects"], stats["joins"], stats["join_failures"]) == (1, 0, 1)
     assert identity.logins == 2
+    assert pool.transports_of("alpha", "alice") == 1
+
+
+def test_an_extra_connection_checks_the_host_key_too(pool, alpha, alice, tmp_path):
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(Path(alpha.known_hosts).read_text())
+    endpoint = dataclasses.replace(alpha, known_hosts=str(known_hosts))
+    assert pool.run(endpoint, alice, ["true"]).ok
+    # the pinned key changes: a joining connection is refused, the requests stay on the first one
+    known_hosts.write_text(_other_host_key_line(endpoint))
+    assert _burst(pool, endpoint, alice, 15) == [f"{i}\n" for i in range(15)]
+    stats = pool.stats()
+    assert (stats["connects"], stats["joins"], stats["join_failures"]) == (1, 0, 1)
     assert pool.transports_of("alpha", "alice") == 1
 
 

@@ -270,6 +270,9 @@ class SshSettings:
     max_lifetime: float = 3600.0
     # SFTP sessions kept open per pooled connection between requests (0: one per request)
     sftp_sessions: int = 4
+    # connections one person may hold to a cluster: a second and third open while every one has all
+    # its sessions busy, and idle out after (1: one connection per person, shared by all requests)
+    connections_per_user: int = 3
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -606,6 +609,7 @@ def parse_ssh(r: _Reader, clusters: tuple[ClusterSettings, ...]) -> SshSettings:
         status_ttl=r.float("hcc.ssh.status_ttl", d("status_ttl"), minimum=0.0),
         max_lifetime=r.float("hcc.ssh.max_lifetime", d("max_lifetime"), minimum=1.0),
         sftp_sessions=r.int("hcc.ssh.sftp_sessions", d("sftp_sessions"), minimum=0),
+        connections_per_user=r.int("hcc.ssh.connections_per_user", d("connections_per_user"), minimum=1),
     )
 
 

@@ -1,4 +1,8 @@
-"""One SSH transport per (cluster, user), shared by all threads: a channel per command, SFTP sessions kept."""
+"""SSH transports per (cluster, user), shared by all threads: a channel per command, SFTP sessions kept.
+
+One transport per (cluster, user) while it keeps up; a second and third join it while every one is
+busy (hcc.ssh.connections_per_user), and idle out again.
+"""
 
 import base64
 import contextlib
@@ -53,6 +57,9 @@ CHANNELS_REMEMBERED = 16384
 _HOST_KEY_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
 
 _Key = tuple[str, str]
+# After an extra connection of a key failed to open, its requests stay on the connections they have
+# for this long before one tries again: a refusing sshd (MaxStartups) is not asked on every request.
+JOIN_RETRY_AFTER = 5.0
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -71,7 +78,7 @@ class ProbeResult:
 
 
 class _Entry:
-    """The pooled transport of one (cluster, user) and what guards it.
+    """One pooled transport of a (cluster, user) and what guards it.
 
     ``leases`` counts threads between asking for the transport and giving their channel back; it
     is only touched under the pool's lock, and only an entry without leases may be closed by the
@@ -80,6 +87,8 @@ class _Entry:
 
     __slots__ = (
         "connect_lock",
+        "capacity",
+        "dropped",
         "failure",
         "attempts",
         "last_used",
@@ -105,9 +114,14 @@ class _Entry:
         # each holding one slot and each waiting for a second one stalled every slot until the
         # command timeout (30 concurrent calls of one user: 22 answered 504 after 20 s).
         reserve = nested_reserve(max_sessions)
-        self.slots = threading.BoundedSemaphore(max_sessions - reserve)
+        # the main queue's slots: a lease beyond them waits, which is what makes a transport busy
+        self.capacity = max_sessions - reserve
+        self.slots = threading.BoundedSemaphore(self.capacity)
         self.nested_slots = threading.BoundedSemaphore(reserve) if reserve else self.slots
         self.leases = 0
+        # forgotten by the pool while threads still lease it (an extra that failed to connect):
+        # they must not connect it, or its transport would belong to no key and never be closed
+        self.dropped = False
         self.last_used = time.monotonic()
         self.connected_at = time.monotonic()
         # the outcome of the latest connect attempt, so that threads that queued behind a failed
@@ -122,6 +136,21 @@ class _Entry:
         self.waiting = 0
 
 
+class _Group:
+    """The transports of one (cluster, user): the first, then extras joined while all are busy.
+
+    Touched only under the pool's lock. ``joining`` is the extra being connected (one at a time per
+    key): the requests that lease it wait for that connect, and fall back to the others if it fails.
+    """
+
+    __slots__ = ("entries", "joining", "join_after")
+
+    def __init__(self) -> None:
+        self.entries: list[_Entry] = []
+        self.joining: _Entry | None = None
+        self.join_after = 0.0
+
+
 # the defaults of a pool built by hand (scripts, tests) are the settings' defaults, written once there
 _SSH_DEFAULTS = SshSettings()
 
@@ -129,14 +158,17 @@ _SSH_DEFAULTS = SshSettings()
 class ConnectionPool:
     """Pooled, authenticated SSH transports to clusters, shared by every thread of the service.
 
-    The pool holds one paramiko Transport per (endpoint name, username) and opens one channel per
+    The pool holds a paramiko Transport per (endpoint name, username) and opens one channel per
     command on it, at most ``endpoint.max_sessions`` at a time (further commands wait for a slot,
-    within their timeout). The first call for a key connects, checks the server's host key against
-    the endpoint's known_hosts file and logs in with the identity given; later calls reuse the
-    transport whatever identity they pass, so callers must pass identities only for users the
+    within their timeout). While every transport of a key has all its queue's slots leased, the
+    next request opens another one, up to ``connections_per_user`` (see ``_pick_locked``). The
+    first call for a key connects, checks the server's host key against the endpoint's
+    known_hosts file and logs in with the identity given; later calls reuse the transports (and
+    open extras) whatever identity they pass, so callers must pass identities only for users the
     service has authenticated itself; endpoints are told apart by name alone. Transports idle for
     ``idle_timeout`` seconds are closed, and past ``max_connections`` the least recently used idle
-    ones are (a soft cap: a transport with a channel open is never closed by the pool).
+    ones are (a soft cap: a transport with a channel open is never closed by the pool); an extra
+    transport is never opened at or past the cap.
     """
 
     def __init__(
@@ -146,16 +178,26 @@ class ConnectionPool:
         reaper_interval: float = 30.0,
         max_lifetime: float = _SSH_DEFAULTS.max_lifetime,
         sftp_sessions: int = _SSH_DEFAULTS.sftp_sessions,
+        connections_per_user: int = _SSH_DEFAULTS.connections_per_user,
     ) -> None:
-        if max_connections <= 0 or idle_timeout <= 0 or reaper_interval <= 0 or max_lifetime <= 0:
+        if (
+            max_connections <= 0
+            or idle_timeout <= 0
+            or reaper_interval <= 0
+            or max_lifetime <= 0
+            or connections_per_user <= 0
+        ):
             raise ValueError(
-                "max_connections, idle_timeout, reaper_interval and max_lifetime must be positive"
+                "max_connections, idle_timeout, reaper_interval, max_lifetime and connections_per_user"
+                " must be positive"
             )
         if sftp_sessions < 0:
             raise ValueError("sftp_sessions must not be negative")
         # SFTP sessions kept open per connection between requests (0: a new one per request)
         self.sftp_sessions = sftp_sessions
         self.max_connections = max_connections
+        # transports one (cluster, user) may hold at once: 1 shares one among all its requests
+        self.connections_per_user = connections_per_user
         self.idle_timeout = idle_timeout
         # a connection is logged in once; retiring it after a while makes the cluster check the
         # person's credentials again (a changed password, a locked account, an expired certificate)
@@ -163,7 +205,7 @@ class ConnectionPool:
         self.reaper_interval = reaper_interval
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._entries: dict[_Key, _Entry] = {}
+        self._groups: dict[_Key, _Group] = {}
         self._counters = {
             "connects": 0,
             "connect_failures": 0,
@@ -171,6 +213,9 @@ class ConnectionPool:
             "reconnects": 0,
             "open_retries": 0,
             "overflow_connects": 0,
+            # extra transports opened for a key whose transports were all busy, and failed attempts
+            "joins": 0,
+            "join_failures": 0,
             "evictions": 0,
             "idle_closed": 0,
             "retired": 0,
@@ -267,8 +312,7 @@ class ConnectionPool:
         cost three round trips, about 2.3 ms of a 3.2 ms warm listing here.
         """
         timeout = endpoint.command_timeout if timeout is None else timeout
-        with self._lease(endpoint, identity.username) as entry:
-            transport = self._transport(entry, endpoint, identity)
+        with self._lease(endpoint, identity) as (entry, transport):
             held = self._held_slots()
             nested = bool(held.get(id(entry)))
             private = None
@@ -357,8 +401,7 @@ class ConnectionPool:
         forwarding is not allowed); reads time out after ``timeout`` (socket.timeout).
         """
         timeout = endpoint.command_timeout if timeout is None else timeout
-        with self._lease(endpoint, identity.username) as entry:
-            transport = self._transport(entry, endpoint, identity)
+        with self._lease(endpoint, identity) as (entry, transport):
             try:
                 channel = transport.open_channel(
                     "direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout
@@ -394,12 +437,20 @@ class ConnectionPool:
     def stats(self) -> dict[str, int]:
         """Counters since the pool was made, plus the transports and channels open right now."""
         with self._lock:
+            entries = [entry for _key, _group, entry in self._all_entries_locked()]
             return {
                 **self._counters,
-                "open_transports": sum(1 for e in self._entries.values() if e.transport is not None),
+                "open_transports": sum(1 for e in entries if e.transport is not None),
                 "channels_in_use": self._channels_in_use,
-                "sftp_parked": sum(len(e.parked) for e in self._entries.values()),
+                "sftp_parked": sum(len(e.parked) for e in entries),
             }
+
+    def transports_of(self, endpoint_name: str, username: str) -> int:
+        """How many live transports the pool holds for (cluster, user) right now."""
+        with self._lock:
+            group = self._groups.get((endpoint_name, username))
+            entries = group.entries if group is not None else []
+            return sum(1 for e in entries if e.transport is not None and e.transport.is_active())
 
     def reap_idle(self) -> int:
         """Close transports idle for ``idle_timeout``, dead ones, and the least recently used idle
@@ -407,22 +458,23 @@ class ConnectionPool:
         now = time.monotonic()
         victims = []
         with self._lock:
-            for key, entry in list(self._entries.items()):
+            for key, group, entry in self._all_entries_locked():
                 if entry.leases:
                     continue
                 if entry.transport is None or not entry.transport.is_active():
                     # dead or never connected: nothing to keep, and the dict must not grow forever
                     if entry.transport is not None:
                         victims.append(entry.transport)
-                    del self._entries[key]
+                    self._drop_locked(key, group, entry)
                 elif now - entry.last_used >= self.idle_timeout:
+                    # extras joined in a burst idle out like this, back to one transport
                     victims.append(entry.transport)
                     self._counters["idle_closed"] += 1
-                    del self._entries[key]
+                    self._drop_locked(key, group, entry)
                 elif now - entry.connected_at >= self.max_lifetime:
                     victims.append(entry.transport)
                     self._counters["retired"] += 1
-                    del self._entries[key]
+                    self._drop_locked(key, group, entry)
             victims += self._over_cap_locked()
         _close_all(victims)
         return len(victims)
@@ -431,8 +483,8 @@ class ConnectionPool:
         """Close every transport (channels still open fail) and stop the reaper; the pool stays usable."""
         self._reaper_stop.set()
         with self._lock:
-            victims = [e.transport for e in self._entries.values() if e.transport is not None]
-            self._entries.clear()
+            victims = [e.transport for _k, _g, e in self._all_entries_locked() if e.transport is not None]
+            self._groups.clear()
             reaper, self._reaper = self._reaper, None
         _close_all(victims)
         if reaper is not None and reaper is not threading.current_thread():
@@ -447,6 +499,7 @@ class ConnectionPool:
             idle_timeout=ssh.idle_timeout,
             max_lifetime=ssh.max_lifetime,
             sftp_sessions=ssh.sftp_sessions,
+            connections_per_user=ssh.connections_per_user,
         )
 
     def __enter__(self) -> "ConnectionPool":
@@ -458,14 +511,43 @@ class ConnectionPool:
     # ------------------------------------------------------------------ leases, slots, channels
 
     @contextlib.contextmanager
-    def _lease(self, endpoint: ClusterEndpoint, username: str) -> Iterator[_Entry]:
-        key = (endpoint.name, username)
+    def _lease(
+        self, endpoint: ClusterEndpoint, identity: Identity
+    ) -> Iterator[tuple[_Entry, paramiko.Transport]]:
+        """Lease a transport of (cluster, user), connected, until the block ends (see ``_pick_locked``).
+
+        When the lease is for an extra transport and it cannot be connected, the request goes on
+        over the transports the key has: joining is an optimisation, never a new way to fail.
+        """
+        key = (endpoint.name, identity.username)
+        entry, extra = self._take_lease(key, endpoint, join=True)
+        try:
+            if extra:
+                try:
+                    transport = self._transport(entry, endpoint, identity)
+                except RemoteError as exc:
+                    self._join_failed(key, entry, endpoint, identity, exc)
+                    entry, _ = self._take_lease(key, endpoint, join=False)
+                    transport = self._transport(entry, endpoint, identity)
+                else:
+                    self._joined(key, entry)
+            else:
+                transport = self._transport(entry, endpoint, identity)
+            yield entry, transport
+        finally:
+            with self._lock:
+                entry.leases -= 1
+                entry.last_used = time.monotonic()
+
+    def _take_lease(self, key: _Key, endpoint: ClusterEndpoint, join: bool) -> tuple[_Entry, bool]:
+        """A leased entry of ``key`` and whether it is an extra being connected."""
         stale = None
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                entry = self._entries[key] = _Entry(endpoint.max_sessions, self._lock)
-            elif not entry.leases and entry.transport is not None:
+            group = self._groups.get(key)
+            if group is None:
+                group = self._groups[key] = _Group()
+            entry, extra = self._pick_locked(group, endpoint, join)
+            if not extra and not entry.leases and entry.transport is not None:
                 now = time.monotonic()
                 # expired while the reaper slept: replace it rather than trust a stale connection
                 if now - entry.last_used >= self.idle_timeout:
@@ -477,20 +559,115 @@ class ConnectionPool:
             entry.leases += 1
         if stale is not None:
             stale.close()
-        try:
-            yield entry
-        finally:
-            with self._lock:
-                entry.leases -= 1
-                entry.last_used = time.monotonic()
+        return entry, extra
+
+    def _pick_locked(self, group: _Group, endpoint: ClusterEndpoint, join: bool) -> tuple[_Entry, bool]:
+        """The entry a request of this key takes, and whether it is an extra being connected (caller
+        holds the lock).
+
+        The first transport with a free slot of its queue (leases below its capacity) serves: the
+        earlier ones fill first, so that extras get work only in a burst and idle out after it. When
+        every one is full, the request would queue for a slot (with one transport per user, 100
+        clients of one user spent 4.5 % of their time there and sshd ran one process for all of
+        them): then it opens one more, up to ``connections_per_user``, one at a time per key, not
+        while one is connecting, not within JOIN_RETRY_AFTER of a failed attempt, and never at or
+        past ``max_connections``; the requests that come meanwhile wait for that connect, up to the
+        extra's capacity, rather than queue behind full ones; else it takes the least leased. A
+        thread that holds a channel of one of the key's transports stays on it: its second channel
+        takes that one's reserve.
+        """
+        held = self._held_slots()
+        usable = [e for e in group.entries if e is not group.joining]
+        for entry in usable:
+            if held.get(id(entry)):
+                return entry, False
+        joining = group.joining
+        if not usable:
+            if joining is not None:
+                # the extra being connected is all there is (the others were closed meanwhile)
+                return joining, True
+            entry = _Entry(endpoint.max_sessions, self._lock)
+            group.entries.append(entry)
+            return entry, False
+        for entry in usable:
+            if entry.leases < entry.capacity:
+                return entry, False
+        if joining is not None and joining.leases < joining.capacity:
+            return joining, True
+        if (
+            join
+            and group.joining is None
+            # one still connecting is not busy: its queue is the threads that wait for its connect
+            and all(e.transport is not None for e in usable)
+            and len(group.entries) < self.connections_per_user
+            and time.monotonic() >= group.join_after
+            and self._open_count_locked() < self.max_connections
+        ):
+            entry = group.joining = _Entry(endpoint.max_sessions, self._lock)
+            group.entries.append(entry)
+            return entry, True
+        return min(usable, key=lambda e: e.leases), False
+
+    def _joined(self, key: _Key, entry: _Entry) -> None:
+        """The extra is up: every request may take it now (counted once, by its first lessee)."""
+        with self._lock:
+            group = self._groups.get(key)
+            if group is not None and group.joining is entry:
+                group.joining = None
+                self._counters["joins"] += 1
+
+    def _join_failed(
+        self, key: _Key, entry: _Entry, endpoint: ClusterEndpoint, identity: Identity, exc: RemoteError
+    ) -> None:
+        """Give back the lease of an extra that could not connect, and forget the extra.
+
+        Its other lessees fail the same way (see _transport) and come here too.
+        """
+        with self._lock:
+            entry.leases -= 1
+            entry.last_used = time.monotonic()
+            group = self._groups.get(key)
+            first = group is not None and group.joining is entry
+            if first:
+                self._counters["join_failures"] += 1
+                group.join_after = time.monotonic() + JOIN_RETRY_AFTER
+            if group is not None:
+                self._drop_locked(key, group, entry)
+        if first:
+            log.warning(
+                "could not open another connection to %s as %s: %s",
+                endpoint.name,
+                identity.username,
+                exc.detail,
+            )
+
+    def _all_entries_locked(self) -> list[tuple[_Key, _Group, _Entry]]:
+        """Every entry with its key and group, as a list that may be changed while walking it."""
+        return [(key, group, entry) for key, group in self._groups.items() for entry in group.entries]
+
+    def _open_count_locked(self) -> int:
+        """Transports open or being opened as extras, of every key (caller holds the lock)."""
+        return sum(
+            (entry.transport is not None or entry is group.joining)
+            for _key, group, entry in self._all_entries_locked()
+        )
+
+    def _drop_locked(self, key: _Key, group: _Group, entry: _Entry) -> None:
+        """Forget ``entry`` (its transport is the caller's to close), and its key once it has none."""
+        entry.dropped = True
+        if entry in group.entries:
+            group.entries.remove(entry)
+        if group.joining is entry:
+            group.joining = None
+        if not group.entries and self._groups.get(key) is group:
+            del self._groups[key]
 
     @contextlib.contextmanager
     def _channel(
         self, endpoint: ClusterEndpoint, identity: Identity, timeout: float
     ) -> Iterator[tuple[paramiko.Channel, float]]:
         """Yield a new session channel on the pooled transport and the deadline of its work."""
-        with self._lease(endpoint, identity.username) as entry:
-            transport = self._transport(entry, endpoint, identity)
+        with self._lease(endpoint, identity) as (entry, transport):
             # the deadline starts after connecting, which has its own budget (connect_timeout)
             deadline = time.monotonic() + timeout
             held = self._held_slots()
@@ -648,6 +825,13 @@ class ConnectionPool:
             if entry.attempts != attempts_seen and entry.failure is not None:
                 # someone else just tried and failed while we queued: fail the same way, at once
                 raise copy.copy(entry.failure)
+            if entry.dropped:
+                # an extra forgotten after its connect failed (see _join_failed): never reconnected
+                raise (
+                    copy.copy(entry.failure)
+                    if entry.failure is not None
+                    else ClusterUnreachable(endpoint.name, "the connection was closed")
+                )
             if transport is not None:
                 # it died (server restart, network cut, keepalive failure): replace it
                 transport.close()
@@ -744,17 +928,18 @@ class ConnectionPool:
         back: with the oldest transports busy, that would close the one just used and make its
         user reconnect on every call.
         """
-        open_count = sum(1 for e in self._entries.values() if e.transport is not None)
+        every = self._all_entries_locked()
+        open_count = sum(1 for _k, _g, e in every if e.transport is not None)
         victims = []
         idle = sorted(
-            ((key, e) for key, e in self._entries.items() if not e.leases and e.transport is not None),
-            key=lambda item: item[1].last_used,
+            ((key, group, e) for key, group, e in every if not e.leases and e.transport is not None),
+            key=lambda item: item[2].last_used,
         )
-        for key, entry in idle:
+        for key, group, entry in idle:
             if open_count <= self.max_connections:
                 break
             victims.append(entry.transport)
-            del self._entries[key]
+            self._drop_locked(key, group, entry)
             open_count -= 1
             self._counters["evictions"] += 1
         return victims

@@ -79,9 +79,12 @@ def test_a_second_request_reuses_the_connection(settings, users):
     assert after["reuses"] > before["reuses"]
 
 
-def test_twenty_parallel_first_requests_open_one_connection(settings, users):
+@pytest.mark.parametrize("per_user", [1, 3])
+def test_twenty_parallel_first_requests_open_one_connection(settings, users, per_user):
     # a new pool: nobody is connected yet; no kept answer, so that all twenty reach the pool
-    fresh = make_app({**settings, "hcc.cluster.beta.detail_cache": "0"})
+    fresh = make_app(
+        {**settings, "hcc.cluster.beta.detail_cache": "0", "hcc.ssh.connections_per_user": str(per_user)}
+    )
     token = login_token(fresh, users, "alice")
     wsgi = fresh.app
     statuses = []
@@ -97,7 +100,14 @@ def test_twenty_parallel_first_requests_open_one_connection(settings, users):
     for t in threads:
         t.join(60)
     assert statuses == [200] * 20
-    assert wsgi.registry.hcc_pool.stats()["connects"] == 1
+    stats = wsgi.registry.hcc_pool.stats()
+    if per_user == 1:
+        assert stats["connects"] == 1
+    else:
+        # one first connection for all; the requests that found it busy (all its slots taken)
+        # may have joined others, up to the limit
+        assert stats["connects"] - stats["joins"] == 1
+        assert stats["connects"] <= per_user
 
 
 def test_a_changed_host_key_is_refused(settings, tmp_path, endpoints, users):

@@ -77,16 +77,23 @@ def run_at_once(app, headers: dict, work: str) -> tuple[list[tuple[int, str]], i
 ALL_AT_ONCE = {"hcc.cluster.alpha.max_concurrent_requests": str(CALLS)}
 
 
-def test_thirty_concurrent_calls_of_one_session_all_succeed(settings, users, work):
-    app = make_app({**settings, **ALL_AT_ONCE})
+@pytest.mark.parametrize("per_user", [1, 3])
+def test_thirty_concurrent_calls_of_one_session_all_succeed(settings, users, work, per_user):
+    app = make_app({**settings, **ALL_AT_ONCE, "hcc.ssh.connections_per_user": str(per_user)})
     try:
         headers = {"Authorization": f"Bearer {login_token(app, users, 'alice')}"}
         failed, peak = run_at_once(app, headers, work)
         assert failed == []
         endpoint = app.app.registry.hcc_clusters.get("alpha").endpoint
-        # the slots were all taken at some point, so calls did wait for one; none was over the limit
-        assert peak == endpoint.max_sessions
-        assert app.app.registry.hcc_pool.stats()["channels_in_use"] == 0
+        stats = app.app.registry.hcc_pool.stats()
+        if per_user == 1:
+            # the slots were all taken at some point, so calls did wait for one; none was over the limit
+            assert peak == endpoint.max_sessions
+        else:
+            # the first connection's slots were all taken, and no connection went over its limit
+            assert 1 <= stats["connects"] <= per_user
+            assert endpoint.max_sessions <= peak <= stats["connects"] * endpoint.max_sessions
+        assert stats["channels_in_use"] == 0
     finally:
         app.app.registry.hcc_pool.close_all()
 
@@ -96,7 +103,15 @@ def test_slots_above_sshds_max_sessions_still_never_fail(settings, users, work, 
         pytest.skip("the SSH pool does not depend on the registry database: once is enough")
     # a pool told to open 16 channels where sshd allows 10: sshd refuses the 11th ("open failed"),
     # and the pool must wait for one to close rather than fail the request
-    app = make_app({**settings, **ALL_AT_ONCE, "hcc.cluster.alpha.max_sessions": "16"})
+    # (on one connection per user: extra connections would take the load off the first one)
+    app = make_app(
+        {
+            **settings,
+            **ALL_AT_ONCE,
+            "hcc.cluster.alpha.max_sessions": "16",
+            "hcc.ssh.connections_per_user": "1",
+        }
+    )
     try:
         headers = {"Authorization": f"Bearer {login_token(app, users, 'alice')}"}
         failed, peak = run_at_once(app, headers, work)

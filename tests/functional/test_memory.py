@@ -114,7 +114,8 @@ def test_a_busy_transport_forgets_old_channel_ids(clusters, users, monkeypatch):
     with ConnectionPool() as pool:
         for i in range(200):
             assert pool.run(alpha, alice, ["echo", str(i)]).text() == f"{i}\n"
-        transport = pool._entries[("alpha", "alice")].transport
+        (entry,) = pool._groups[("alpha", "alice")].entries
+        transport = entry.transport
         assert len(transport.channels_seen) <= 2 * 50
         # it forgot the oldest ids, kept the latest, and the first connection still works
         assert 0 not in transport.channels_seen

@@ -9,6 +9,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 
 import paramiko
 import pytest
@@ -127,7 +128,10 @@ def test_users_and_clusters_get_separate_transports(pool, endpoint_for, alice, b
     assert pool.stats()["open_transports"] == 4
 
 
-def test_twenty_concurrent_first_requests_make_one_connection(pool, alpha, alice):
+@pytest.mark.parametrize("per_user", [1, 3])
+def test_twenty_concurrent_first_requests_make_one_connection(pool, alpha, alice, per_user):
+    # they all queue for the one connect; none opens another while it runs (it is not busy yet)
+    pool.connections_per_user = per_user
     barrier = threading.Barrier(20)
 
     def call(i: int) -> str:
@@ -138,12 +142,19 @@ def test_twenty_concurrent_first_requests_make_one_connection(pool, alpha, alice
         outputs = list(executor.map(call, range(20)))
     assert outputs == [f"{i}\n" for i in range(20)]
     stats = pool.stats()
-    assert stats["connects"] == 1
-    assert stats["reuses"] == 19
+    if per_user == 1:
+        assert stats["connects"] == 1
+    else:
+        # a thread that a loaded machine held back until the connect was done may join another
+        assert 1 <= stats["connects"] <= per_user
+    assert stats["connects"] - stats["joins"] == 1
+    assert stats["reuses"] == 20 - stats["connects"]
     assert stats["channels_in_use"] == 0
 
 
-def test_fifteen_concurrent_commands_share_one_transport_within_max_sessions(pool, alpha, alice):
+@pytest.mark.parametrize("per_user", [1, 2, 3])
+def test_fifteen_concurrent_commands_share_one_transport_within_max_sessions(pool, alpha, alice, per_user):
+    pool.connections_per_user = per_user
     pool.run(alpha, alice, ["true"])  # connect first, so that every command below reuses
     peak = 0
     done = threading.Event()
@@ -167,10 +178,167 @@ def test_fifteen_concurrent_commands_share_one_transport_within_max_sessions(poo
         done.set()
         watcher.join()
     assert [r.text() for r in results] == [f"{i}\n" for i in range(15)]
-    assert pool.stats()["connects"] == 1
-    # the 9th..15th waited for a slot rather than failing with "open failed" at sshd's MaxSessions
-    assert 1 < peak <= alpha.max_sessions
+    stats = pool.stats()
+    if per_user == 1:
+        assert stats["connects"] == 1
+        # the 9th..15th waited for a slot rather than failing with "open failed" at sshd's MaxSessions
+        assert 1 < peak <= alpha.max_sessions
+    else:
+        # 15 commands fill the first connection's queue (6 slots of 8): others joined it, up to the
+        # limit; the ones past every queue waited for a slot, none failed at sshd's MaxSessions
+        assert 2 <= stats["connects"] == pool.transports_of("alpha", "alice") <= per_user
+        assert stats["joins"] == stats["connects"] - 1
+        assert 1 < peak <= per_user * alpha.max_sessions
+    assert stats["channels_in_use"] == 0
+
+
+def _burst(pool, endpoint, identity, calls: int, seconds: float = 0.3) -> list[str]:
+    """``calls`` commands of ``seconds`` each, all at once; their outputs."""
+    together = threading.Barrier(calls)
+
+    def call(i: int) -> str:
+        together.wait(timeout=10)
+        return pool.run(endpoint, identity, ["sh", "-c", f"sleep {seconds}; echo {i}"]).text()
+
+    with ThreadPoolExecutor(calls) as executor:
+        return list(executor.map(call, range(calls)))
+
+
+def _hold_channels(pool, endpoint, identity, count: int) -> set[paramiko.Transport]:
+    """The transports that ``count`` commands held open at the same time ran on."""
+    inside = threading.Barrier(count + 1)
+    release = threading.Event()
+
+    def hold(_: int) -> paramiko.Transport:
+        with pool.exec_channel(endpoint, identity, ["sleep", "5"]) as channel:
+            inside.wait(timeout=10)
+            release.wait(timeout=10)
+            return channel.get_transport()
+
+    with ThreadPoolExecutor(count) as executor:
+        futures = [executor.submit(hold, i) for i in range(count)]
+        inside.wait(timeout=10)
+        release.set()
+        return {f.result() for f in futures}
+
+
+def test_quiet_use_stays_on_one_connection(pool, alpha, alice):
+    # one command after another, then fewer at once than a connection's queue holds (6 of 8)
+    for i in range(10):
+        assert pool.run(alpha, alice, ["echo", str(i)]).text() == f"{i}\n"
+    assert _burst(pool, alpha, alice, 5) == [f"{i}\n" for i in range(5)]
+    assert len(_hold_channels(pool, alpha, alice, 6)) == 1
+    stats = pool.stats()
+    assert (stats["connects"], stats["joins"], pool.transports_of("alpha", "alice")) == (1, 0, 1)
+
+
+@pytest.mark.parametrize("per_user", [2, 3])
+def test_a_busy_user_is_joined_by_more_connections_never_more_than_the_limit(
+    pool, alpha, alice, bob, per_user
+):
+    pool.connections_per_user = per_user
+    pool.run(alpha, alice, ["true"])
+    # 40 commands at once: the first connection's 6 queue slots are full, so another joins (one at
+    # a time: the commands that come while it connects take its slots, the rest queue); the next
+    # burst finds those full too, and joins up to the limit, never past it. The commands past
+    # every queue wait for slots, and none fails at sshd's MaxSessions (10 per connection).
+    assert _burst(pool, alpha, alice, 40) == [f"{i}\n" for i in range(40)]
+    assert 2 <= pool.stats()["connects"] <= per_user
+    for _ in range(2):
+        assert _burst(pool, alpha, alice, 40) == [f"{i}\n" for i in range(40)]
+    stats = pool.stats()
+    assert stats["connects"] == per_user == pool.transports_of("alpha", "alice")
+    assert stats["joins"] == per_user - 1
+    # channels held at once spread over the connections: more than one connection's queue
+    assert len(_hold_channels(pool, alpha, alice, 7)) == 2
+    assert pool.stats()["connects"] == per_user
+    # another user is not affected: one connection of its own
+    assert pool.run(alpha, bob, ["id", "-un"]).text() == "bob\n"
+    assert pool.transports_of("alpha", "bob") == 1
     assert pool.stats()["channels_in_use"] == 0
+
+
+def test_one_connection_per_user_keeps_every_command_on_it(pool, alpha, alice):
+    pool.connections_per_user = 1
+    assert _burst(pool, alpha, alice, 20) == [f"{i}\n" for i in range(20)]
+    assert len(_hold_channels(pool, alpha, alice, 6)) == 1
+    stats = pool.stats()
+    assert (stats["connects"], stats["joins"], pool.transports_of("alpha", "alice")) == (1, 0, 1)
+
+
+def test_extra_connections_idle_out_back_to_one(alpha, alice):
+    with ConnectionPool(idle_timeout=1.0, reaper_interval=0.2) as pool:
+        assert pool.run(alpha, alice, ["true"]).ok
+        assert len(_hold_channels(pool, alpha, alice, 12)) == 2
+        # the first connection stays in use; the extra gets no work below a full queue
+        deadline = time.monotonic() + 10
+        while pool.transports_of("alpha", "alice") > 1 and time.monotonic() < deadline:
+            assert pool.run(alpha, alice, ["true"]).ok
+            time.sleep(0.1)
+        assert pool.transports_of("alpha", "alice") == 1
+        assert pool.stats()["idle_closed"] == 1
+
+
+def test_a_killed_extra_connection_is_replaced(pool, alpha, alice):
+    (first,) = _hold_channels(pool, alpha, alice, 1)
+    transports = _hold_channels(pool, alpha, alice, 12)
+    assert first in transports and len(transports) == 2
+    (extra,) = transports - {first}
+    extra.sock.close()  # the network cut it: paramiko notices on its next read
+    deadline = time.monotonic() + 5
+    while extra.is_active() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool.transports_of("alpha", "alice") == 1
+    # the next burst gets two live connections again, and every command of it runs
+    transports = _hold_channels(pool, alpha, alice, 12)
+    assert len(transports) == 2 and extra not in transports
+    assert all(t.is_active() for t in transports)
+    assert pool.transports_of("alpha", "alice") == 2
+    assert pool.stats()["channels_in_use"] == 0
+
+
+class _RefusedAfterFirstLogin:
+    """A person whose password the cluster refuses after the first login (changed meanwhile)."""
+
+    def __init__(self, username: str, password: str) -> None:
+        self.username, self.password, self.logins = username, password, 0
+
+    def authenticate(self, transport: paramiko.Transport, cluster: str) -> None:
+        self.logins += 1
+        password = self.password if self.logins == 1 else "not-the-password"
+        PasswordIdentity(self.username, password).authenticate(transport, cluster)
+
+
+def test_an_extra_connection_that_cannot_log_in_leaves_the_requests_on_the_first(pool, alpha, users):
+    identity = _RefusedAfterFirstLogin("alice", users["alice"]["password"])
+    # the join is refused: every command still runs, over the first connection, and the next
+    # burst does not ask the cluster again at once
+    assert _burst(pool, alpha, identity, 15) == [f"{i}\n" for i in range(15)]
+    assert _burst(pool, alpha, identity, 15) == [f"{i}\n" for i in range(15)]
+    stats = pool.stats()
+    assert (stats["connects"], stats["joins"], stats["join_failures"]) == (1, 0, 1)
+    assert identity.logins == 2
+    assert pool.transports_of("alpha", "alice") == 1
+
+
+def test_an_extra_connection_checks_the_host_key_too(pool, alpha, alice, tmp_path):
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(Path(alpha.known_hosts).read_text())
+    endpoint = dataclasses.replace(alpha, known_hosts=str(known_hosts))
+    assert pool.run(endpoint, alice, ["true"]).ok
+    # the pinned key changes: a joining connection is refused, the requests stay on the first one
+    known_hosts.write_text(_other_host_key_line(endpoint))
+    assert _burst(pool, endpoint, alice, 15) == [f"{i}\n" for i in range(15)]
+    stats = pool.stats()
+    assert (stats["connects"], stats["joins"], stats["join_failures"]) == (1, 0, 1)
+    assert pool.transports_of("alpha", "alice") == 1
+
+
+def test_no_extra_connection_past_the_pool_cap(alpha, alice):
+    with ConnectionPool(max_connections=1) as pool:
+        assert _burst(pool, alpha, alice, 15) == [f"{i}\n" for i in range(15)]
+        stats = pool.stats()
+        assert (stats["connects"], stats["joins"], stats["open_transports"]) == (1, 0, 1)
 
 
 def test_threads_that_hold_a_channel_and_open_a_second_one_never_wait_in_a_circle(pool, alpha, alice):
@@ -285,8 +453,10 @@ def test_parked_sftp_sessions_give_their_slots_to_commands(pool, alpha, alice):
     assert pool.stats()["channels_in_use"] == 0
 
 
-def test_sftp_callers_that_queue_are_handed_kept_sessions_not_new_ones(pool, alpha, alice):
+@pytest.mark.parametrize("per_user", [1, 3])
+def test_sftp_callers_that_queue_are_handed_kept_sessions_not_new_ones(pool, alpha, alice, per_user):
     # more SFTP callers than slots: each one that waited gets a session another one just finished
+    pool.connections_per_user = per_user
     endpoint = dataclasses.replace(alpha, max_sessions=4, command_timeout=10)
     outer = endpoint.max_sessions - nested_reserve(endpoint.max_sessions)
     pool.sftp_sessions = outer
@@ -299,7 +469,9 @@ def test_sftp_callers_that_queue_are_handed_kept_sessions_not_new_ones(pool, alp
     with ThreadPoolExecutor(4 * outer) as executor:
         list(executor.map(work, range(8 * outer)))
     stats = pool.stats()
-    assert stats["sftp_opened"] <= outer
+    # sessions are kept per connection: at most a queue's worth on each one the burst made
+    assert stats["connects"] <= per_user
+    assert stats["sftp_opened"] <= outer * stats["connects"]
     assert stats["sftp_opened"] + stats["sftp_reused"] == 8 * outer
     assert stats["channels_in_use"] == 0
 
@@ -623,11 +795,13 @@ def test_exec_channel_streams_output(shared_pool, alpha, alice):
     assert shared_pool.stats()["channels_in_use"] == 0
 
 
-def test_many_short_commands_at_once_keep_the_transport_alive(pool, alpha, alice):
+@pytest.mark.parametrize("per_user", [1, 3])
+def test_many_short_commands_at_once_keep_the_transport_alive(pool, alpha, alice, per_user):
     # paramiko sends a channel's EOF or data after releasing its lock, so its answer to the
     # server's CLOSE can overtake them and OpenSSH drops the whole connection ("ieof packet
     # referred to nonexistent channel"); fast commands, and commands that exit without reading
     # their stdin, hit that window. This mix broke a shared transport about once in 60 commands.
+    pool.connections_per_user = per_user
     data = os.urandom(200_000)
 
     def call(i: int) -> bool:
@@ -640,7 +814,10 @@ def test_many_short_commands_at_once_keep_the_transport_alive(pool, alpha, alice
     with ThreadPoolExecutor(30) as executor:
         assert all(executor.map(call, range(300)))
     stats = pool.stats()
-    assert (stats["connects"], stats["reconnects"], stats["channels_in_use"]) == (1, 0, 0)
+    assert (stats["reconnects"], stats["channels_in_use"]) == (0, 0)
+    # every connection made is still alive
+    assert stats["connects"] == pool.transports_of("alpha", "alice")
+    assert stats["connects"] == 1 if per_user == 1 else 1 <= stats["connects"] <= per_user
 
 
 def test_sftp_on_the_pooled_transport(pool, alpha, alice):

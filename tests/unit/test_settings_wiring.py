@@ -138,6 +138,7 @@ def raw_settings(paths) -> dict[str, str]:
         "hcc.ssh.idle_timeout": "45",
         "hcc.ssh.max_lifetime": "120",
         "hcc.ssh.sftp_sessions": "3",
+        "hcc.ssh.connections_per_user": "2",
         "hcc.ssh.status_ttl": "2.5",
     }
 
@@ -436,6 +437,7 @@ CHECKS = {
     "hcc.ssh.idle_timeout": (lambda r: r.hcc_pool.idle_timeout, 45),
     "hcc.ssh.max_lifetime": (lambda r: r.hcc_pool.max_lifetime, 120),
     "hcc.ssh.sftp_sessions": (lambda r: r.hcc_pool.sftp_sessions, 3),
+    "hcc.ssh.connections_per_user": (lambda r: r.hcc_pool.connections_per_user, 2),
     "hcc.ssh.status_ttl": (lambda r: r.hcc_clusters.status_ttl, 2.5),
 }
 

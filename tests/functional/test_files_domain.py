@@ -257,27 +257,33 @@ def test_write_then_read_ranges(alice, scratch):
 def test_uploads_send_writes_as_large_as_the_server_takes(alice, scratch, monkeypatch):
     # OpenSSH's sftp-server states 261,120 bytes (limits@openssh.com); paramiko's 32 KiB WRITEs made a
     # 256 MiB upload 8,192 requests, each split by the channel's 32 KiB packets into a full one and a
-    # sliver. A chunk goes out in WRITEs of that size, its tail in one more (never held back).
-    from paramiko.sftp import CMD_WRITE
-
+    # sliver. A chunk goes out in WRITEs of that size, its tail in one more (never held back), at
+    # the offsets that follow each other.
+    from hcc_federation.remote import paramiko_compat
     from hcc_federation.remote.paramiko_compat import write_request_size
 
     size = write_request_size(alice.sftp)
     assert size == 261_120
     writes = []
-    original = type(alice.sftp)._async_request
+    original = paramiko_compat.write_header
 
-    def recording(self, fileobj, t, *args):
-        if t == CMD_WRITE:
-            writes.append(len(args[-1]))
-        return original(self, fileobj, t, *args)
+    def recording(request, handle, offset, length):
+        writes.append((offset, length))
+        return original(request, handle, offset, length)
 
-    monkeypatch.setattr(type(alice.sftp), "_async_request", recording)
+    monkeypatch.setattr(paramiko_compat, "write_header", recording)
     data = os.urandom(2 * (2 * size + 100) + size)
     path = f"{scratch}/large-writes.bin"
     chunks = [data[: 2 * size + 100], data[2 * size + 100 : 4 * size + 200], data[4 * size + 200 :]]
     _, meta = files.write_file(alice.sftp, path, chunks, run=alice.run)
-    assert writes == [size, size, 100, size, size, 100, size]
+    assert [length for _, length in writes] == [size, size, 100, size, size, 100, size]
+    assert [offset for offset, _ in writes] == [
+        0,
+        size,
+        2 * size,
+        *(2 * size + 100 + o for o in (0, size, 2 * size)),
+        4 * size + 200,
+    ]
     assert meta["size"] == len(data) and read_all(alice, path) == data
 
 

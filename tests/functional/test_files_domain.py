@@ -287,6 +287,42 @@ def test_uploads_send_writes_as_large_as_the_server_takes(alice, scratch, monkey
     assert meta["size"] == len(data) and read_all(alice, path) == data
 
 
+def test_a_large_upload_arrives_intact_through_writes_sent_into_the_channel(alice, scratch):
+    # send_writes puts WRITEs into the channel itself (memoryview slices, the header joined to the
+    # first packet, answers read as they come): 24 MiB is twelve times sshd's 2 MiB window, so the
+    # writer waits for it, and more than WRITES_IN_FLIGHT answers are awaited on the way. Chunks of
+    # every shape: bytes, bytearray, memoryview, a byte, a WRITE's size and one byte either side.
+    from hcc_federation.remote.paramiko_compat import WRITES_IN_FLIGHT, write_request_size
+
+    size = write_request_size(alice.sftp)
+    data = os.urandom(24 * 1024 * 1024 + 5)
+    cuts = [0, 1, size, 2 * size - 1, 3 * size + 1, 3 * size + 2, 4 * 1024 * 1024 + 7, len(data)]
+    pieces = [data[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+    kinds = [bytes, bytearray, memoryview]
+    chunks = [kinds[i % 3](piece) for i, piece in enumerate(pieces)]
+    assert len(data) // size > 4 * WRITES_IN_FLIGHT
+    path = f"{scratch}/large.bin"
+    _, meta = files.write_file(alice.sftp, path, chunks, run=alice.run)
+    assert meta["size"] == len(data)
+    out = alice.run(["sha256sum", "--", path]).stdout.split()[0].decode()
+    assert out == hashlib.sha256(data).hexdigest()
+    # every answer was read: the session is fit for the pool to keep
+    assert not alice.sftp._expecting
+
+    # a failure after many WRITEs in flight leaves no file, and no answer awaited either
+    class ClientWentAway(Exception):
+        pass
+
+    def cut_off() -> Iterator[bytes]:
+        yield data[: 8 * 1024 * 1024]
+        raise ClientWentAway
+
+    with pytest.raises(ClientWentAway):
+        files.write_file(alice.sftp, f"{scratch}/cut.bin", cut_off())
+    assert not alice.sftp._expecting
+    assert names_in(alice, scratch) == {"large.bin"}
+
+
 def test_replace_keeps_mode_and_if_match(alice, scratch):
     path = f"{scratch}/conf.txt"
     created, _ = files.write_file(alice.sftp, path, [b"one\n"])

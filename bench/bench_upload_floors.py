@@ -12,14 +12,17 @@ its own ssh client's encryption. Each kind below is one of those stages or a sum
     (in pieces of upload.UPLOAD_CHUNK, as the service reads it) and discards it;
 (b) SFTP alone: the service's write path (files.write_file: a temporary file, pipelined WRITEs,
     rename) over the pool's connection (ConnectionPool, as the service holds it), in this process,
-    with the body's pieces from memory: no HTTP at all;
+    with the body's pieces from memory: no HTTP at all; and the same bytes through paramiko's own
+    pipelined ``SFTPFile.write`` (what the service used before ``paramiko_compat.send_writes``);
 (c) `scp` over a ControlMaster connection (OpenSSH 9 sends it as SFTP WRITEs to the same sftp-server);
 (d) the whole service: PUT /files/content through Apache mod_wsgi serving this checkout, and through
-    waitress (a `pserve` process; waitress reads the whole body before the app sees it).
+    waitress (a `pserve` process; waitress reads the whole body before the app sees it); with
+    `--baseline-root`, also another checkout through an Apache of its own (the same figures before a change).
 
 Next to each rate (the median of `--rounds`, the kinds in turns), the CPU seconds it took, per upload:
-this process (the HTTP client's TLS in (a) and (d), paramiko in (b)), the server (Apache and its
-daemons, or pserve), the processes of alice on the cluster (sshd and sftp-server), `scp`'s ssh (the
+this process (the HTTP client's TLS in (a) and (d), paramiko in (b)), Apache's own processes (TLS,
+and the hand-over to the daemon), the WSGI app (mod_wsgi's daemon, or the pserve process), the
+cluster's side of the upload's SSH connection (its sshd and sftp-server), `scp`'s ssh (the
 ControlMaster), and the whole machine's busy time (all cores: other people's work included, so only
 read it on a quiet machine). A stage whose CPU per upload, divided by the 2 cores, is longer than
 `scp`'s time bounds what the whole pipeline can reach.
@@ -59,6 +62,7 @@ from common import (
 from hcc_federation.files.transfer import write_file
 from hcc_federation.files.upload import UPLOAD_CHUNK
 from hcc_federation.remote import ClusterEndpoint, ConnectionPool, PasswordIdentity
+from hcc_federation.remote.paramiko_compat import finish_pipelined_writes, write_request_size
 
 ALPHA = ENDPOINTS["clusters"]["alpha"]
 MiB = 1024 * 1024
@@ -168,6 +172,15 @@ def sshd_of(clients: list[int], ssh_port: int) -> list[int]:
     return sorted(found)
 
 
+def is_app(pid: int) -> bool:
+    """A mod_wsgi daemon process (the template's display-name=hcc-wsgi), or a pserve process."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return command.startswith(b"hcc-wsgi") or b"pserve" in command
+
+
 def processes_with(argument: str) -> list[int]:
     """The processes whose command line holds ``argument`` (a ControlMaster calls itself
     "ssh: <ControlPath> [mux]")."""
@@ -210,6 +223,10 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3, help="uploads of each kind, in turns")
     parser.add_argument("--kinds", default="a,b,c,d", help="which of a,b,c,d to run")
+    parser.add_argument(
+        "--baseline-root",
+        help="another checkout (e.g. /work/base-7df6908) served by an Apache of its own as one more (d)",
+    )
     args = parser.parse_args()
     kinds_wanted = set(args.kinds.split(","))
     size = args.size_mib * MiB
@@ -233,7 +250,15 @@ def main() -> None:
         pserve(settings(db, ["alpha"], SETTINGS), threads=16, server_options=SERVER) as (wport, wproc),
         apache(hosted_settings(url), root=Path(__file__).resolve().parent.parent) as (aport, aproc),
         apache(hosted_settings(url), script=DISCARD_APP) as (dport, dproc),
+        contextlib.ExitStack() as more,
     ):
+        baseline = None
+        if args.baseline_root:
+            base_url = more.enter_context(mysql_registry())
+            bport, bproc = more.enter_context(
+                apache(hosted_settings(base_url), root=Path(args.baseline_root))
+            )
+            baseline = Server("baseline", bport, bproc, tls=True)
         control = os.path.join(ctl, "cm-alice")
         try:
             ssh_run("alpha", "alice", ["mkdir", "-p", "--", work], control)
@@ -250,6 +275,17 @@ def main() -> None:
                 with pool.open_sftp(endpoint, identity) as sftp:
                     write_file(sftp, f"{work}/b.bin", memory_chunks(size, block))
 
+            def sftp_paramiko() -> None:
+                # (b) as it was before paramiko_compat.send_writes: paramiko's own pipelined writes
+                with pool.open_sftp(endpoint, identity) as sftp:
+                    handle = sftp.open(f"{work}/b0.bin", "wb")
+                    handle.set_pipelined(True)
+                    handle.MAX_REQUEST_SIZE = write_request_size(sftp)
+                    for data in memory_chunks(size, block):
+                        handle.write(data)
+                    finish_pipelined_writes(handle)
+                    handle.close()
+
             def scp() -> None:
                 target = f"alice@{ALPHA['ssh_host']}:{work}/c.bin"
                 subprocess.run([*scp_argv, local, target], check=True, capture_output=True)
@@ -263,6 +299,13 @@ def main() -> None:
             kinds = [
                 ("(a) Apache+TLS, body read and discarded", "a", discard, dproc, list),
                 ("(b) SFTP write path from memory, no HTTP", "b", sftp_only, None, lambda: [os.getpid()]),
+                (
+                    "(b) the same with paramiko's SFTPFile.write",
+                    "b",
+                    sftp_paramiko,
+                    None,
+                    lambda: [os.getpid()],
+                ),
                 ("(c) scp", "c", scp, None, lambda: processes_with(f"ssh: {control} [mux]")),
                 (
                     "(d) the service through mod_wsgi",
@@ -273,15 +316,26 @@ def main() -> None:
                 ),
                 ("(d) the service through waitress", "d", through(waitress), wproc, lambda: [wproc.pid]),
             ]
+            if baseline is not None:
+                kinds.append(
+                    (
+                        f"(d) the baseline ({args.baseline_root}) through mod_wsgi",
+                        "d",
+                        through(baseline),
+                        baseline.process,
+                        lambda: descendants(baseline.process.pid),
+                    )
+                )
             kinds = [kind for kind in kinds if kind[1] in kinds_wanted]
-            for server in (service, waitress):
+            for server in (service, waitress, *([baseline] if baseline else [])):
                 server.get(files_url(path=work))  # the service's SSH connections, made beforehand
             rates: dict[str, list[float]] = {kind[0]: [] for kind in kinds}
             cpu: dict[str, list[tuple[float, ...]]] = {kind[0]: [] for kind in kinds}
             for _ in range(args.rounds):
                 for label, _, run, server, clients in kinds:
                     pids = {
-                        "server": descendants(server.pid) if server else [],
+                        "tls": [pid for pid in descendants(server.pid) if not is_app(pid)] if server else [],
+                        "app": [pid for pid in descendants(server.pid) if is_app(pid)] if server else [],
                         "cluster": sshd_of(clients(), port),
                         "ssh": processes_with(f"ssh: {control} [mux]") if label == "(c) scp" else [],
                     }
@@ -295,7 +349,7 @@ def main() -> None:
                     pids["cluster"] = sorted(set(pids["cluster"]) | set(sshd_of(clients(), port)))
                     after = {key: cpu_by_pid(value) for key, value in pids.items()}
                     rates[label].append(size / MiB / elapsed)
-                    used = tuple(spent(before[key], after[key]) for key in ("server", "cluster", "ssh"))
+                    used = tuple(spent(before[key], after[key]) for key in ("tls", "app", "cluster", "ssh"))
                     cpu[label].append((own, *used, busy))
             scp_label = "(c) scp"
             scp_rate = statistics.median(rates[scp_label]) if scp_label in rates else float("nan")
@@ -304,13 +358,13 @@ def main() -> None:
                 f"load before: {' '.join(load_before)}\n"
             )
             print(
-                "| kind | MiB/s | x scp | CPU s per upload: this process, server, cluster (alice), "
+                "| kind | MiB/s | x scp | CPU s per upload: this process, Apache (TLS), WSGI app, cluster, "
                 "scp's ssh, machine | every run (MiB/s) |"
             )
             print("|---|---|---|---|---|")
             for label, *_ in kinds:
                 rate = statistics.median(rates[label])
-                medians = [statistics.median(c[i] for c in cpu[label]) for i in range(5)]
+                medians = [statistics.median(c[i] for c in cpu[label]) for i in range(6)]
                 print(
                     f"| {label} | {rate:.0f} | {rate / scp_rate:.2f} | "
                     + " / ".join(f"{s:.2f}" for s in medians)

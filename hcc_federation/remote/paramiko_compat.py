@@ -383,9 +383,10 @@ def forget_handle(handle: SFTPFile) -> None:
     handle._closed = True
 
 
-# WRITEs left unanswered before send_writes stops to read the oldest answer: 16 of 255 KiB (4 MiB)
-# is twice what sshd's 2 MiB channel window lets through at once, so the cluster never waits for us.
-WRITES_IN_FLIGHT = 16
+# Bytes of WRITEs left unanswered before send_writes stops to read the oldest answer: twice what
+# sshd's 2 MiB channel window lets through at once, so the cluster never waits for us (16 WRITEs of
+# OpenSSH's 255 KiB; 128 of 32 KiB on a server that does not state its limit).
+WRITES_IN_FLIGHT_BYTES = 4 * 1024 * 1024
 _WRITE_HEADER = struct.Struct(">IBII")  # length, SSH_FXP_WRITE, request id, the handle's length
 _WRITE_OFFSET = struct.Struct(">QI")  # offset, the data's length
 
@@ -415,7 +416,7 @@ def send_writes(handle: SFTPFile, offset: int, data: bytes | memoryview) -> int:
     that thread, which the shared machine's noise can hide (one bench_upload_floors.py run showed
     the reverse); what is left is per SSH packet (8,192 of sshd's 32 KiB for 256 MiB): paramiko's
     Message and Packetizer in Python, AES-GCM, the socket.
-    The answers are read as they arrive, and the oldest awaited past ``WRITES_IN_FLIGHT``
+    The answers are read as they arrive, and the oldest awaited past ``WRITES_IN_FLIGHT_BYTES``
     (a failure raises there, as paramiko's ``_read_response`` does); ``finish_pipelined_writes``
     reads the rest. The requests are registered in ``handle._reqs`` as paramiko's own, so its
     ``close()`` also reads what is left after a failure.
@@ -424,6 +425,7 @@ def send_writes(handle: SFTPFile, offset: int, data: bytes | memoryview) -> int:
     channel: paramiko.Channel = sftp.sock
     view = memoryview(data).cast("B")
     step = write_request_size(sftp)
+    in_flight = max(WRITES_IN_FLIGHT_BYTES // step, 1)
     pending = handle._reqs
     for start in range(0, len(view), step):
         piece = view[start : start + step]
@@ -436,7 +438,7 @@ def send_writes(handle: SFTPFile, offset: int, data: bytes | memoryview) -> int:
         first = max(channel.out_max_packet_size - 64 - len(header), 0)
         _send_all(channel, b"".join((header, piece[:first])))
         _send_all(channel, piece[first:])
-        while pending and (len(pending) > WRITES_IN_FLIGHT or channel.recv_ready()):
+        while pending and (len(pending) > in_flight or channel.recv_ready()):
             kind, _ = sftp._read_response(pending.popleft())
             if kind != CMD_STATUS:
                 raise paramiko.SFTPError("expected a status for a WRITE")

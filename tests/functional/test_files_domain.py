@@ -290,9 +290,10 @@ def test_uploads_send_writes_as_large_as_the_server_takes(alice, scratch, monkey
 def test_a_large_upload_arrives_intact_through_writes_sent_into_the_channel(alice, scratch):
     # send_writes puts WRITEs into the channel itself (memoryview slices, the header joined to the
     # first packet, answers read as they come): 24 MiB is twelve times sshd's 2 MiB window, so the
-    # writer waits for it, and more than WRITES_IN_FLIGHT answers are awaited on the way. Chunks of
-    # every shape: bytes, bytearray, memoryview, a byte, a WRITE's size and one byte either side.
-    from hcc_federation.remote.paramiko_compat import WRITES_IN_FLIGHT, write_request_size
+    # writer waits for it, and six times WRITES_IN_FLIGHT_BYTES (the most of WRITEs that may await
+    # their answers at once). Chunks of every shape: bytes, bytearray, memoryview, a byte, a WRITE's
+    # size and one byte either side.
+    from hcc_federation.remote.paramiko_compat import WRITES_IN_FLIGHT_BYTES, write_request_size
 
     size = write_request_size(alice.sftp)
     data = os.urandom(24 * 1024 * 1024 + 5)
@@ -300,7 +301,7 @@ def test_a_large_upload_arrives_intact_through_writes_sent_into_the_channel(alic
     pieces = [data[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
     kinds = [bytes, bytearray, memoryview]
     chunks = [kinds[i % 3](piece) for i, piece in enumerate(pieces)]
-    assert len(data) // size > 4 * WRITES_IN_FLIGHT
+    assert len(data) > 4 * WRITES_IN_FLIGHT_BYTES
     path = f"{scratch}/large.bin"
     _, meta = files.write_file(alice.sftp, path, chunks, run=alice.run)
     assert meta["size"] == len(data)

@@ -410,12 +410,12 @@ def send_writes(handle: SFTPFile, offset: int, data: bytes | memoryview) -> int:
     about four copies of every byte of a 255 KiB WRITE), then each packet is sliced and copied
     into its own Message. Here a WRITE's header goes out with the first packet of its data, and
     the data in ``memoryview`` slices that ``Channel.send`` copies once into each packet. 256 MiB
-    from memory over the pool's connection, both ways in turns (three runs of 5-8 each, load
-    average 7-19 on the 2 shared cores): medians of 0.35/0.44/0.48 s of CPU in the writing thread
-    instead of 0.41/0.53/0.50 s, 138/75/50 MiB/s instead of 109/58/49. A gain of about a tenth of
-    that thread, which the shared machine's noise can hide (one bench_upload_floors.py run showed
-    the reverse); what is left is per SSH packet (8,192 of sshd's 32 KiB for 256 MiB): paramiko's
-    Message and Packetizer in Python, AES-GCM, the socket.
+    from memory over the pool's connection, both ways in turns (four runs of 5-8 each, load
+    average 7-19 on the 2 shared cores): medians of 0.35/0.44/0.48/0.35 s of CPU in the writing
+    thread instead of 0.41/0.53/0.50/0.38 s, 138/75/50/106 MiB/s instead of 109/58/49/98. A small
+    gain, which the shared machine's noise can hide (bench/README.md, bench_upload_floors.py); what
+    is left is per SSH packet (8,192 of sshd's 32 KiB for 256 MiB): paramiko's Message and
+    Packetizer in Python, AES-GCM, the socket.
     The answers are read as they arrive, and the oldest awaited past ``WRITES_IN_FLIGHT_BYTES``
     (a failure raises there, as paramiko's ``_read_response`` does); ``finish_pipelined_writes``
     reads the rest. The requests are registered in ``handle._reqs`` as paramiko's own, so its

@@ -209,7 +209,11 @@ HOSTING_PATH = Path(ENDPOINTS["state_dir"]) / "hosting.json"
 
 @contextlib.contextmanager
 def apache(
-    app_settings: dict[str, str], processes: int = 1, threads: int = 16, root: Path = ROOT
+    app_settings: dict[str, str],
+    processes: int = 1,
+    threads: int = 16,
+    root: Path = ROOT,
+    script: str | None = None,
 ) -> Iterator[tuple[int, subprocess.Popen]]:
     """An Apache mod_wsgi of its own serving the checkout ``root``, as the test bed hosts the service:
     the bed's template (scripts/testbed/templates/apache2.conf of this checkout), its TLS certificate,
@@ -217,7 +221,9 @@ def apache(
     loopback port, with its own run and log directories in a temp dir: (port, the Apache process)
     once it answers. The bed's own Apache (serving the installed copy) is not touched. ``root`` comes
     first on the daemon's sys.path, so it serves this checkout's code with the venv's packages. The
-    settings need a registry the service user can reach (``mysql_registry()``) and files it can read."""
+    settings need a registry the service user can reach (``mysql_registry()``) and files it can read.
+    ``script``: the source of another WSGI script to serve in the same Apache instead of the service
+    (it must answer ``GET /api/v1/health`` with 200), e.g. an app that only reads request bodies."""
     hosting = json.loads(HOSTING_PATH.read_text())
     port = free_port()
     state = ENDPOINTS["state_dir"]
@@ -232,10 +238,12 @@ def apache(
         ini.write_text("\n".join(lines) + "\n")
         shutil.chown(ini, hosting["user"], hosting["user"])
         os.chmod(ini, 0o600)
-        script = base / "bench.wsgi"
-        script.write_text(
+        wsgi_file = base / "bench.wsgi"
+        wsgi_file.write_text(
             f"import os, sys\nsys.path.insert(0, {str(root)!r})\nos.environ['HCC_INI'] = {str(ini)!r}\n"
             "from hcc_federation.wsgi import application  # noqa: E402,F401\n"
+            if script is None
+            else script
         )
         template = (ROOT / "scripts/testbed/templates/apache2.conf").read_text()
         values = {
@@ -245,7 +253,7 @@ def apache(
             "APACHE_PORT": str(port),
             "SERVICE_USER": hosting["user"],
             "SERVICE_VENV": hosting["venv"],
-            "WSGI_SCRIPT": str(script),
+            "WSGI_SCRIPT": str(wsgi_file),
         }
         for key, value in values.items():
             template = template.replace(f"@{key}@", value)

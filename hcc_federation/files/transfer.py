@@ -21,8 +21,8 @@ from hcc_federation.remote.paramiko_compat import (
     finish_pipelined_writes,
     forget_handle,
     open_exclusive,
+    send_writes,
     sftp_extended,
-    write_request_size,
 )
 
 from .errors import (
@@ -238,16 +238,13 @@ def write_file(
     storing = True
     try:
         with _closing_unless_link_failed(handle, path):
-            # Pipelined: paramiko sends WRITEs without waiting for each status, one round trip each.
-            handle.set_pipelined(True)
-            # WRITEs as large as the server takes (paramiko splits a chunk into WRITEs of at most
-            # this size; upload.UPLOAD_CHUNK reads request bodies in pieces of OpenSSH's own limit)
-            handle.MAX_REQUEST_SIZE = write_request_size(sftp)
+            # Pipelined WRITEs (no wait for each status) as large as the server takes, sent without
+            # paramiko's copies (send_writes); upload.UPLOAD_CHUNK reads request bodies in pieces of
+            # OpenSSH's own limit, so that each piece goes out as one WRITE
             for data in chunks:
-                written += len(data)
-                if max_bytes is not None and written > max_bytes:
+                if max_bytes is not None and written + len(data) > max_bytes:
                     raise PayloadTooLarge(f"the upload is larger than {max_bytes} bytes", path=path)
-                handle.write(data)
+                written = send_writes(handle, written, data)
             finish_pipelined_writes(handle)
         # Belt and braces, as paramiko's own putfo(confirm=True) does: the size must be what we sent.
         stored_attr = sftp.stat(temp)

@@ -262,28 +262,71 @@ def test_write_then_read_ranges(alice, scratch):
 def test_uploads_send_writes_as_large_as_the_server_takes(alice, scratch, monkeypatch):
     # OpenSSH's sftp-server states 261,120 bytes (limits@openssh.com); paramiko's 32 KiB WRITEs made a
     # 256 MiB upload 8,192 requests, each split by the channel's 32 KiB packets into a full one and a
-    # sliver. A chunk goes out in WRITEs of that size, its tail in one more (never held back).
-    from paramiko.sftp import CMD_WRITE
-
+    # sliver. A chunk goes out in WRITEs of that size, its tail in one more (never held back), at
+    # the offsets that follow each other.
+    from hcc_federation.remote import paramiko_compat
     from hcc_federation.remote.paramiko_compat import write_request_size
 
     size = write_request_size(alice.sftp)
     assert size == 261_120
     writes = []
-    original = type(alice.sftp)._async_request
+    original = paramiko_compat.write_header
 
-    def recording(self, fileobj, t, *args):
-        if t == CMD_WRITE:
-            writes.append(len(args[-1]))
-        return original(self, fileobj, t, *args)
+    def recording(request, handle, offset, length):
+        writes.append((offset, length))
+        return original(request, handle, offset, length)
 
-    monkeypatch.setattr(type(alice.sftp), "_async_request", recording)
+    monkeypatch.setattr(paramiko_compat, "write_header", recording)
     data = os.urandom(2 * (2 * size + 100) + size)
     path = f"{scratch}/large-writes.bin"
     chunks = [data[: 2 * size + 100], data[2 * size + 100 : 4 * size + 200], data[4 * size + 200 :]]
     _, meta = files.write_file(alice.sftp, path, chunks, run=alice.run)
-    assert writes == [size, size, 100, size, size, 100, size]
+    assert [length for _, length in writes] == [size, size, 100, size, size, 100, size]
+    assert [offset for offset, _ in writes] == [
+        0,
+        size,
+        2 * size,
+        *(2 * size + 100 + o for o in (0, size, 2 * size)),
+        4 * size + 200,
+    ]
     assert meta["size"] == len(data) and read_all(alice, path) == data
+
+
+def test_a_large_upload_arrives_intact_through_writes_sent_into_the_channel(alice, scratch):
+    # send_writes puts WRITEs into the channel itself (memoryview slices, the header joined to the
+    # first packet, answers read as they come): 24 MiB is twelve times sshd's 2 MiB window, so the
+    # writer waits for it, and six times WRITES_IN_FLIGHT_BYTES (the most of WRITEs that may await
+    # their answers at once). Chunks of every shape: bytes, bytearray, memoryview, a byte, a WRITE's
+    # size and one byte either side.
+    from hcc_federation.remote.paramiko_compat import WRITES_IN_FLIGHT_BYTES, write_request_size
+
+    size = write_request_size(alice.sftp)
+    data = os.urandom(24 * 1024 * 1024 + 5)
+    cuts = [0, 1, size, 2 * size - 1, 3 * size + 1, 3 * size + 2, 4 * 1024 * 1024 + 7, len(data)]
+    pieces = [data[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+    kinds = [bytes, bytearray, memoryview]
+    chunks = [kinds[i % 3](piece) for i, piece in enumerate(pieces)]
+    assert len(data) > 4 * WRITES_IN_FLIGHT_BYTES
+    path = f"{scratch}/large.bin"
+    _, meta = files.write_file(alice.sftp, path, chunks, run=alice.run)
+    assert meta["size"] == len(data)
+    out = alice.run(["sha256sum", "--", path]).stdout.split()[0].decode()
+    assert out == hashlib.sha256(data).hexdigest()
+    # every answer was read: the session is fit for the pool to keep
+    assert not alice.sftp._expecting
+
+    # a failure after many WRITEs in flight leaves no file, and no answer awaited either
+    class ClientWentAway(Exception):
+        pass
+
+    def cut_off() -> Iterator[bytes]:
+        yield data[: 8 * 1024 * 1024]
+        raise ClientWentAway
+
+    with pytest.raises(ClientWentAway):
+        files.write_file(alice.sftp, f"{scratch}/cut.bin", cut_off())
+    assert not alice.sftp._expecting
+    assert names_in(alice, scratch) == {"large.bin"}
 
 
 def test_replace_keeps_mode_and_if_match(alice, scratch):

@@ -88,3 +88,22 @@ def test_name_entries_read_what_paramiko_reads():
     bad.add_int(0)
     with pytest.raises(UnicodeDecodeError):
         list(_name_entries(bad.asbytes(), 1))
+
+
+@pytest.mark.parametrize("length", [0, 1, 261_120])
+def test_a_write_header_is_what_paramiko_sends_before_the_data(length):
+    # paramiko's SFTPClient._async_request + BaseSFTP._send_packet for the same WRITE, data included
+    import struct
+
+    from paramiko.message import Message
+    from paramiko.sftp import CMD_WRITE, int64
+
+    handle, offset, data = b"\x00\x01handle", 5 * 2**32 + 7, b"d" * length
+    msg = Message()
+    msg.add_int(42)
+    msg.add_string(handle)
+    msg.add_int64(int64(offset))
+    msg.add_string(data)
+    payload = msg.asbytes()
+    expected = struct.pack(">I", len(payload) + 1) + bytes([CMD_WRITE]) + payload
+    assert paramiko_compat.write_header(42, handle, offset, length) + data == expected

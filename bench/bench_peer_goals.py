@@ -50,6 +50,7 @@ from common import (
     apache,
     children_cpu_s,
     close_master,
+    deployed_server_options,
     mysql_registry,
     proc_figures,
     pserve,
@@ -65,7 +66,8 @@ from hcc_federation.jobs.validation import validate_since
 
 ALPHA = ENDPOINTS["clusters"]["alpha"]
 MiB = 1024 * 1024
-SERVER = {"max_request_body_size": "4294967296"}
+# waitress as production.ini sets it up (its output buffer per connection: see common.py)
+SERVER = deployed_server_options()
 SETTINGS = {"hcc.cluster.alpha.command_timeout": "120"}
 # The rows --rows can pick, as the docstring numbers them (throughput gives rows 4 and 5 together).
 ROWS = ("ls", "detail", "jobs", "throughput", "whole", "upload", "cores", "rss")

@@ -16,12 +16,13 @@ M_ARENA_MAX = -8
 # chunks the file streams use, so those stay in the heap and are reused (256 KiB cost 10-25% of the
 # download throughput in page faults here; 1 MiB did not measurably).
 MMAP_THRESHOLD = 1024 * 1024
-# At most this many malloc arenas (glibc's default: one per thread that meets contention, up to
-# 8 per core). Each arena keeps the free chunks that the downloads run by its threads left (paramiko
-# buffers, 256 KiB chunks, waitress's output buffer below the threshold), about 1.5 MiB a waitress
-# thread: with 16 threads, twenty 256 MiB downloads took a pserve from 95 to 124 MiB and still
-# climbing, as the requests went round the threads; with 2 arenas it stayed at 97-100 MiB (bench/
-# bench_memory.py). Python holds the GIL for most of its work, so threads seldom wait for an arena.
+# At most this many malloc arenas (glibc's default: a new one for each thread, up to 8 per core).
+# Each arena keeps the free chunks that the downloads run by its threads left (paramiko buffers,
+# 256 KiB chunks, waitress's output buffer below the threshold), about 1.5 MiB a waitress thread:
+# with 16 threads, sixteen 256 MiB downloads took a pserve from 94 to 121 MiB and still climbing,
+# as the requests went round the threads; with 2 arenas it stayed at 97-102 MiB, at the same
+# throughput (bench/bench_memory.py). Python holds the GIL for most of its work, so threads seldom
+# wait for an arena (listings per second were the same within the noise).
 ARENA_MAX = 2
 # An admin who tunes malloc through the environment keeps what they chose.
 _ADMIN_TUNABLES = (

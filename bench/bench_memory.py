@@ -5,15 +5,19 @@ logs in as alice and runs ``--rounds`` rounds of one 100 MiB download (GET /file
 `dd` on an exec channel) and one 100 MiB upload (PUT /files/content, SFTP writes) on alpha, one after
 the other, printing the server's VmRSS after each round (from /proc/<pid>/status). Variants differ
 only in the server's environment, so they tell glibc malloc's part from the code's:
-- ``default``: as deployed (no MALLOC_* variable: the service pins glibc's mmap threshold itself,
-  see hcc_federation/memory.py; any MALLOC_* variable makes it leave malloc alone);
-- ``arenas2``: MALLOC_ARENA_MAX=2 (one malloc arena per thread by default, up to 8 per core);
+- ``default``: as deployed (no MALLOC_* variable: the service pins glibc's mmap threshold and caps
+  its arenas at 2 itself, see hcc_federation/memory.py; any MALLOC_* variable or glibc.malloc
+  tunable makes it leave malloc alone);
+- ``perthread``: the mmap threshold pinned as the service pins it, but glibc's own arena count (one
+  per thread that meets contention, up to 8 per core): what the service did before capping arenas;
 - ``mmap256k``: MALLOC_MMAP_THRESHOLD_=262144 (a fixed threshold: blocks of 256 KiB and more are
   always mmap()ed and given back to the kernel on free, instead of the dynamic threshold that rises
   to the size of the first freed mmapped block and keeps later blocks in the heap of each arena).
+waitress runs with production.ini's options (its output buffer per connection: 2 MiB).
 
 Run as root with the test bed up:
-    .venv/bin/python bench/bench_memory.py [--rounds 20] [--size-mib 100] [--variants default arenas2]
+    .venv/bin/python bench/bench_memory.py [--rounds 20] [--size-mib 100] [--variants default perthread]
+        [--only download]
 """
 
 from __future__ import annotations
@@ -29,16 +33,25 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 # bench/ is on sys.path as the running script's directory: see common.py
-from common import USERS, Client, PatternBody, mysql_registry, proc_figures, pserve, settings
+from common import (
+    USERS,
+    Client,
+    PatternBody,
+    deployed_server_options,
+    mysql_registry,
+    proc_figures,
+    pserve,
+    settings,
+)
 
 MiB = 1024 * 1024
 THREADS = 16
-# waitress refuses bodies over 1 GiB by default (the service has its own limit); the output buffer
-# per connection as production.ini sets it (--server-option outbuf_high_watermark=16777216: waitress's)
-SERVER = {"max_request_body_size": "4294967296", "outbuf_high_watermark": "2097152"}
+# waitress as production.ini sets it up: its output buffer per connection is 2 MiB there
+# (--server-option outbuf_high_watermark=16777216: waitress's default)
+SERVER = deployed_server_options()
 VARIANTS = {
     "default": {},
-    "arenas2": {"MALLOC_ARENA_MAX": "2"},
+    "perthread": {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1048576"},
     "mmap256k": {"MALLOC_MMAP_THRESHOLD_": "262144"},
 }
 

@@ -22,7 +22,8 @@ Rows (cluster alpha; alice unless said):
 7b. all cores: listings per second of 10 clients through this checkout under Apache mod_wsgi with
    processes=1 threads=16 and processes=2 threads=8 (and the CPU of its daemons per request), and
    through the bed's HAProxy over its two replicas against one replica (the installed copy), if up;
-8. the server's RSS after `--transfers` downloads of `--size-mib` each.
+8. the server's RSS after `--transfers` downloads of `--size-mib` each, this checkout's and the
+   baseline's, in turns (each has served the rows run before).
 The machine is shared: run it a few times and read the medians together with the load printed.
 
 Run as root with the test bed up:  .venv/bin/python bench/bench_peer_goals.py [--quick]
@@ -55,6 +56,7 @@ from common import (
     apache,
     children_cpu_s,
     close_master,
+    deployed_server_options,
     mysql_registry,
     proc_figures,
     pserve,
@@ -71,7 +73,8 @@ from hcc_federation.settings import ClusterSettings, default
 
 ALPHA = ENDPOINTS["clusters"]["alpha"]
 MiB = 1024 * 1024
-SERVER = {"max_request_body_size": "4294967296"}
+# waitress as production.ini sets it up (its output buffer per connection: see common.py)
+SERVER = deployed_server_options()
 SETTINGS = {"hcc.cluster.alpha.command_timeout": "120"}
 # seconds the "now" server keeps a caller's cluster detail (the default)
 KEPT = default(ClusterSettings, "detail_cache")
@@ -564,19 +567,33 @@ def main() -> None:
                         ["sh", "-c", 'head -c "$1" /dev/urandom > "$2"', "sh", str(size), f"{work}/up.bin"],
                         control["alice"],
                     )
-                start = vm_kib(now.process.pid, "VmRSS")[0] / 1024
-                rss = []
+                # each download from this checkout, then one from the baseline, in turns
+                rss: dict[str, list[float]] = {"now": [], "before": []}
+                start = {s.label: vm_kib(s.process.pid, "VmRSS")[0] / 1024 for s in (now, base)}
                 for _ in range(args.transfers):
-                    download(now, f"{work}/up.bin", size)
-                    rss.append(vm_kib(now.process.pid, "VmRSS")[0] / 1024)
-                early = rss[min(2, len(rss) - 1)]
+                    for server in (now, base):
+                        download(server, f"{work}/up.bin", size)
+                        rss[server.label].append(vm_kib(server.process.pid, "VmRSS")[0] / 1024)
+
+                def rss_figures(label: str) -> tuple[str, str]:
+                    after = rss[label]
+                    early = after[min(2, len(after) - 1)]
+                    return (
+                        f"{after[-1]:.0f} MiB",
+                        f"before them: {start[label]:.0f} MiB; after 3: {early:.0f} MiB",
+                    )
+
+                final, detail = rss_figures("now")
                 row(
                     f"RSS after {args.transfers} x {args.size_mib} MiB downloads",
-                    f"{rss[-1]:.0f} MiB",
-                    f"before them: {start:.0f} MiB; after 3: {early:.0f} MiB",
+                    final,
+                    detail,
                     None,
                     "<= 150 MB, flat",
                 )
+                final, detail = rss_figures("before")
+                row("  (before)", final, detail, None, "")
+                print(f"|  (after each, MiB) | {fmt_runs(rss)} | | | |", flush=True)
         finally:
             ssh_run("alpha", "alice", ["rm", "-r", "-f", "--", work], control["alice"])
             for user in users:

@@ -10,6 +10,7 @@ sys.path in turn, so that `hcc_federation` imports from the checkout even where 
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import http.client
 import json
@@ -161,6 +162,20 @@ def in_process(app_settings: dict[str, str], threads: int = 4) -> Iterator[tuple
         server.close()
 
 
+def deployed_server_options(**overrides: str) -> dict[str, str]:
+    """waitress's options from production.ini's [server:main] (not where it listens, nor its thread
+    count, which ``pserve`` takes): a bench server buffers output as a deployed one does. Without
+    this one bench ran with waitress's 16 MiB ``outbuf_high_watermark``, and each keep-alive
+    connection that had served a download kept up to 16 MiB of it (waitress never prunes an output
+    buffer that stays under ``outbuf_overflow``, so it grows to the watermark however fast the
+    client reads)."""
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(ROOT / "production.ini")
+    skipped = {"use", "listen", "threads"}
+    options = {k: v for k, v in ini["server:main"].items() if k not in skipped}
+    return {**options, **overrides}
+
+
 @contextlib.contextmanager
 def pserve(
     app_settings: dict[str, str],
@@ -182,6 +197,9 @@ def pserve(
         lines += ["", "[server:main]", "use = egg:waitress#main", f"listen = 127.0.0.1:{port}"]
         lines += [f"threads = {threads}"]
         lines += [f"{k} = {v}" for k, v in (server_options or {}).items()]
+        # it holds the registry's password: with a MariaDB registry the service refuses an ini that
+        # other users can read (hcc_federation/deployment.py)
+        ini.touch(mode=0o600)
         ini.write_text("\n".join(lines) + "\n")
         environ = {**os.environ, "PYTHONPATH": str(root), **(env or {})}
         # BENCH_SERVER_LOG=FILE keeps the server's output (its log) for a look after the run

@@ -109,10 +109,19 @@ class ListingSnapshots:
             key = (id(owner), path)
             if key in self._snapshots:
                 self._drop(key)
-            self._snapshots[key] = (owner, self._clock(), version, rows)
+            # expired snapshots go now, not only when their own key is asked again: after a burst
+            # of large listings nobody pages on, they held up to MAX_ROWS rows (about 47 MiB) and
+            # their connections for good (the RSS bench's finding, issue 14)
+            now = self._clock()
+            for old in [k for k, kept in self._snapshots.items() if not 0 <= now - kept[1] < self.ttl]:
+                self._drop(old)
+            self._snapshots[key] = (owner, now, version, rows)
             self._rows += len(rows)
             while self._rows > self.MAX_ROWS:
                 self._drop(next(iter(self._snapshots)))
+
+    def __len__(self) -> int:
+        return len(self._snapshots)
 
     def _drop(self, key: tuple[int, str]) -> None:
         self._rows -= len(self._snapshots.pop(key)[3])

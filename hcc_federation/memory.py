@@ -53,6 +53,19 @@ def admin_tuned_malloc() -> bool:
     )
 
 
+def _set_unless_admin_tuned(param: int, value: int, refused: str) -> bool:
+    """mallopt(param, value) unless the admin tuned malloc; whether it was set (``refused`` logged if not)."""
+    if admin_tuned_malloc():
+        return False
+    mallopt = _mallopt()
+    if mallopt is None:
+        return False
+    done = bool(mallopt(param, value))
+    if not done:
+        log.info(refused)
+    return done
+
+
 def pin_malloc_thresholds() -> bool:
     """Fix glibc's mmap threshold (and with it the trim threshold) instead of letting them grow.
 
@@ -66,15 +79,11 @@ def pin_malloc_thresholds() -> bool:
     (145 MiB), and malloc_trim(0) after each download did nothing (it does not shrink the top of a
     thread's heap). Returns whether the threshold was set (not on a C library without mallopt).
     """
-    if admin_tuned_malloc():
-        return False
-    mallopt = _mallopt()
-    if mallopt is None:
-        return False
-    done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
-    if not done:
-        log.info("mallopt(M_MMAP_THRESHOLD) refused: RSS may grow after large transfers")
-    return done
+    return _set_unless_admin_tuned(
+        M_MMAP_THRESHOLD,
+        MMAP_THRESHOLD,
+        "mallopt(M_MMAP_THRESHOLD) refused: RSS may grow after large transfers",
+    )
 
 
 def cap_malloc_arenas(arenas: int = ARENA_MAX) -> bool:
@@ -84,15 +93,9 @@ def cap_malloc_arenas(arenas: int = ARENA_MAX) -> bool:
     the arenas; under mod_wsgi a request thread that already has an arena of its own keeps it, the
     later ones share. Returns whether the cap was set.
     """
-    if admin_tuned_malloc():
-        return False
-    mallopt = _mallopt()
-    if mallopt is None:
-        return False
-    done = bool(mallopt(M_ARENA_MAX, arenas))
-    if not done:
-        log.info("mallopt(M_ARENA_MAX) refused: RSS may grow with each server thread")
-    return done
+    return _set_unless_admin_tuned(
+        M_ARENA_MAX, arenas, "mallopt(M_ARENA_MAX) refused: RSS may grow with each server thread"
+    )
 
 
 def includeme(config) -> None:

@@ -103,7 +103,8 @@ def spent(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
-def descendants(pid: int) -> list[int]:
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process (from /proc)."""
     parents = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -111,7 +112,12 @@ def descendants(pid: int) -> list[int]:
                 parents[int(entry)] = int(
                     Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()[1]
                 )
-    found = {pid}
+    return parents
+
+
+def _with_descendants(roots: set[int], parents: dict[int, int]) -> list[int]:
+    """``roots`` and every process below them in ``parents``, sorted."""
+    found = set(roots)
     grew = True
     while grew:
         grew = False
@@ -120,6 +126,10 @@ def descendants(pid: int) -> list[int]:
                 found.add(child)
                 grew = True
     return sorted(found)
+
+
+def descendants(pid: int) -> list[int]:
+    return _with_descendants({pid}, _parents())
 
 
 def _socket_inodes(pid: int) -> set[str]:
@@ -155,25 +165,9 @@ def sshd_of(clients: list[int], ssh_port: int) -> list[int]:
     held = set().union(*(_socket_inodes(pid) for pid in clients)) if clients else set()
     ports = {local for local, remote, inode in tcp if inode in held and remote == ssh_port}
     served = {inode for local, remote, inode in tcp if local == ssh_port and remote in ports}
-    parents: dict[int, int] = {}
-    holders = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                parents[int(entry)] = int(
-                    Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()[1]
-                )
-                if served and _socket_inodes(int(entry)) & served:
-                    holders.append(int(entry))
-    found = set(holders)
-    grew = True
-    while grew:
-        grew = False
-        for pid, parent in parents.items():
-            if parent in found and pid not in found:
-                found.add(pid)
-                grew = True
-    return sorted(found)
+    parents = _parents()
+    holders = {pid for pid in parents if served and _socket_inodes(pid) & served}
+    return _with_descendants(holders, parents)
 
 
 def is_app(pid: int) -> bool:

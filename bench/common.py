@@ -176,6 +176,16 @@ def deployed_server_options(**overrides: str) -> dict[str, str]:
     return {**options, **overrides}
 
 
+def stop_process(process: subprocess.Popen, grace: float) -> None:
+    """SIGTERM, ``grace`` seconds to exit, then SIGKILL."""
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 @contextlib.contextmanager
 def pserve(
     app_settings: dict[str, str],
@@ -212,12 +222,7 @@ def pserve(
             wait_for_port(port, process)
             yield port, process
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+            stop_process(process, grace=10)
             if log_path:
                 output.close()
 
@@ -302,12 +307,7 @@ def apache(
             yield port, process
         finally:
             # SIGTERM: Apache stops its workers and the WSGI daemon processes, then exits
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+            stop_process(process, grace=20)
             if os.environ.get("BENCH_SERVER_LOG"):
                 with open(os.environ["BENCH_SERVER_LOG"], "a") as out:
                     out.write((log / "apache2-error.log").read_text())
